@@ -1,0 +1,5 @@
+import sys
+
+from netvisor.cli import main
+
+sys.exit(main())
