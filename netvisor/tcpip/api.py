@@ -28,9 +28,11 @@ passed in as ``now``; nothing here reads a clock.
 from __future__ import annotations
 
 import ipaddress
-import random
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # the core only receives a Random; it never makes one
+    import random
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SockAddr = tuple[Any, ...]
