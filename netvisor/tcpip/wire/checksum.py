@@ -13,7 +13,9 @@ the receiving layer, driven by ``Frame.csum_valid``; this module only computes.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
+import struct
 from typing import Final
 
 _MASK16: Final = 0xFFFF
@@ -67,3 +69,42 @@ def pseudo_header_sum(src: ipaddress.IPv4Address | ipaddress.IPv6Address,
                       protocol: int, length: int) -> int:
     """Partial sum of the IPv4 (RFC 793 3.1) or IPv6 (RFC 8200 8.1) pseudo-header."""
     return _partial_sum_py(src.packed + dst.packed, protocol + length)
+
+
+class ChecksumMode(enum.Enum):
+    """How ``emit`` fills a transport checksum field."""
+
+    FULL = "full"
+    """Compute the complete checksum (pseudo-header + header + payload)."""
+    PARTIAL = "partial"
+    """Write only the folded, uncomplemented pseudo-header sum; the NIC
+    completes it over csum_start..end (virtio VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    Linux CHECKSUM_PARTIAL: ``th->check = ~tcp_v4_check(len, s, d, 0)``)."""
+    NONE = "none"
+    """Write 0: "no checksum", legal only for UDP over IPv4 (RFC 768)."""
+
+
+def fill_checksum(buf: bytearray | memoryview, start: int, length: int, field: int,
+                  pseudo_sum: int, mode: ChecksumMode, *, zero_is_ffff: bool = False) -> int:
+    """Fill the 16-bit checksum at ``buf[field:field+2]`` of the message ``buf[start:start+length]``.
+
+    ``pseudo_sum`` is a partial sum (``pseudo_header_sum``, or 0 where there is
+    no pseudo-header). ``zero_is_ffff``: a computed 0 is sent as 0xFFFF (UDP,
+    RFC 768: 0 would mean "no checksum"). Returns the value written.
+    """
+    if mode is ChecksumMode.NONE:
+        value = 0
+    elif mode is ChecksumMode.PARTIAL:
+        value = fold(pseudo_sum)
+    else:
+        struct.pack_into("!H", buf, field, 0)
+        value = ~fold(partial_sum(memoryview(buf)[start:start + length], pseudo_sum)) & _MASK16
+        if value == 0 and zero_is_ffff:
+            value = _MASK16
+    struct.pack_into("!H", buf, field, value)
+    return value
+
+
+def verify(data: bytes | bytearray | memoryview, pseudo_sum: int = 0) -> bool:
+    """True when ``data`` (checksum field included) sums to 0xFFFF with ``pseudo_sum``."""
+    return fold(partial_sum(data, pseudo_sum)) == _MASK16
