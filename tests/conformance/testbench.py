@@ -382,6 +382,10 @@ def seq_diff(a: int, b: int) -> int:
     return d - (1 << 32) if d >= 1 << 31 else d
 
 
+# An abort's RST may carry ACK or not (RFC 9293 3.10.7); accept both where so.
+RST = ("R", "RA")
+
+
 def _flagset(flags: str | int) -> set[str]:
     if isinstance(flags, int):
         return {c for i, c in enumerate("FSRPAUEC") if flags & (1 << i)}
@@ -449,7 +453,7 @@ class TCPConn:
         return (TCP in p and self.tb.from_dut(p, self.family)
                 and (self.dport == 0 or p[TCP].sport == self.dport) and p[TCP].dport == self.sport)
 
-    def match(self, p: Packet, flags: str | None = None, seq: int | None = None,
+    def match(self, p: Packet, flags: str | Sequence[str] | None = None, seq: int | None = None,
               ack: int | None = None, payload: bytes | None = None, window: int | None = None,
               plen: int | None = None) -> bool:
         if not self.is_mine(p):
@@ -457,8 +461,11 @@ class TCPConn:
         t = p[TCP]
         if flags is not None:
             # PSH and ECN bits are the DUT's choice; compare the rest exactly.
+            # A tuple of flag strings accepts any of them (e.g. RST with or
+            # without ACK on an abort, which RFC 9293 leaves open).
             got = _flagset(int(t.flags)) - {"P", "E", "C"}
-            if got != set(flags) - {"P"}:
+            alts = (flags,) if isinstance(flags, str) else tuple(flags)
+            if not any(got == set(f) - {"P"} for f in alts):
                 return False
         if seq is not None and t.seq != seq & 0xFFFFFFFF:
             return False
@@ -471,7 +478,7 @@ class TCPConn:
             return False
         return window is None or t.window == window
 
-    def expect(self, flags: str | None = None, *, seq: int | None = None, ack: int | None = None,
+    def expect(self, flags: str | Sequence[str] | None = None, *, seq: int | None = None, ack: int | None = None,
                payload: bytes | None = None, window: int | None = None, plen: int | None = None,
                timeout: float = EXPECT_TIMEOUT, update: bool = True) -> Packet:
         """The next segment of this connection matching the given fields.
@@ -487,7 +494,7 @@ class TCPConn:
             self._update(p)
         return p
 
-    def expect_none(self, flags: str | None = None, timeout: float = NONE_TIMEOUT,
+    def expect_none(self, flags: str | Sequence[str] | None = None, timeout: float = NONE_TIMEOUT,
                     **kw: Any) -> None:
         desc = f"TCP/{self.family} {self.dport}->{self.sport} flags={flags} {kw}"
         self.tb.expect_none(lambda x: self.match(x, flags, **kw), timeout, desc)
