@@ -1,0 +1,130 @@
+"""A namespace shared by the codec tests: a veth pair with known MACs and addresses.
+
+The kernel in this namespace is the reference: the tests send it the same
+netlink requests, ioctls and getsockopts as netvisor's codecs get, and compare.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netvisor.syscall.ifdesc import (
+    IFA_F_NODAD,
+    IFA_F_PERMANENT,
+    IFA_F_SECONDARY,
+    RT_SCOPE_HOST,
+    RTPROT_BOOT,
+    AddressInfo,
+    InterfaceInfo,
+    NeighborInfo,
+    RouteInfo,
+    connected_routes,
+    linux_flags,
+)
+from netvisor.syscall.netlink import IFAPROT_KERNEL_LO
+from tests.nsutil import Netns, netns, sh, unique_name
+
+PROBE = Path(__file__).with_name("kernel_probe.py")
+
+MAC_A = bytes.fromhex("020000000001")
+MAC_B = bytes.fromhex("020000000002")
+
+
+@dataclass
+class RefNet:
+    """The reference namespace and the description netvisor would build of it."""
+
+    ns: Netns
+    a: str
+    b: str
+    interfaces: list[InterfaceInfo]
+    routes: list[RouteInfo]
+    neighbors: list[NeighborInfo]
+
+    def probe(self, job: dict[str, Any], *, as_nobody: bool = False) -> dict[str, Any]:
+        argv = [sys.executable, str(PROBE)]
+        if as_nobody:
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+        proc = subprocess.run(self.ns.argv(argv), input=json.dumps(job), capture_output=True,
+                              text=True, timeout=60, check=True)
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+    def index(self, name: str) -> int:
+        return next(i.index for i in self.interfaces if i.name == name)
+
+
+@pytest.fixture(scope="module")
+def refnet() -> Iterator[RefNet]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    with netns("nvn") as ns:
+        a, b = unique_name("nvna"), unique_name("nvnb")
+        ns.ip("link", "add", a, "address", MAC_A.hex(":"), "type", "veth",
+              "peer", "name", b, "address", MAC_B.hex(":"))
+        for dev in (a, b):
+            # No automatic link-local addresses: the description lists them all.
+            ns.ip("link", "set", dev, "addrgenmode", "none")
+        ns.ip("link", "set", a, "up")
+        ns.ip("link", "set", b, "up")
+        ns.ip("addr", "add", "10.9.0.1/24", "brd", "+", "dev", a)
+        ns.ip("addr", "add", "10.9.0.7/24", "dev", a)
+        ns.ip("-6", "addr", "add", "fd00:9::1/64", "dev", a, "nodad")
+        ns.ip("-6", "addr", "add", "fd00:9::3/64", "dev", a, "nodad")
+        ns.ip("route", "add", "default", "via", "10.9.0.2")
+        ns.ip("route", "add", "10.20.0.0/16", "via", "10.9.0.3", "metric", "50")
+        ns.ip("-6", "route", "add", "default", "via", "fd00:9::fe", "dev", a)
+        ns.ip("neigh", "add", "10.9.0.2", "lladdr", MAC_B.hex(":"), "dev", a, "nud", "permanent")
+        ns.ip("-6", "neigh", "add", "fd00:9::fe", "lladdr", MAC_B.hex(":"), "dev", a,
+              "nud", "permanent")
+        links = json.loads(ns.ip("-j", "link", "show"))
+        idx = {link["ifname"]: link["ifindex"] for link in links}
+        lo = InterfaceInfo(
+            index=idx["lo"], name="lo", mac=b"\x00" * 6, mtu=65536,
+            flags=linux_flags("loopback"), kind="loopback", min_mtu=0, max_mtu=0,
+            addresses=(
+                AddressInfo(ipaddress.ip_interface("127.0.0.1/8"), scope=RT_SCOPE_HOST),
+                AddressInfo(ipaddress.ip_interface("::1/128"), scope=RT_SCOPE_HOST,
+                            proto=IFAPROT_KERNEL_LO),
+            ))
+        ia = InterfaceInfo(
+            index=idx[a], name=a, mac=MAC_A, mtu=1500, flags=linux_flags("ether"),
+            kind="ether", addresses=(
+                AddressInfo(ipaddress.ip_interface("10.9.0.1/24"),
+                            broadcast=ipaddress.IPv4Address("10.9.0.255")),
+                AddressInfo(ipaddress.ip_interface("10.9.0.7/24"),
+                            flags=IFA_F_PERMANENT | IFA_F_SECONDARY),
+                AddressInfo(ipaddress.ip_interface("fd00:9::1/64"),
+                            flags=IFA_F_PERMANENT | IFA_F_NODAD),
+                AddressInfo(ipaddress.ip_interface("fd00:9::3/64"),
+                            flags=IFA_F_PERMANENT | IFA_F_NODAD),
+            ))
+        ib = InterfaceInfo(index=idx[b], name=b, mac=MAC_B, mtu=1500,
+                           flags=linux_flags("ether"), kind="ether")
+        interfaces = [lo, ib, ia]
+        routes = connected_routes(interfaces) + [
+            RouteInfo(dst=ipaddress.ip_network("0.0.0.0/0"), oif=ia.index,
+                      gateway=ipaddress.ip_address("10.9.0.2"), protocol=RTPROT_BOOT),
+            RouteInfo(dst=ipaddress.ip_network("10.20.0.0/16"), oif=ia.index, metric=50,
+                      gateway=ipaddress.ip_address("10.9.0.3"), protocol=RTPROT_BOOT),
+            RouteInfo(dst=ipaddress.ip_network("::/0"), oif=ia.index, metric=1024,
+                      gateway=ipaddress.ip_address("fd00:9::fe"), protocol=RTPROT_BOOT),
+        ]
+        neighbors = [
+            NeighborInfo(ifindex=ia.index, address=ipaddress.ip_address("10.9.0.2"),
+                         lladdr=MAC_B),
+            NeighborInfo(ifindex=ia.index, address=ipaddress.ip_address("fd00:9::fe"),
+                         lladdr=MAC_B),
+        ]
+        yield RefNet(ns, a, b, interfaces, routes, neighbors)
+    leftover = sh(["ip", "netns", "list"]).stdout
+    assert ns.name not in leftover
