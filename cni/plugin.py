@@ -240,11 +240,13 @@ def validate_config(conf: dict[str, Any], version: str, env: Env) -> NetConf:
                            repr(mac))
         mac = mac.lower()
     bandwidth = None
-    bw = rc.get("bandwidth")
+    # runtimeConfig (the capability) wins; a static "bandwidth" object in the
+    # plugin's own config serves runtimes that send none (podman 4.3).
+    bw = rc.get("bandwidth") or conf.get("bandwidth")
     if bw:
         if not isinstance(bw, dict):
-            raise CNIError(INVALID_CONFIG, "runtimeConfig.bandwidth must be an object")
-        vals = {k: _int_field(bw, k, 0, 2**63 - 1, "runtimeConfig.bandwidth.")
+            raise CNIError(INVALID_CONFIG, "bandwidth must be an object")
+        vals = {k: _int_field(bw, k, 0, 2**63 - 1, "bandwidth.")
                 for k in ("ingressRate", "ingressBurst", "egressRate", "egressBurst")}
         for side in ("ingress", "egress"):
             rate, burst = vals[f"{side}Rate"], vals[f"{side}Burst"]
