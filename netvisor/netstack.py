@@ -40,6 +40,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import random
 import select
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,16 +76,15 @@ class NetStack:
     """Owns a :class:`~netvisor.tcpip.stack.Stack` and its link endpoints (see module doc).
 
     ``seed``: seeds the stack's random generator (ports, IDs, jitter) for
-    reproducible runs. ``config``: a :class:`StackConfig` (``seed`` then
-    overrides its generator).
+    reproducible runs. ``config``: a :class:`StackConfig`; its ``rng`` is
+    replaced by ``random.Random(seed)`` when ``seed`` is given or it has none.
     """
 
     def __init__(self, *, seed: int | None = None, config: StackConfig | None = None) -> None:
         if config is None:
-            config = StackConfig(seed=seed)
-        elif seed is not None:
-            config.seed = seed
-            config.__post_init__()
+            config = StackConfig()
+        if seed is not None or config.rng is None:
+            config.rng = random.Random(seed)
         self.stack = Stack(config)
         self.stack.on_readiness = self._on_readiness
         self._links: dict[int, _Link] = {}

@@ -6,17 +6,21 @@ Numbers follow Linux sysctls (``net.ipv4.*``, ``net.ipv6.conf.*``,
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
 
 
 @dataclass
 class StackConfig:
     """Tunables of :class:`netvisor.tcpip.stack.Stack`."""
 
-    seed: int | None = None
-    rng: random.Random = field(default_factory=random.Random)
-    """All randomness (ephemeral ports, IP IDs, timer jitter) comes from here."""
+    rng: "random.Random | None" = None
+    """All randomness (ephemeral ports, IP IDs, timer jitter) comes from here.
+    Required by the Stack; the core may not create one (sans-IO rule), so the
+    driver (``NetStack(seed=...)``) or the test hands in ``random.Random(seed)``."""
 
     # IPv4 / IPv6 defaults.
     default_ttl: int = 64                    # net.ipv4.ip_default_ttl
@@ -61,7 +65,3 @@ class StackConfig:
     # Multicast (IGMPv3 RFC 3376 / MLDv2 RFC 3810).
     unsolicited_report_interval: float = 1.0  # Linux igmpv3_unsolicited_report_interval
     robustness: int = 2
-
-    def __post_init__(self) -> None:
-        if self.seed is not None:
-            self.rng = random.Random(self.seed)

@@ -32,12 +32,14 @@ from __future__ import annotations
 import enum
 import ipaddress
 import logging
-import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from netvisor.tcpip.config import StackConfig
+
+if TYPE_CHECKING:
+    import random
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ ReleaseFn = Callable[[NeighborEntry, list[Any]], None]
 class NeighborCache:
     """The neighbour table of one NIC and one protocol (ARP or NDP)."""
 
-    def __init__(self, config: StackConfig, rng: random.Random, *, solicit: SolicitFn,
+    def __init__(self, config: StackConfig, rng: "random.Random", *, solicit: SolicitFn,
                  on_resolved: ReleaseFn, on_failed: ReleaseFn,
                  on_drop: Callable[[int], None] | None = None) -> None:
         self.config = config

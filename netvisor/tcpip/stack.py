@@ -139,7 +139,9 @@ class Stack:
     """
 
     def __init__(self, config: StackConfig | None = None) -> None:
-        self.config = config or StackConfig()
+        self.config = config if config is not None else StackConfig()
+        if self.config.rng is None:
+            raise ValueError("StackConfig.rng is required: pass random.Random(seed)")
         self.rng = self.config.rng
         self._now = 0.0
         self.clock: Callable[[], float] | None = None
