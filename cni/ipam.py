@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any, Final
 
-from cni.errors import CNIError, IPAM_FAILURE, PLUGIN_NOT_AVAILABLE
+from cni.errors import IPAM_FAILURE, PLUGIN_NOT_AVAILABLE, CNIError
 from cni.versions import delegate_version
 
 log = logging.getLogger(__name__)

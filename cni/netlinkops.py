@@ -20,7 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cni.errors import CNIError, CONTAINER_UNKNOWN, INTERFACE_EXISTS, INVALID_ENV, NETLINK_FAILURE
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from cni.errors import CONTAINER_UNKNOWN, INTERFACE_EXISTS, INVALID_ENV, NETLINK_FAILURE, CNIError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,6 @@ def _setns(fd: int) -> None:
 
 
 def _iproute() -> Any:
-    from pyroute2 import IPRoute  # imported lazily: VERSION/errors stay fast
     return IPRoute()
 
 
@@ -100,7 +102,7 @@ class Namespace:
         with contextlib.suppress(OSError):
             os.close(self.fd)
 
-    def __enter__(self) -> Namespace:
+    def __enter__(self) -> Namespace:  # noqa: PYI034 - final class in practice
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -112,7 +114,7 @@ def host_iproute() -> Any:
     return _iproute()
 
 
-def _netlink_error(what: str, exc: Exception) -> CNIError:
+def _netlink_error(what: str, exc: BaseException) -> CNIError:
     return CNIError(NETLINK_FAILURE, what, str(exc))
 
 
@@ -125,7 +127,7 @@ def link_info(ipr: Any, name: str | None = None, index: int | None = None) -> Li
                 return None
             index = found[0]
         msg = ipr.get_links(index)[0]
-    except Exception as exc:  # pyroute2 raises NetlinkError(ENODEV) for a gone index
+    except (NetlinkError, OSError) as exc:  # NetlinkError(ENODEV) for a gone index
         if getattr(exc, "code", None) == 19:
             return None
         raise _netlink_error(f"looking up link {name or index}", exc) from None
@@ -171,7 +173,7 @@ def create_veth(host: Any, cont: Namespace, host_name: str, cont_name: str,
         peer["address"] = mac
     try:
         host.link("add", ifname=host_name, kind="veth", peer=peer, **kwargs)
-    except Exception as exc:
+    except (NetlinkError, OSError) as exc:
         if getattr(exc, "code", None) == 17:
             raise CNIError(INTERFACE_EXISTS, f"interface {cont_name!r} or {host_name!r} exists",
                            str(exc)) from None
@@ -186,7 +188,7 @@ def create_veth(host: Any, cont: Namespace, host_name: str, cont_name: str,
 def set_up(ipr: Any, index: int) -> None:
     try:
         ipr.link("set", index=index, state="up")
-    except Exception as exc:
+    except (NetlinkError, OSError) as exc:
         raise _netlink_error(f"setting link {index} up", exc) from None
 
 
@@ -197,7 +199,7 @@ def ensure_bridge(host: Any, name: str, mtu: int | None) -> LinkInfo:
         kwargs: dict[str, Any] = {"mtu": mtu} if mtu else {}
         try:
             host.link("add", ifname=name, kind="bridge", **kwargs)
-        except Exception as exc:
+        except (NetlinkError, OSError) as exc:
             # A parallel ADD may have created it first (EEXIST): fine.
             if getattr(exc, "code", None) != 17:
                 raise _netlink_error(f"creating bridge {name}", exc) from None
@@ -214,7 +216,7 @@ def ensure_bridge(host: Any, name: str, mtu: int | None) -> LinkInfo:
 def enslave(host: Any, index: int, master: int) -> None:
     try:
         host.link("set", index=index, master=master)
-    except Exception as exc:
+    except (NetlinkError, OSError) as exc:
         raise _netlink_error(f"attaching link {index} to bridge {master}", exc) from None
 
 
@@ -223,7 +225,7 @@ def add_address(ipr: Any, index: int, cidr: str) -> None:
     iface = ipaddress.ip_interface(cidr)
     try:
         ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-    except Exception as exc:
+    except (NetlinkError, OSError) as exc:
         if getattr(exc, "code", None) == 17:
             return
         raise _netlink_error(f"adding address {cidr}", exc) from None
@@ -257,7 +259,7 @@ def add_route(ipr: Any, index: int, dst: str, gateway: str | None,
         kwargs["scope"] = 253  # RT_SCOPE_LINK: directly reachable through the link
     try:
         ipr.route("add", **kwargs)
-    except Exception as exc:
+    except (NetlinkError, OSError) as exc:
         if getattr(exc, "code", None) == 17 and net.prefixlen == 0:
             log.info("default route %s exists already, skipped", dst)
             return
@@ -288,7 +290,7 @@ def delete_link(ipr: Any, name: str) -> bool:
         return False
     try:
         ipr.link("del", index=info.index)
-    except Exception as exc:
+    except (NetlinkError, OSError) as exc:
         if getattr(exc, "code", None) == 19:  # ENODEV: gone meanwhile (peer deleted)
             return False
         raise _netlink_error(f"deleting {name}", exc) from None
@@ -301,7 +303,6 @@ def disable_dad(ns: Namespace, ifname: str) -> None:
     The runtime expects the address usable when ADD returns; the reference
     plugins likewise wait for or skip DAD. Uses the namespace's own /proc/sys/net.
     """
-    with ns.entered():
-        with contextlib.suppress(OSError):
-            with open(f"/proc/sys/net/ipv6/conf/{ifname}/accept_dad", "w") as f:
-                f.write("0")
+    with ns.entered(), contextlib.suppress(OSError), \
+            open(f"/proc/sys/net/ipv6/conf/{ifname}/accept_dad", "w") as f:
+        f.write("0")

@@ -36,12 +36,29 @@ from typing import Any, Final
 
 from cni import state as st
 from cni.errors import (
-    CHECK_FAILED, CNIError, DECODE_FAILURE, INCOMPATIBLE_VERSION, INTERNAL, INVALID_CONFIG,
-    INVALID_ENV, IO_FAILURE, IPAM_FAILURE, PLUGIN_NOT_AVAILABLE, STATE_FAILURE, UNSUPPORTED_FIELD,
+    CHECK_FAILED,
+    DECODE_FAILURE,
+    INCOMPATIBLE_VERSION,
+    INTERFACE_EXISTS,
+    INTERNAL,
+    INVALID_CONFIG,
+    INVALID_ENV,
+    IO_FAILURE,
+    IPAM_FAILURE,
+    PLUGIN_NOT_AVAILABLE,
+    STATE_FAILURE,
+    UNSUPPORTED_FIELD,
+    CNIError,
 )
 from cni.versions import (
-    DEFAULT_CONFIG_VERSION, LATEST, SUPPORTED_VERSIONS, at_least, check_supported,
-    normalize_result, parse_version, result_to_version,
+    DEFAULT_CONFIG_VERSION,
+    LATEST,
+    SUPPORTED_VERSIONS,
+    at_least,
+    check_supported,
+    normalize_result,
+    parse_version,
+    result_to_version,
 )
 
 log = logging.getLogger("netvisor-cni")
@@ -322,7 +339,7 @@ def cmd_add(env: Env, conf: NetConf) -> dict[str, Any]:
     host = nl.host_iproute()
     try:
         if nl.link_info(ns.ipr, env.ifname) is not None:
-            raise CNIError(nl.INTERFACE_EXISTS,
+            raise CNIError(INTERFACE_EXISTS,
                            f"interface {env.ifname!r} already exists in {env.netns}")
         ipam = _ipam_delegate(conf, env)
         ipam_result = normalize_result(ipam.run("ADD", conf.raw))
@@ -505,12 +522,11 @@ def cmd_check(env: Env, conf: NetConf) -> None:
         have = nl.link_addresses(ns.ipr, link.index)
         missing = want - have
         taken = state.taken_over is not None and state.taken_over.alive()
-        if missing:
-            # netvisor run removes the kernel interface's addresses while it
-            # serves the namespace (runsc-style takeover); that is healthy.
-            if not (taken and not (want & have)):
-                raise CHECK_FAILED_ERR(f"addresses missing on {env.ifname}: "
-                                       f"{', '.join(sorted(missing))}")
+        # netvisor run removes the kernel interface's addresses while it
+        # serves the namespace (runsc-style takeover); that is healthy.
+        if missing and not (taken and not (want & have)):
+            raise CHECK_FAILED_ERR(f"addresses missing on {env.ifname}: "
+                                   f"{', '.join(sorted(missing))}")
         if not taken:
             gateways = {ipaddress.ip_interface(ip["address"]).version: ip.get("gateway")
                         for ip in prev.get("ips", []) if ip.get("interface") == cont_index}
@@ -538,7 +554,7 @@ def cmd_check(env: Env, conf: NetConf) -> None:
             host.close()
 
 
-def CHECK_FAILED_ERR(msg: str) -> CNIError:  # noqa: N802 - reads like a constructor
+def CHECK_FAILED_ERR(msg: str) -> CNIError:
     return CNIError(CHECK_FAILED, msg)
 
 
@@ -654,14 +670,14 @@ def run(environ: Mapping[str, str], stdin: bytes) -> tuple[dict[str, Any] | None
     conf = validate_config(raw, version, env)
     handler = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
                "STATUS": cmd_status}[env.command]
-    return handler(env, conf), version  # type: ignore[operator]
+    return handler(env, conf), version
 
 
 def _error_version(stdin: bytes) -> str:
     try:
         v = json.loads(stdin.decode()).get("cniVersion")
         return v if v in SUPPORTED_VERSIONS else LATEST
-    except Exception:
+    except (ValueError, AttributeError):
         return LATEST
 
 

@@ -20,7 +20,7 @@ import copy
 import ipaddress
 from typing import Any, Final
 
-from cni.errors import CNIError, DECODE_FAILURE, INCOMPATIBLE_VERSION
+from cni.errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, CNIError
 
 SUPPORTED_VERSIONS: Final = ("0.4.0", "1.0.0", "1.1.0")
 LATEST: Final = "1.1.0"
@@ -109,7 +109,7 @@ def normalize_result(result: Any) -> dict[str, Any]:
         else:
             for iface in result.get("interfaces") or []:
                 if not isinstance(iface, dict) or not isinstance(iface.get("name"), str):
-                    raise ValueError("interface without name")
+                    raise ValueError("interface without name")  # noqa: TRY004
                 out["interfaces"].append(dict(iface))
             for ip in result.get("ips") or []:
                 if not isinstance(ip, dict) or "address" not in ip:

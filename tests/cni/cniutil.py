@@ -83,7 +83,8 @@ class CNIRunner:
         stdin = raw_stdin if raw_stdin is not None else (
             json.dumps(conf).encode() if conf is not None else b"")
         proc = subprocess.run(["nsenter", f"--net={self.host_netns}", exe, *(argv or [])],
-                              input=stdin, env=env, capture_output=True, timeout=120)
+                              input=stdin, env=env, capture_output=True, timeout=120,
+                              check=False)
         return Outcome(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
     def _find(self, plugin: str) -> str:

@@ -25,7 +25,7 @@ def test_after_reference_bridge(cni: CNIEnv, version: str) -> None:
     res = cni.runner.chain(conflist, "ADD", container_id="b1", netns=c.path, runtime_config=BW)
     assert res["cniVersion"] == version
     # netvisor-cni passed bridge's result through unchanged.
-    assert [i["name"] for i in res["interfaces"]][0] == "nvcbr1"
+    assert res["interfaces"][0]["name"] == "nvcbr1"
     assert res["ips"][0]["address"].startswith("10.78.0.")
     (state,) = st.load_for_netns(c.path, cni.state_dir)
     assert state.mode == st.MODE_CHAINED and state.host_ifname is None

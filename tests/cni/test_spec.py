@@ -301,7 +301,8 @@ def test_state_found_by_proc_path_and_bandwidth_recorded(cni: CNIEnv) -> None:
                                    st.PortMapping(5353, 53, "udp", "127.0.0.1")]
     other = cni.make_container()
     assert st.load_for_netns(other.path, cni.state_dir) == []
-    raw = json.load(open(os.path.join(cni.state_dir, cni.states()[0])))
+    with open(os.path.join(cni.state_dir, cni.states()[0])) as f:
+        raw = json.load(f)
     assert raw["schema"] == 1 and raw["bandwidth"]["egressRate"] == 8_000_000
     delete(cni, cni.conf(), c.path).ok()
 
