@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,19 @@ class RefNet:
         return next(i.index for i in self.interfaces if i.name == name)
 
 
-@pytest.fixture(scope="module")
+def wait_running(ns: Netns, names: list[str]) -> list[dict[str, Any]]:
+    """Wait until the veth ends have carrier (linkwatch sets IFF_RUNNING a bit later)."""
+    deadline = time.monotonic() + 10
+    while True:
+        links = json.loads(ns.ip("-j", "link", "show"))
+        if all(link.get("operstate") == "UP" for link in links if link["ifname"] in names):
+            return links  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"veth never got carrier: {links}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="package")
 def refnet() -> Iterator[RefNet]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
@@ -86,7 +99,7 @@ def refnet() -> Iterator[RefNet]:
         ns.ip("neigh", "add", "10.9.0.2", "lladdr", MAC_B.hex(":"), "dev", a, "nud", "permanent")
         ns.ip("-6", "neigh", "add", "fd00:9::fe", "lladdr", MAC_B.hex(":"), "dev", a,
               "nud", "permanent")
-        links = json.loads(ns.ip("-j", "link", "show"))
+        links = wait_running(ns, [a, b])
         idx = {link["ifname"]: link["ifindex"] for link in links}
         lo = InterfaceInfo(
             index=idx["lo"], name="lo", mac=b"\x00" * 6, mtu=65536,

@@ -8,6 +8,7 @@ same requests to netvisor's codecs and compare. Stdlib only, no netvisor.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import socket
@@ -54,7 +55,7 @@ def netlink(requests: list[str]) -> list[list[str]]:
 
 
 def ioctls(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for r in requests:
         s = socket.socket(r.get("family", socket.AF_INET), socket.SOCK_DGRAM)
         try:
@@ -67,8 +68,27 @@ def ioctls(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def ifconfs(requests: list[int]) -> list[dict[str, Any]]:
+    """SIOCGIFCONF with a buffer of N bytes (pre-filled with 0xA5), or NULL for -1."""
+    out: list[dict[str, Any]] = []
+    for n in requests:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        buf = ctypes.create_string_buffer(b"\xa5" * max(n, 0), max(n, 1))
+        ptr = ctypes.addressof(buf) if n >= 0 else 0
+        ifc = bytearray(struct.pack("=i4xQ", max(n, 0), ptr))
+        try:
+            fcntl.ioctl(s.fileno(), 0x8912, ifc, True)
+            length = struct.unpack_from("=i", ifc)[0]
+            out.append({"len": length, "buf": buf.raw[:max(n, 0)].hex()})
+        except OSError as e:
+            out.append({"errno": e.errno})
+        finally:
+            s.close()
+    return out
+
+
 def getsockopts(requests: list[list[int]]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for family, sotype, level, optname, buflen in requests:
         s = socket.socket(family, sotype)
         try:
@@ -86,6 +106,7 @@ def main() -> None:
         "netlink": netlink(job.get("netlink", [])),
         "ioctl": ioctls(job.get("ioctl", [])),
         "getsockopt": getsockopts(job.get("getsockopt", [])),
+        "ifconf": ifconfs(job.get("ifconf", [])),
     }, sys.stdout)
 
 

@@ -122,7 +122,7 @@ def raw_attr_len(raw: bytes, name: str) -> int:
     while off + 4 <= len(raw):
         length, code = struct.unpack_from("=HH", raw, off)
         if code == SIZED[name]:
-            return length - 4
+            return int(length) - 4
         off += (length + 3) & ~3
     raise AssertionError(f"{name} missing")
 
@@ -173,7 +173,7 @@ def test_getneigh_dump(refnet: RefNet) -> None:
     # The kernel also holds NOARP multicast entries it made for MLD; the
     # description lists the configured (permanent) ones.
     def permanent(raw: bytes) -> bool:
-        return struct.unpack_from("=H", raw, 16 + 8)[0] == NUD_PERMANENT
+        return bool(struct.unpack_from("=H", raw, 16 + 8)[0] == NUD_PERMANENT)
 
     check_dump(refnet, req(nl.RTM_GETNEIGH, 0x301, bytes(12)), keep=permanent)
 
