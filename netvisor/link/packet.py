@@ -180,6 +180,8 @@ class PacketEndpoint:
                 break
             if n <= hdr:
                 stats.rx_errors += 1
+                if n == 0:
+                    break
                 continue
             data = bytes(view[hdr:n])
             out.append(parse_into_frame(view, data) if hdr else Frame(data))

@@ -15,7 +15,8 @@ Linux behaviour this relies on (drivers/net/tun.c, measured facts in
 - Writing GSO super-frames needs no TUNSETOFFLOAD; the TAP's MTU does not
   limit them. Size them to the peer's window (the stack's job).
 - One wakeup, one drain: ``read_batch`` reads until EAGAIN (or
-  ``max_frames``) into one reused buffer and copies out each frame exactly.
+  ``max_frames``); with a vnet header into one reused buffer, copying out
+  each frame exactly (without one, ``os.read`` already returns exact bytes).
 """
 
 from __future__ import annotations
@@ -147,9 +148,20 @@ class TapEndpoint:
             return []
         out: list[Frame] = []
         buf, view, hdr, stats = self._rxbuf, self._rxview, self._hdr, self.stats
-        readv = os.readv
+        size = len(buf)
+        read, readv = os.read, os.readv
         while len(out) < max_frames:
             try:
+                if not hdr:
+                    # Plain frames: os.read returns exactly the frame (one copy),
+                    # measured ~25% cheaper per frame than readv + slice.
+                    data = read(fd, size)
+                    if not data:  # never expected from tun; do not spin on it
+                        stats.rx_errors += 1
+                        break
+                    out.append(Frame(data))
+                    stats.rx_bytes += len(data)
+                    continue
                 n = readv(fd, (buf,))
             except BlockingIOError:
                 break
@@ -159,9 +171,11 @@ class TapEndpoint:
                 break
             if n <= hdr:
                 stats.rx_errors += 1
+                if n == 0:
+                    break
                 continue
             data = bytes(view[hdr:n])
-            out.append(parse_into_frame(view, data) if hdr else Frame(data))
+            out.append(parse_into_frame(view, data))
             stats.rx_bytes += n - hdr
         stats.rx_frames += len(out)
         return out

@@ -23,7 +23,7 @@ from tests.nsutil import Netns
 pytestmark = pytest.mark.namespaces
 
 
-def read_until(ep: LinkEndpoint, want: Callable[[Frame], bool], timeout: float = 3.0) -> Frame:
+def read_until(ep: LinkEndpoint, want: Callable[[Frame], object], timeout: float = 3.0) -> Frame:
     deadline = time.monotonic() + timeout
     fd = ep.fileno()
     assert fd is not None
@@ -63,7 +63,7 @@ def test_arp_and_ping_through_tap(make_netns: Callable[[str], Netns], vnet_hdr: 
         seqs: set[int] = set()
         deadline = time.monotonic() + 3
         while len(seqs) < 5 and time.monotonic() < deadline:
-            select.select([tap.fileno()], [], [], 0.5)
+            select.select([tap.fileno() or -1], [], [], 0.5)
             for f in tap.read_batch(64):
                 pkt = Ether(bytes(f.data))
                 if pkt.haslayer(ICMP) and pkt[ICMP].type == 0:
@@ -123,7 +123,7 @@ def test_kernel_tcp_burst_arrives_as_gso_frames(make_netns: Callable[[str], Netn
 
 def _is_tcp(frame: Frame, flags: str) -> bool:
     pkt = Ether(bytes(frame.data))
-    return pkt.haslayer(TCP) and str(pkt[TCP].flags) == flags
+    return bool(pkt.haslayer(TCP)) and str(pkt[TCP].flags) == flags
 
 
 def test_bad_arguments() -> None:

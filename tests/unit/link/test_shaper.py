@@ -297,7 +297,7 @@ def test_wrapper_long_run_rate_on_mockclock() -> None:
     clock = trio.testing.MockClock(autojump_threshold=0)
     rate, burst = 125_000.0, 16_000  # 1 Mbit/s
 
-    async def main() -> float:
+    async def main() -> None:
         sh = EgressShaper(a, ShaperConfig(rate, burst, limit_bytes=20_000))
         frames = _frames(20_000, 1200)
         pending = frames
@@ -312,6 +312,5 @@ def test_wrapper_long_run_rate_on_mockclock() -> None:
             nursery.cancel_scope.cancel()
         elapsed = trio.current_time() - t0
         assert abs(sh.stats.sent_bytes - (burst + rate * elapsed)) <= 1200
-        return elapsed
 
     trio.run(main, clock=clock)
