@@ -98,7 +98,8 @@ class CNIRunner:
 
     def chain(self, conflist: dict[str, Any], command: str, *, container_id: str, netns: str,
               ifname: str = "eth0", runtime_config: dict[str, Any] | None = None,
-              prev: Any = None, args: str | None = None) -> Any:
+              prev: Any = None, args: str | None = None,
+              skip_check: tuple[str, ...] = ()) -> Any:
         """ADD (in order) / DEL and CHECK (reverse for DEL) over the plugin list.
 
         Like libcni: each plugin conf gets name and cniVersion from the list,
@@ -109,6 +110,8 @@ class CNIRunner:
         order = list(reversed(plugins)) if command == "DEL" else list(plugins)
         result = prev
         for plugin in order:
+            if command == "CHECK" and plugin["type"] in skip_check:
+                continue
             conf = dict(plugin)
             conf["name"] = conflist["name"]
             conf["cniVersion"] = conflist["cniVersion"]
