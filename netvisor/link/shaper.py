@@ -355,6 +355,8 @@ class EgressShaper:
         self._wake = trio.Event()
         self._room = trio.Event()
         self._closed = False
+        self.wakeups = 0
+        """Turns of :meth:`serve` (tests check it is not polling)."""
         # Advertise GSO only up to what one burst can carry (tbf would cut
         # larger ones; we keep them rare): packet size excludes Ethernet.
         gso = caps.gso_max_size
@@ -484,6 +486,7 @@ class EgressShaper:
         """Send queued frames at the exact times their tokens arrive; runs until close."""
         task_status.started()
         while not self._closed:
+            self.wakeups += 1
             deadline = self._pump(self._clock())
             if self._paid:
                 try:

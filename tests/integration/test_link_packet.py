@@ -174,3 +174,18 @@ def test_we_send_tso_frame_and_partial_checksum(make_netns: Callable[[str], Netn
         assert out.split() == [b"3000", b"True"]
     finally:
         ep.close()
+
+
+def test_outgoing_filter_fallback(make_netns: Callable[[str], Netns]) -> None:
+    """Where PACKET_IGNORE_OUTGOING is missing, our own frames are skipped by hand."""
+    ns, kmac = veth_setup(make_netns, 22)
+    with PacketEndpoint("nvlA", netns=ns.path, vnet_hdr=False) as ep:
+        assert ep._sock is not None
+        ep._sock.setsockopt(263, 23, 0)  # as on Linux < 4.20
+        ep._filter_outgoing = True
+        ns.ip("neigh", "replace", US.format(n=22), "lladdr", ep.mac.hex(":"), "dev", "nvlB")
+        ping = (Ether(src=ep.mac, dst=kmac) / IP(src=US.format(n=22), dst=KERNEL.format(n=22))
+                / ICMP(id=3, seq=1))
+        ep.write_batch([Frame(bytes(ping))])
+        reply = Ether(bytes(read_until(ep, lambda f: Ether(bytes(f.data)).haslayer(ICMP)).data))
+        assert reply[ICMP].type == 0  # the echo reply, not our own request read back

@@ -312,5 +312,25 @@ def test_wrapper_long_run_rate_on_mockclock() -> None:
             nursery.cancel_scope.cancel()
         elapsed = trio.current_time() - t0
         assert abs(sh.stats.sent_bytes - (burst + rate * elapsed)) <= 1200
+        # One timer wake per frame that waited for tokens (plus a few for
+        # writes into an idle shaper): a timer, not a polling loop.
+        assert sh.wakeups <= sh.stats.delayed_frames + 10
 
     trio.run(main, clock=clock)
+
+
+def test_gso_frame_above_burst_goes_on_full_bucket_and_leaves_debt() -> None:
+    a, b = memory_pair(offload=True)
+    now = [0.0]
+    sh = EgressShaper(a, ShaperConfig(10_000, 4000), clock=lambda: now[0])
+    gso = Frame(b"g" * 5000, gso_type=GSO_TCPV4, gso_size=1000, hdr_len=54)
+    # wire_len = 5000 + 4 * 54 = 5216 > burst: allowed once the bucket is full.
+    assert sh.write_batch([gso, Frame(b"n" * 1000)]) == 2
+    assert sh.stats.sent_frames == 1 and sh.stats.dropped_frames == 0
+    assert sh.bucket.tokens(0.0) == 4000 - 5216
+    # The next 1000 bytes wait until the debt is repaid: (1216 + 1000) / 10000 s.
+    assert sh.next_deadline() == pytest.approx(0.2216)
+    now[0] = 0.2216
+    sh.write_batch([])
+    assert sh.stats.sent_frames == 2
+    assert len(b.read_batch(10)) == 2
