@@ -31,7 +31,7 @@ class ArpView:
         self.buf = as_view(buf)
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "ArpView":
+    def checked(cls, buf: ReadableBuffer) -> ArpView:
         """Raise ``Truncated`` unless the fixed part and all four addresses are present."""
         need(buf, 8, "arp")
         view = cls(buf)
@@ -98,7 +98,7 @@ class ArpRepr:
     target_ip: ipaddress.IPv4Address
 
     @classmethod
-    def parse(cls, view: ArpView) -> "ArpRepr":
+    def parse(cls, view: ArpView) -> ArpRepr:
         """Raise ``MalformedPacket`` unless Ethernet/IPv4 with 6/4-byte addresses."""
         if (view.htype, view.ptype, view.hlen, view.plen) != (HTYPE_ETHERNET, PTYPE_IPV4, 6, 4):
             raise MalformedPacket(

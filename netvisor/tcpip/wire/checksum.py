@@ -40,7 +40,8 @@ def _partial_sum_py(data: bytes | bytearray | memoryview, initial: int = 0) -> i
 
 
 try:  # pragma: no cover - depends on the build
-    from netvisor.tcpip.wire._checksum_c import lib as _lib, ffi as _ffi  # type: ignore[import-not-found]
+    from netvisor.tcpip.wire._checksum_c import ffi as _ffi
+    from netvisor.tcpip.wire._checksum_c import lib as _lib  # type: ignore[import-not-found, unused-ignore]
 
     def _partial_sum_c(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
         return initial + int(_lib.nv_partial_sum(_ffi.from_buffer(data), len(data)))
@@ -71,8 +72,12 @@ def pseudo_header_sum(src: ipaddress.IPv4Address | ipaddress.IPv6Address,
     return _partial_sum_py(src.packed + dst.packed, protocol + length)
 
 
-class ChecksumMode(enum.Enum):
-    """How ``emit`` fills a transport checksum field."""
+class ChecksumMode(enum.StrEnum):
+    """How ``emit`` fills a transport checksum field.
+
+    A ``StrEnum``: the plain strings ``"full"``, ``"partial"`` and ``"none"``
+    are accepted wherever a mode is (tcp.py takes those literals).
+    """
 
     FULL = "full"
     """Compute the complete checksum (pseudo-header + header + payload)."""
@@ -85,22 +90,25 @@ class ChecksumMode(enum.Enum):
 
 
 def fill_checksum(buf: bytearray | memoryview, start: int, length: int, field: int,
-                  pseudo_sum: int, mode: ChecksumMode, *, zero_is_ffff: bool = False) -> int:
+                  pseudo_sum: int, mode: ChecksumMode | str, *,
+                  zero_is_ffff: bool = False) -> int:
     """Fill the 16-bit checksum at ``buf[field:field+2]`` of the message ``buf[start:start+length]``.
 
     ``pseudo_sum`` is a partial sum (``pseudo_header_sum``, or 0 where there is
     no pseudo-header). ``zero_is_ffff``: a computed 0 is sent as 0xFFFF (UDP,
     RFC 768: 0 would mean "no checksum"). Returns the value written.
     """
-    if mode is ChecksumMode.NONE:
+    if mode == ChecksumMode.NONE:
         value = 0
-    elif mode is ChecksumMode.PARTIAL:
+    elif mode == ChecksumMode.PARTIAL:
         value = fold(pseudo_sum)
-    else:
+    elif mode == ChecksumMode.FULL:
         struct.pack_into("!H", buf, field, 0)
         value = ~fold(partial_sum(memoryview(buf)[start:start + length], pseudo_sum)) & _MASK16
         if value == 0 and zero_is_ffff:
             value = _MASK16
+    else:
+        raise ValueError(f"checksum mode {mode!r}")
     struct.pack_into("!H", buf, field, value)
     return value
 

@@ -68,7 +68,7 @@ def ipv6_multicast_mac(group: ipaddress.IPv6Address) -> bytes:
 class EthernetView:
     """A view over an Ethernet frame; accessors read the buffer, nothing is copied."""
 
-    __slots__ = ("buf", "_hlen")
+    __slots__ = ("_hlen", "buf")
 
     def __init__(self, buf: ReadableBuffer) -> None:
         """Wrap ``buf`` without checks; prefer :meth:`checked`."""
@@ -87,7 +87,7 @@ class EthernetView:
         return hlen
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "EthernetView":
+    def checked(cls, buf: ReadableBuffer) -> EthernetView:
         """Wrap ``buf``; raise ``Truncated`` if the header (with tags) is not all there."""
         need(buf, HEADER_LEN, "ethernet")
         view = cls(buf)
@@ -144,7 +144,7 @@ class EthernetRepr:
     vlan_tags: tuple[tuple[int, int], ...] = ()
 
     @classmethod
-    def parse(cls, view: EthernetView) -> "EthernetRepr":
+    def parse(cls, view: EthernetView) -> EthernetRepr:
         """Fields of a checked view (Ethernet has nothing semantic to refuse)."""
         return cls(dst=view.dst, src=view.src, ethertype=view.ethertype,
                    vlan_tags=view.vlan_tags)

@@ -92,7 +92,7 @@ class Icmpv4View:
         self.buf = as_view(buf)
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "Icmpv4View":
+    def checked(cls, buf: ReadableBuffer) -> Icmpv4View:
         """Raise ``Truncated`` if shorter than the 8-byte header."""
         need(buf, HEADER_LEN, "icmpv4")
         return cls(buf)
@@ -129,34 +129,34 @@ class Icmpv4Repr:
     type: int
     code: int
     rest: int = 0
-    data: bytes | memoryview = b""
+    data: ReadableBuffer = b""
 
     # -- constructors for the messages the stack sends --------------------
     @classmethod
-    def echo_request(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> "Icmpv4Repr":
+    def echo_request(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> Icmpv4Repr:
         return cls(ECHO_REQUEST, 0, (ident << 16) | seq, data)
 
     @classmethod
-    def echo_reply(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> "Icmpv4Repr":
+    def echo_reply(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> Icmpv4Repr:
         return cls(ECHO_REPLY, 0, (ident << 16) | seq, data)
 
     @classmethod
-    def dest_unreachable(cls, code: int, quoted: ReadableBuffer, *, mtu: int = 0) -> "Icmpv4Repr":
+    def dest_unreachable(cls, code: int, quoted: ReadableBuffer, *, mtu: int = 0) -> Icmpv4Repr:
         """``mtu``: next-hop MTU for code 4 (RFC 1191 4)."""
         return cls(DEST_UNREACHABLE, code, mtu & 0xFFFF, quoted)
 
     @classmethod
-    def time_exceeded(cls, code: int, quoted: ReadableBuffer) -> "Icmpv4Repr":
+    def time_exceeded(cls, code: int, quoted: ReadableBuffer) -> Icmpv4Repr:
         return cls(TIME_EXCEEDED, code, 0, quoted)
 
     @classmethod
     def parameter_problem(cls, pointer: int, quoted: ReadableBuffer,
-                          code: int = PARAMPROB_POINTER) -> "Icmpv4Repr":
+                          code: int = PARAMPROB_POINTER) -> Icmpv4Repr:
         return cls(PARAMETER_PROBLEM, code, (pointer & 0xFF) << 24, quoted)
 
     @classmethod
     def redirect(cls, code: int, gateway: ipaddress.IPv4Address,
-                 quoted: ReadableBuffer) -> "Icmpv4Repr":
+                 quoted: ReadableBuffer) -> Icmpv4Repr:
         return cls(REDIRECT, code, int(gateway), quoted)
 
     # -- interpretation of ``rest`` -------------------------------------------
@@ -190,7 +190,7 @@ class Icmpv4Repr:
 
     # -- parse / emit ---------------------------------------------------------------
     @classmethod
-    def parse(cls, view: Icmpv4View, *, verify_checksum: bool = True) -> "Icmpv4Repr":
+    def parse(cls, view: Icmpv4View, *, verify_checksum: bool = True) -> Icmpv4Repr:
         """Raise ``MalformedPacket`` on a bad checksum (when asked) or an error
         message quoting less than an IPv4 header (RFC 1122 3.2.2)."""
         if verify_checksum and not view.checksum_ok():

@@ -80,9 +80,9 @@ def checksum_ok(message: ReadableBuffer, src: ipaddress.IPv6Address,
 
 def fill_checksum(buf: WritableBuffer, offset: int, length: int, src: ipaddress.IPv6Address,
                   dst: ipaddress.IPv6Address,
-                  checksum: ChecksumMode = ChecksumMode.FULL) -> None:
+                  checksum: ChecksumMode | str = ChecksumMode.FULL) -> None:
     """Fill the checksum of the ICMPv6 message at ``buf[offset:offset+length]``."""
-    if checksum is ChecksumMode.NONE:
+    if checksum == ChecksumMode.NONE:
         raise ValueError("icmpv6: the checksum is mandatory")
     pseudo = _csum.pseudo_header_sum(src, dst, IPPROTO_ICMPV6, length)
     _csum.fill_checksum(buf, offset, length, offset + CHECKSUM_OFFSET, pseudo, checksum)
@@ -97,7 +97,7 @@ class Icmpv6View:
         self.buf = as_view(buf)
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "Icmpv6View":
+    def checked(cls, buf: ReadableBuffer) -> Icmpv6View:
         """Raise ``Truncated`` if shorter than 4 bytes (type, code, checksum).
 
         Every message defined so far has 8 bytes; a 4..7-byte message is
@@ -144,30 +144,30 @@ class Icmpv6Repr:
     type: int
     code: int
     rest: int = 0
-    data: bytes | memoryview = b""
+    data: ReadableBuffer = b""
 
     @classmethod
-    def echo_request(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> "Icmpv6Repr":
+    def echo_request(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> Icmpv6Repr:
         return cls(ECHO_REQUEST, 0, (ident << 16) | seq, data)
 
     @classmethod
-    def echo_reply(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> "Icmpv6Repr":
+    def echo_reply(cls, ident: int, seq: int, data: ReadableBuffer = b"") -> Icmpv6Repr:
         return cls(ECHO_REPLY, 0, (ident << 16) | seq, data)
 
     @classmethod
-    def dest_unreachable(cls, code: int, quoted: ReadableBuffer) -> "Icmpv6Repr":
+    def dest_unreachable(cls, code: int, quoted: ReadableBuffer) -> Icmpv6Repr:
         return cls(DEST_UNREACHABLE, code, 0, quoted)
 
     @classmethod
-    def packet_too_big(cls, mtu: int, quoted: ReadableBuffer) -> "Icmpv6Repr":
+    def packet_too_big(cls, mtu: int, quoted: ReadableBuffer) -> Icmpv6Repr:
         return cls(PACKET_TOO_BIG, 0, mtu, quoted)
 
     @classmethod
-    def time_exceeded(cls, code: int, quoted: ReadableBuffer) -> "Icmpv6Repr":
+    def time_exceeded(cls, code: int, quoted: ReadableBuffer) -> Icmpv6Repr:
         return cls(TIME_EXCEEDED, code, 0, quoted)
 
     @classmethod
-    def parameter_problem(cls, code: int, pointer: int, quoted: ReadableBuffer) -> "Icmpv6Repr":
+    def parameter_problem(cls, code: int, pointer: int, quoted: ReadableBuffer) -> Icmpv6Repr:
         return cls(PARAMETER_PROBLEM, code, pointer, quoted)
 
     @property
@@ -195,7 +195,7 @@ class Icmpv6Repr:
     @classmethod
     def parse(cls, view: Icmpv6View, *, src: ipaddress.IPv6Address | None = None,
               dst: ipaddress.IPv6Address | None = None,
-              verify_checksum: bool = True) -> "Icmpv6Repr":
+              verify_checksum: bool = True) -> Icmpv6Repr:
         """Raise ``MalformedPacket`` on a bad checksum (when asked; needs src/dst)
         or a message shorter than 8 bytes."""
         if verify_checksum:
@@ -216,7 +216,7 @@ class Icmpv6Repr:
         return HEADER_LEN + len(self.data)
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: ipaddress.IPv6Address,
-             dst: ipaddress.IPv6Address, checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             dst: ipaddress.IPv6Address, checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         """Write the message at ``buf[offset:]``; returns ``buffer_len``."""
         total = self.buffer_len
         check_room(buf, offset, total, "icmpv6")
@@ -226,7 +226,7 @@ class Icmpv6Repr:
         return total
 
     def to_bytes(self, *, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address,
-                 checksum: ChecksumMode = ChecksumMode.FULL) -> bytes:
+                 checksum: ChecksumMode | str = ChecksumMode.FULL) -> bytes:
         out = bytearray(self.buffer_len)
         self.emit(out, src=src, dst=dst, checksum=checksum)
         return bytes(out)

@@ -72,7 +72,7 @@ class IgmpView:
         self.buf = as_view(buf)
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "IgmpView":
+    def checked(cls, buf: ReadableBuffer) -> IgmpView:
         need(buf, V2_LEN, "igmp")
         return cls(buf)
 

@@ -20,14 +20,30 @@ from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import checksum as _csum
 from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
 from netvisor.tcpip.wire.ip import (  # re-exported for callers of this module
-    IPPROTO_ICMP, IPPROTO_IGMP, IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_ICMP,
+    IPPROTO_IGMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
 )
 
 __all__ = [
-    "IPPROTO_ICMP", "IPPROTO_IGMP", "IPPROTO_TCP", "IPPROTO_UDP",
-    "HEADER_LEN", "MAX_HEADER_LEN", "IPv4View", "IPv4Repr",
-    "parse_options", "build_options",
-    "OPT_EOL", "OPT_NOP", "OPT_RR", "OPT_TS", "OPT_LSRR", "OPT_SSRR", "OPT_RA",
+    "HEADER_LEN",
+    "IPPROTO_ICMP",
+    "IPPROTO_IGMP",
+    "IPPROTO_TCP",
+    "IPPROTO_UDP",
+    "MAX_HEADER_LEN",
+    "OPT_EOL",
+    "OPT_LSRR",
+    "OPT_NOP",
+    "OPT_RA",
+    "OPT_RR",
+    "OPT_SSRR",
+    "OPT_TS",
+    "IPv4Repr",
+    "IPv4View",
+    "build_options",
+    "parse_options",
 ]
 
 HEADER_LEN: Final = 20
@@ -105,7 +121,7 @@ class IPv4View:
         self.truncated = truncated
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer, *, allow_truncated: bool = False) -> "IPv4View":
+    def checked(cls, buf: ReadableBuffer, *, allow_truncated: bool = False) -> IPv4View:
         """Wrap ``buf``; raise ``Truncated`` when IHL or total length lie.
 
         ``allow_truncated``: accept a total length past the end of ``buf``
@@ -249,7 +265,7 @@ class IPv4Repr:
     options: bytes = b""
 
     @classmethod
-    def parse(cls, view: IPv4View, *, verify_checksum: bool = True) -> "IPv4Repr":
+    def parse(cls, view: IPv4View, *, verify_checksum: bool = True) -> IPv4Repr:
         """Raise ``MalformedPacket`` on version != 4, bad checksum or bad options.
 
         ``verify_checksum=False`` when the device already did (Frame.csum_valid).

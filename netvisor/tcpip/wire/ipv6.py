@@ -17,14 +17,29 @@ from typing import Final
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
 from netvisor.tcpip.wire.ip import (  # re-exported for callers of this module
-    IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMPV6, IPPROTO_NONE,
-    IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS,
+    IPPROTO_ICMPV6,
+    IPPROTO_NONE,
+    IPPROTO_ROUTING,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
 )
 
 __all__ = [
-    "IPPROTO_DSTOPTS", "IPPROTO_FRAGMENT", "IPPROTO_HOPOPTS", "IPPROTO_ICMPV6",
-    "IPPROTO_NONE", "IPPROTO_ROUTING", "IPPROTO_TCP", "IPPROTO_UDP",
-    "HEADER_LEN", "MIN_MTU", "IPv6View", "IPv6Repr",
+    "HEADER_LEN",
+    "IPPROTO_DSTOPTS",
+    "IPPROTO_FRAGMENT",
+    "IPPROTO_HOPOPTS",
+    "IPPROTO_ICMPV6",
+    "IPPROTO_NONE",
+    "IPPROTO_ROUTING",
+    "IPPROTO_TCP",
+    "IPPROTO_UDP",
+    "MIN_MTU",
+    "IPv6Repr",
+    "IPv6View",
 ]
 
 HEADER_LEN: Final = 40
@@ -43,7 +58,7 @@ class IPv6View:
         self.truncated = truncated
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer, *, allow_truncated: bool = False) -> "IPv6View":
+    def checked(cls, buf: ReadableBuffer, *, allow_truncated: bool = False) -> IPv6View:
         """Raise ``Truncated`` if the header is short or the payload length lies.
 
         ``allow_truncated``: accept a payload length past the end (a packet
@@ -117,7 +132,7 @@ class IPv6Repr:
     flow_label: int = 0
 
     @classmethod
-    def parse(cls, view: IPv6View) -> "IPv6Repr":
+    def parse(cls, view: IPv6View) -> IPv6Repr:
         """Raise ``MalformedPacket`` on version != 6."""
         if view.version != 6:
             raise MalformedPacket(f"ipv6: version {view.version}")

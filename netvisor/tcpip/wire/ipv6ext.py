@@ -25,12 +25,15 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Self
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
 from netvisor.tcpip.wire.ip import (
-    IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ROUTING,
+    IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS,
+    IPPROTO_ROUTING,
 )
 
 # Option types (IANA "Destination Options and Hop-by-Hop Options").
@@ -159,7 +162,7 @@ class ExtHeaderView:
         self.buf = as_view(buf)
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "ExtHeaderView":
+    def checked(cls, buf: ReadableBuffer) -> ExtHeaderView:
         """Raise ``Truncated`` when the header's length runs past the buffer."""
         need(buf, 8, "ipv6 extension header")
         view = cls(buf)
@@ -194,7 +197,7 @@ class FragmentView:
         self.buf = as_view(buf)
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "FragmentView":
+    def checked(cls, buf: ReadableBuffer) -> FragmentView:
         need(buf, FRAGMENT_HEADER_LEN, "ipv6 fragment header")
         return cls(buf)
 
@@ -235,7 +238,7 @@ class OptionsHeaderRepr:
     options: tuple[Ipv6Option, ...] = ()
 
     @classmethod
-    def parse(cls, view: ExtHeaderView) -> "OptionsHeaderRepr":
+    def parse(cls, view: ExtHeaderView) -> Self:
         """Options of a checked view; ``Truncated`` if an option overruns the header."""
         return cls(next_header=view.next_header, options=parse_options(view.data))
 
@@ -307,7 +310,7 @@ class RoutingRepr:
     protocol = IPPROTO_ROUTING
 
     @classmethod
-    def parse(cls, view: ExtHeaderView) -> "RoutingRepr":
+    def parse(cls, view: ExtHeaderView) -> RoutingRepr:
         return cls(next_header=view.next_header, routing_type=view.buf[2],
                    segments_left=view.buf[3], data=bytes(view.buf[4:view.header_len]))
 
@@ -359,7 +362,7 @@ class FragmentRepr:
     protocol = IPPROTO_FRAGMENT
 
     @classmethod
-    def parse(cls, view: FragmentView) -> "FragmentRepr":
+    def parse(cls, view: FragmentView) -> FragmentRepr:
         return cls(next_header=view.next_header, frag_offset=view.frag_offset,
                    more_fragments=view.more_fragments, ident=view.ident)
 

@@ -22,7 +22,13 @@ from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire._util import WritableBuffer, check_room
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.icmpv6 import (
-    MLD_DONE, MLD_QUERY, MLD_REPORT_V1, MLD_REPORT_V2, Icmpv6View, checksum_ok, fill_checksum,
+    MLD_DONE,
+    MLD_QUERY,
+    MLD_REPORT_V1,
+    MLD_REPORT_V2,
+    Icmpv6View,
+    checksum_ok,
+    fill_checksum,
 )
 
 IPv6Address = ipaddress.IPv6Address
@@ -124,7 +130,7 @@ class MldQuery:
         return MLDV2_QUERY_MIN_LEN + 16 * len(self.sources) if self.v2 else MLDV1_LEN
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         total = self.buffer_len
         check_room(buf, offset, total, "mld query")
         struct.pack_into("!BBHHH16s", buf, offset, MLD_QUERY, 0, 0, self.max_resp_code, 0,
@@ -158,7 +164,7 @@ class MldV1Message:
         return MLDV1_LEN
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         if self.type not in (MLD_REPORT_V1, MLD_DONE):
             raise ValueError(f"mld v1: type {self.type}")
         check_room(buf, offset, MLDV1_LEN, "mld v1")
@@ -201,7 +207,7 @@ class MldV2Report:
         return 8 + sum(r.buffer_len for r in self.records)
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         total = self.buffer_len
         check_room(buf, offset, total, "mld v2 report")
         struct.pack_into("!BBHHH", buf, offset, MLD_REPORT_V2, 0, 0, 0, len(self.records))

@@ -27,8 +27,14 @@ from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.icmpv6 import (
-    NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT, REDIRECT, ROUTER_ADVERT, ROUTER_SOLICIT, Icmpv6View,
-    checksum_ok, fill_checksum,
+    NEIGHBOR_ADVERT,
+    NEIGHBOR_SOLICIT,
+    REDIRECT,
+    ROUTER_ADVERT,
+    ROUTER_SOLICIT,
+    Icmpv6View,
+    checksum_ok,
+    fill_checksum,
 )
 
 IPv6Address = ipaddress.IPv6Address
@@ -95,7 +101,7 @@ class NdpOptions:
     unknown: tuple[NdpOption, ...] = ()
 
     @classmethod
-    def parse(cls, data: ReadableBuffer) -> "NdpOptions":
+    def parse(cls, data: ReadableBuffer) -> NdpOptions:
         """Decode options; ``MalformedPacket`` on a zero length (RFC 4861 4.6),
         ``Truncated`` when one runs past the end. A repeated single-valued
         option: the first wins (Linux ndisc_parse_options warns and keeps
@@ -192,8 +198,8 @@ class NdpOptions:
         return total
 
 
-def _emit_message(msg: "NdpRepr", fixed: bytes, buf: WritableBuffer, offset: int,
-                  src: IPv6Address, dst: IPv6Address, checksum: ChecksumMode) -> int:
+def _emit_message(msg: NdpRepr, fixed: bytes, buf: WritableBuffer, offset: int,
+                  src: IPv6Address, dst: IPv6Address, checksum: ChecksumMode | str) -> int:
     total = len(fixed) + msg.options.buffer_len
     check_room(buf, offset, total, "ndp")
     buf[offset:offset + len(fixed)] = fixed
@@ -215,7 +221,7 @@ class RouterSolicit:
         return 8 + self.options.buffer_len
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         """Write the whole ICMPv6 message; returns its length."""
         fixed = struct.pack("!BBHI", ROUTER_SOLICIT, 0, 0, 0)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)
@@ -248,7 +254,7 @@ class RouterAdvert:
         return 16 + self.options.buffer_len
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         flags = (_RA_FLAG_M if self.managed else 0) | (_RA_FLAG_O if self.other else 0) | self.flags
         fixed = struct.pack("!BBHBBHII", ROUTER_ADVERT, 0, 0, self.cur_hop_limit, flags,
                             self.router_lifetime, self.reachable_time, self.retrans_timer)
@@ -274,7 +280,7 @@ class NeighborSolicit:
         return 24 + self.options.buffer_len
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         fixed = struct.pack("!BBHI16s", NEIGHBOR_SOLICIT, 0, 0, 0, self.target.packed)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)
 
@@ -301,7 +307,7 @@ class NeighborAdvert:
         return 24 + self.options.buffer_len
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         flags = ((_NA_FLAG_R if self.router else 0) | (_NA_FLAG_S if self.solicited else 0)
                  | (_NA_FLAG_O if self.override else 0))
         fixed = struct.pack("!BBHB3x16s", NEIGHBOR_ADVERT, 0, 0, flags, self.target.packed)
@@ -329,7 +335,7 @@ class Redirect:
         return 40 + self.options.buffer_len
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPv6Address, dst: IPv6Address,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         fixed = struct.pack("!BBHI16s16s", REDIRECT, 0, 0, 0, self.target.packed,
                             self.destination.packed)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)

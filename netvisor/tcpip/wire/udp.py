@@ -20,7 +20,7 @@ from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, c
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.ip import IPPROTO_UDP
 
-__all__ = ["HEADER_LEN", "CHECKSUM_OFFSET", "UdpView", "UdpRepr", "ChecksumMode"]
+__all__ = ["CHECKSUM_OFFSET", "HEADER_LEN", "ChecksumMode", "UdpRepr", "UdpView"]
 
 HEADER_LEN: Final = 8
 CHECKSUM_OFFSET: Final = 6
@@ -39,7 +39,7 @@ class UdpView:
         self.buf = as_view(buf)
 
     @classmethod
-    def checked(cls, buf: ReadableBuffer) -> "UdpView":
+    def checked(cls, buf: ReadableBuffer) -> UdpView:
         """Raise ``Truncated`` if shorter than 8 bytes or if the length field lies."""
         need(buf, HEADER_LEN, "udp")
         view = cls(buf)
@@ -93,7 +93,7 @@ class UdpRepr:
 
     @classmethod
     def parse(cls, view: UdpView, *, src: IPAddress | None = None, dst: IPAddress | None = None,
-              verify_checksum: bool = True) -> "UdpRepr":
+              verify_checksum: bool = True) -> UdpRepr:
         """Raise ``MalformedPacket`` on a bad checksum (when asked; needs src/dst)
         or a zero checksum over IPv6."""
         if verify_checksum:
@@ -115,7 +115,7 @@ class UdpRepr:
 
     def emit(self, buf: WritableBuffer, offset: int = 0, *, src: IPAddress, dst: IPAddress,
              payload: ReadableBuffer | None = None,
-             checksum: ChecksumMode = ChecksumMode.FULL) -> int:
+             checksum: ChecksumMode | str = ChecksumMode.FULL) -> int:
         """Write the header at ``buf[offset:]`` and fill the checksum; returns 8.
 
         ``payload`` is copied after the header when given; otherwise the caller
@@ -128,7 +128,7 @@ class UdpRepr:
         check_room(buf, offset, total, "udp")
         if total > 0xFFFF:
             raise ValueError(f"udp: datagram of {total} bytes")
-        if checksum is ChecksumMode.NONE and src.version == 6:
+        if checksum == ChecksumMode.NONE and src.version == 6:
             raise ValueError("udp: a zero checksum is invalid over IPv6 (RFC 8200 8.1)")
         struct.pack_into("!HHHH", buf, offset, self.src_port, self.dst_port, total, 0)
         if payload is not None:
@@ -141,7 +141,7 @@ class UdpRepr:
         return HEADER_LEN
 
     def to_bytes(self, payload: ReadableBuffer, *, src: IPAddress, dst: IPAddress,
-                 checksum: ChecksumMode = ChecksumMode.FULL) -> bytes:
+                 checksum: ChecksumMode | str = ChecksumMode.FULL) -> bytes:
         """Header + payload as new bytes."""
         out = bytearray(self.buffer_len)
         self.emit(out, src=src, dst=dst, payload=payload, checksum=checksum)

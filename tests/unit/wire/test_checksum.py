@@ -6,7 +6,8 @@ import ipaddress
 import struct
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netvisor.tcpip.wire import checksum as C
 from netvisor.tcpip.wire.checksum import ChecksumMode
@@ -55,7 +56,7 @@ def test_c_and_python_agree(length: int, align: int, rnd: object) -> None:
 def test_c_and_python_agree_every_length() -> None:
     # Every length 0..2000 once, with a fixed pattern that carries a lot (0xFF runs).
     base = bytes((i * 151 + 255) & 0xFF for i in range(2008))
-    for length in range(0, 2001):
+    for length in range(2001):
         for align in (0, 1, 3):
             view = memoryview(base)[align:align + length]
             assert C.fold(C._partial_sum_c(view)) == C.fold(C._partial_sum_py(view)), (length, align)
@@ -109,3 +110,14 @@ def test_fill_checksum_modes() -> None:
     zero = bytearray(b"\xff\xff\x00\x00")
     assert C.fill_checksum(zero, 0, 4, 2, 0, ChecksumMode.FULL) == 0
     assert C.fill_checksum(zero, 0, 4, 2, 0, ChecksumMode.FULL, zero_is_ffff=True) == 0xFFFF
+
+
+def test_modes_accept_plain_strings() -> None:
+    # tcp.py passes "full"/"partial"/"none"; ChecksumMode is a StrEnum.
+    a = bytearray(b"\x00\x00\x00\x00ab")
+    b = bytearray(a)
+    C.fill_checksum(a, 0, 6, 2, 7, "partial")
+    C.fill_checksum(b, 0, 6, 2, 7, ChecksumMode.PARTIAL)
+    assert a == b
+    with pytest.raises(ValueError):
+        C.fill_checksum(a, 0, 6, 2, 7, "fast")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import arp, ethernet

@@ -6,7 +6,8 @@ import ipaddress
 import struct
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import checksum as C
@@ -15,7 +16,7 @@ from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.ipv4 import IPv4Repr, IPv4View
 from netvisor.tcpip.wire.udp import UdpRepr, UdpView
 
-from .strategies import ipv4_options, u8, u16, v4, v6
+from .strategies import ipv4_options, u8, u16, v4
 
 scapy = pytest.importorskip("scapy.all")
 

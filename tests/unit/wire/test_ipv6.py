@@ -5,13 +5,20 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import ipv6ext as X
 from netvisor.tcpip.wire.ip import (
-    IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMPV6, IPPROTO_NONE,
-    IPPROTO_ROUTING, IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS,
+    IPPROTO_ICMPV6,
+    IPPROTO_NONE,
+    IPPROTO_ROUTING,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
 )
 from netvisor.tcpip.wire.ipv6 import IPv6Repr, IPv6View
 

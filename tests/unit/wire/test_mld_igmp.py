@@ -6,7 +6,8 @@ import ipaddress
 import struct
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import checksum as C
