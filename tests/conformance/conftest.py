@@ -118,7 +118,9 @@ def build_pair() -> tuple[Topology, Netns, Netns]:
                 "net.ipv6.conf.default.router_solicitations=0",
                 "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
                 "net.ipv4.icmp_msgs_burst=10000", "net.ipv4.icmp_msgs_per_sec=100000",
-                "net.ipv4.tcp_no_metrics_save=1")
+                "net.ipv4.tcp_no_metrics_save=1",
+                # ICMP echo (ping) sockets for every group: the DUT server runs as root.
+                "net.ipv4.ping_group_range=0 2147483647")
         tb_if, dut_if = unique_name("nvxb"), unique_name("nvxu")
         veth_pair(dut, dut_if, tb, tb_if)
         # The TB must see segments as they go on a wire, not TSO/GSO super-frames;
