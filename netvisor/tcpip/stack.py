@@ -990,7 +990,7 @@ class Stack:
         if dst in self._local_addrs:
             return True
         if dst.is_multicast:
-            return nic.groups.get(dst, 0) > 0
+            return self._joined(nic, dst)
         if dst == V4_BCAST:
             return True
         if nic.loopback:
@@ -1203,8 +1203,14 @@ class Stack:
 
     def _accepts_v6(self, nic: Nic, dst: IPv6Address) -> bool:
         if dst.is_multicast:
-            return nic.groups.get(dst, 0) > 0
+            return self._joined(nic, dst)
         return dst in self._local_addrs
+
+    def _joined(self, nic: Nic, group: IPAddress) -> bool:
+        """Group joined on ``nic``; looped-back multicast counts joins on any NIC."""
+        if nic.loopback:
+            return any(n.groups.get(group, 0) > 0 for n in self.nics.values())
+        return nic.groups.get(group, 0) > 0
 
     def _ipv6_input(self, nic: Nic, buf: memoryview, csum_valid: bool, now: float, *,
                     link_mcast: bool = False) -> None:

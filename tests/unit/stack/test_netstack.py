@@ -1,0 +1,130 @@
+"""The trio driver: two NetStacks over an in-memory cable, trio's MockClock as the only clock."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import select
+import socket
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+
+from netvisor.link.loopback import memory_pair
+from netvisor.netstack import NetStack
+from netvisor.tcpip.errors import NetError
+
+ip_if = ipaddress.ip_interface
+
+
+def run(fn: Callable[[NetStack, NetStack], Awaitable[None]], **pair_kw: object) -> None:
+    async def main() -> None:
+        a_ep, b_ep = memory_pair(**pair_kw)  # type: ignore[arg-type]
+        a, b = NetStack(seed=1), NetStack(seed=2)
+        a.add_link(a_ep, name="eth0", addresses=[ip_if("10.0.0.1/24"), ip_if("fd00::1/64")])
+        b.add_link(b_ep, name="eth0", addresses=[ip_if("10.0.0.2/24"), ip_if("fd00::2/64")])
+        async with trio.open_nursery() as n:
+            await n.start(a.serve)
+            await n.start(b.serve)
+            await a.wait_addresses_ready()
+            await b.wait_addresses_ready()
+            with trio.fail_after(120):
+                await fn(a, b)
+            n.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def echo_once(a: NetStack, b: NetStack, dst: str, size: int) -> None:
+    srv = b.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    srv.bind(("::", 7))
+    fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    cli = a.socket(fam, socket.SOCK_DGRAM)
+    payload = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    cli.sendto(payload, 0, (dst, 7))
+    a.kick()
+    await b.wait(srv, select.POLLIN)
+    data, addr = srv.recvfrom(70000)
+    assert data == payload
+    srv.sendto(data, 0, addr)
+    b.kick()
+    await a.wait(cli, select.POLLIN)
+    assert cli.recv(70000) == payload
+    srv.close()
+
+
+@pytest.mark.parametrize("dst", ["10.0.0.2", "fd00::2"])
+@pytest.mark.parametrize("size", [1, 1472, 65000])
+def test_udp_echo_between_two_stacks(dst: str, size: int) -> None:
+    run(lambda a, b: echo_once(a, b, dst, size))
+
+
+def test_dad_takes_the_time_rfc4862_says() -> None:
+    async def check(a: NetStack, b: NetStack) -> None:
+        # Random delay up to 1 s, then one NS and RetransTimer (1 s).
+        assert 1.0 <= trio.current_time() <= 2.1
+
+    run(check)
+
+
+def test_port_unreachable_and_unreachable_neighbour() -> None:
+    async def check(a: NetStack, b: NetStack) -> None:
+        c = a.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.connect(("10.0.0.2", 9))
+        c.send(b"a")
+        a.kick()
+        assert await a.wait(c, select.POLLIN) & select.POLLERR
+        with pytest.raises(NetError) as e:
+            c.recv(10)
+        assert e.value.errno == errno.ECONNREFUSED
+        d = a.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        d.connect(("10.0.0.99", 9))
+        d.send(b"a")
+        a.kick()
+        t0 = trio.current_time()
+        await a.wait(d, select.POLLIN)
+        assert trio.current_time() - t0 == pytest.approx(3.0)  # 3 ARP requests, 1 s apart
+        with pytest.raises(NetError) as e:
+            d.recv(10)
+        assert e.value.errno == errno.EHOSTUNREACH
+
+    run(check)
+
+
+def test_loopback_only_stack() -> None:
+    async def main() -> None:
+        ns = NetStack(seed=3)
+        assert ns.add_loopback() == 1
+        async with trio.open_nursery() as n:
+            await n.start(ns.serve)
+            s = ns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.bind(("::1", 5555))
+            c = ns.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            c.sendto(b"lo", 0, ("::1", 5555))
+            ns.kick()
+            with trio.fail_after(1):
+                await ns.wait(s, select.POLLIN)
+            assert s.recvfrom(10) == (b"lo", ("::1", c.getsockname()[1], 0, 0))
+            n.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_backpressure_keeps_frames_until_link_takes_them() -> None:
+    async def check(a: NetStack, b: NetStack) -> None:
+        srv = b.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(("0.0.0.0", 8))
+        srv.setsockopt(1, 8, (1 << 20).to_bytes(4, "little"))
+        cli = a.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i in range(40):
+            cli.sendto(i.to_bytes(2, "big") * 100, 0, ("10.0.0.2", 8))
+        a.kick()
+        got = []
+        while len(got) < 40:
+            await b.wait(srv, select.POLLIN)
+            got.append(srv.recv(1000))
+        assert [int.from_bytes(g[:2], "big") for g in got] == list(range(40))
+
+    run(check, queue_limit=4)
