@@ -81,7 +81,9 @@ class Harness:
                 select.select([fd], [], [], 0.05)
             else:
                 time.sleep(0.005)
-            for frame in self.ep.read_batch(max_frames):
+            batch = self.ep.read_batch(min(max_frames, n - len(got)))
+            assert len(batch) <= max_frames
+            for frame in batch:
                 s = seq_of(frame.data)
                 if s is not None:
                     got.append(s)
