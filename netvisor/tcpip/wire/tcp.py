@@ -187,18 +187,20 @@ class TcpRepr:
         return cls(sport, dport, seq, ack, flags, win, urg, mss, wscale, sack_perm, blocks, ts)
 
     def emit(self, buf: bytearray | memoryview, offset: int = 0, *, src: IPAddress,
-             dst: IPAddress, payload: Buffer = b"",
+             dst: IPAddress, payload: Buffer = b"", payload_len: int | None = None,
              checksum: Literal["full", "partial", "none"] = "full") -> int:
         """Write the header and ``payload`` at ``buf[offset:]``; return the segment length.
 
         ``checksum='full'`` computes the checksum over pseudo-header, header and
         payload; ``'partial'`` writes only the folded pseudo-header sum for the
         NIC to complete (Linux CHECKSUM_PARTIAL); ``'none'`` leaves 0 (tests).
+        ``payload_len`` instead of ``payload``: the caller already wrote that
+        many payload bytes after the header (the zero-copy send path).
         """
         hl = self.header_len
         if hl > MAX_HEADER_LEN:
             raise ValueError(f"tcp options too long: {hl - HEADER_LEN} bytes")
-        total = hl + len(payload)
+        total = hl + (len(payload) if payload_len is None else payload_len)
         if offset < 0 or offset + total > len(buf):
             raise ValueError("tcp emit: buffer too small")
         fl = int(self.flags) & ~int(TcpFlags.ACK)
@@ -208,7 +210,7 @@ class TcpRepr:
                        (self.ack or 0) & 0xFFFFFFFF, (hl // 4) << 4, fl,
                        self.window & 0xFFFF, 0, self.urgent & 0xFFFF)
         self._emit_options(buf, offset + HEADER_LEN)
-        if payload:
+        if payload_len is None and payload:
             buf[offset + hl:offset + total] = payload
         if checksum != "none":
             pseudo = pseudo_header_sum(src, dst, PROTOCOL, total)

@@ -1,0 +1,1413 @@
+"""One TCP connection: the RFC 9293 state machine and its data paths, sans-IO.
+
+Everything that changes a connection's state lives here (h11's rule). Read
+first: RFC 9293 3.3.2 (states), 3.10.7 (SEGMENT ARRIVES), 3.8 (timeouts).
+
+Implemented: RFC 9293 (all states: active, passive and simultaneous open,
+simultaneous close, half-close, RST rules, acceptability tests), RFC 5961
+(challenge ACKs for in-window RST and any SYN, ACK range check), RFC 6298
+(RTO, Karn, backoff; ``rtt.py``), RFC 7323 (window scale, timestamps, PAWS),
+RFC 2018/2883 (SACK, D-SACK generation), RFC 6675 (SACK loss recovery; pipe
+and IsLost by bytes, ``sack.py``), RFC 6582 (NewReno partial ACKs without
+SACK), RFC 5681 (congestion control via ``congestion/``), RFC 1122 4.2.3.2
+delayed ACK (every second full segment, Linux 40-200 ms timer, quick-ack at
+start), RFC 896 Nagle with TCP_NODELAY/TCP_CORK, RFC 1122 4.2.3.3/4 silly
+window avoidance on both sides, zero-window probing with backoff, RFC 6691
+MSS, RFC 5927 ICMP validation and RFC 1191/8201 PMTU, keepalive,
+TCP_USER_TIMEOUT, TIME_WAIT and FIN_WAIT_2 timeouts.
+
+Deliberate departures (documented where they happen):
+
+* Sequence numbers are unwrapped at the boundary: every received SEQ/ACK is
+  converted with ``seq_diff`` against RCV.NXT/SND.UNA into an unbounded
+  integer, so the state machine compares plain integers. Wire values are
+  the low 32 bits.
+* Urgent data is tolerated and delivered in line (as with SO_OOBINLINE);
+  MSG_OOB is not supported.
+* Loss detection is RFC 6675's byte rule (DupThresh * MSS SACKed above a
+  hole) rather than RACK-TLP's time rule; there is no tail-loss probe.
+* No ECN, no TCP Fast Open, no F-RTO / spurious-RTO undo.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+from netvisor.tcpip.tcp import congestion
+from netvisor.tcpip.tcp.constants import (
+    RCV_SHUTDOWN,
+    SEND_SHUTDOWN,
+    SHUTDOWN_MASK,
+    CaState,
+    State,
+)
+from netvisor.tcpip.tcp.options import SockOpts
+from netvisor.tcpip.tcp.recv_buffer import RecvBuffer
+from netvisor.tcpip.tcp.rtt import RttEstimator
+from netvisor.tcpip.tcp.sack import Scoreboard, receiver_blocks
+from netvisor.tcpip.tcp.send_buffer import SendBuffer
+from netvisor.tcpip.wire.seq import seq_diff
+from netvisor.tcpip.wire.tcp import TcpFlags, TcpRepr
+
+if TYPE_CHECKING:
+    from netvisor.tcpip.api import IPAddress, Route
+    from netvisor.tcpip.tcp.transport import TcpTransport
+
+log = logging.getLogger(__name__)
+
+M32: Final = 0xFFFFFFFF
+SYN: Final = TcpFlags.SYN
+FIN: Final = TcpFlags.FIN
+RST: Final = TcpFlags.RST
+PSH: Final = TcpFlags.PSH
+NOFLAGS: Final = TcpFlags.NONE
+
+PAWS_24DAYS: Final = 24 * 86400.0  # RFC 7323 5.5: ts_recent invalid after 24 days idle
+MAX_WSCALE: Final = 14  # RFC 7323 2.3
+QUICKACK_SEGMENTS: Final = 16  # Linux TCP_MAX_QUICKACKS
+DEFAULT_MSS_V4: Final = 536  # RFC 9293 3.7.1 / RFC 6691 when no MSS option
+DEFAULT_MSS_V6: Final = 1220
+TSO_MAX_PAYLOAD: Final = 65535 - 60 - 80
+"""Largest payload in one TSO super-segment: IP total length is 16 bits (minus headers)."""
+
+SYNCHRONIZED: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                                 State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK,
+                                 State.TIME_WAIT})
+CAN_SEND_DATA: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+SENDING_STATES: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
+                                   State.CLOSING, State.LAST_ACK})
+RECEIVING_STATES: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+
+
+class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['conn']}] {msg}", kwargs
+
+
+class Connection:
+    """A TCP control block (Linux ``struct tcp_sock``) and its rules.
+
+    Inputs: ``handle_segment``, ``handle_timer``, ``handle_icmp`` and user
+    calls (``send``, ``recv``, ``shutdown_write``, ``close``, ``abort``).
+    Output goes through the owning :class:`TcpTransport`; deadlines are the
+    ``*_at`` fields, summarised by ``next_deadline()``.
+    """
+
+    __slots__ = (
+        "host", "opts", "family", "laddr", "lport", "raddr", "rport", "route", "state",
+        "sock", "listener", "passive", "orphan", "sk_err", "sk_err_soft", "shutdown",
+        "iss", "irs", "snd_una", "snd_nxt", "snd_wnd", "snd_wl1", "snd_wl2", "max_snd_wnd",
+        "snd_wscale", "rcv_wscale", "rcv_nxt", "rcv_adv", "last_ack_sent",
+        "sndbuf", "rcvbuf", "fin_queued", "fin_seq", "peer_fin_seq",
+        "mss_clamp", "peer_mss", "snd_mss", "advmss", "rcv_mss", "pmtu",
+        "ts_ok", "ts_recent", "ts_recent_at", "ts_offset", "sack_ok", "ws_ok",
+        "rtt", "rtt_seq", "rtt_sent_at", "cc", "ca_state", "recover", "high_rxt",
+        "dupacks", "board", "force_rxt", "retransmits", "total_retrans", "rtx_first_at",
+        "rtx_at", "persist_at", "persist_backoff", "probes_out", "delack_at", "keepalive_at",
+        "tw_at", "defer_at", "ack_pending", "quickack", "unacked_rcv", "dsack",
+        "last_rcv_at", "last_send_at", "last_data_recv_at", "last_ack_recv_at",
+        "created_at", "defer_acked", "rcv_space", "rcv_space_copied", "rcv_space_at",
+        "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
+        "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
+        "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
+        "ca_name", "synack_cookie_mss", "reordering",
+    )
+
+    def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
+                 laddr: "IPAddress", lport: int, raddr: "IPAddress", rport: int,
+                 route: "Route", now: float) -> None:
+        cfg = host.config
+        self.host = host
+        self.opts = opts
+        self.family = family
+        self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
+        self.key = (laddr, lport, raddr, rport)
+        self.bind_key: Any = None
+        self.route = route
+        self.state = State.CLOSED
+        self.sock: Any = None
+        self.listener: Any = None
+        self.passive = False
+        self.orphan = False
+        self.dead = False
+        self.sk_err = 0
+        self.sk_err_soft = 0
+        self.shutdown = 0
+        self.iss = host.isn_gen.isn(laddr, lport, raddr, rport, now)
+        self.irs = 0
+        self.snd_una = self.iss
+        self.snd_nxt = self.iss
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = 0
+        self.max_snd_wnd = 0
+        self.snd_wscale = 0
+        self.rcv_wscale = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0
+        self.last_ack_sent = 0
+        self.sndbuf = SendBuffer(self.iss + 1)
+        self.rcvbuf = RecvBuffer()
+        self.fin_queued = False
+        self.fin_seq = 0
+        self.peer_fin_seq: int | None = None
+        self.pmtu = route.mtu
+        self.advmss = self._mss_for_mtu(route.mtu)
+        if opts.user_mss:
+            self.advmss = min(self.advmss, opts.user_mss)
+        self.mss_clamp = self.advmss
+        self.peer_mss = DEFAULT_MSS_V4 if laddr.version == 4 else DEFAULT_MSS_V6
+        self.snd_mss = min(self.peer_mss, self.advmss)
+        self.rcv_mss = min(self.advmss, DEFAULT_MSS_V4)
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_recent_at = -PAWS_24DAYS
+        self.ts_offset = host.isn_gen.ts_offset(laddr, raddr)
+        self.sack_ok = False
+        self.ws_ok = False
+        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self.rtt_seq: int | None = None
+        self.rtt_sent_at = 0.0
+        self.ca_name = opts.congestion or cfg.congestion_control
+        self.cc = congestion.make(self.ca_name, self.snd_mss, cfg.initial_cwnd_segments)
+        self.ca_state = CaState.OPEN
+        self.recover = self.iss
+        self.high_rxt = self.iss
+        self.dupacks = 0
+        self.board = Scoreboard()
+        self.force_rxt = False
+        self.retransmits = 0
+        self.total_retrans = 0
+        self.lost_count = 0
+        self.rtx_first_at: float | None = None
+        self.rtx_at: float | None = None
+        self.persist_at: float | None = None
+        self.persist_backoff = 0
+        self.probes_out = 0
+        self.delack_at: float | None = None
+        self.keepalive_at: float | None = None
+        self.tw_at: float | None = None
+        self.defer_at: float | None = None
+        self.defer_acked = False
+        self.ack_pending = False
+        self.quickack = QUICKACK_SEGMENTS
+        self.unacked_rcv = 0
+        self.dsack: tuple[int, int] | None = None
+        self.created_at = now
+        self.last_rcv_at = now
+        self.last_send_at = now
+        self.last_data_recv_at = now
+        self.last_ack_recv_at = now
+        self.rcv_space = 0
+        self.rcv_space_copied = 0
+        self.rcv_space_at = now
+        self.rcv_wnd_clamp = 0
+        self.bytes_acked = self.bytes_received = self.bytes_sent = self.bytes_retrans = 0
+        self.segs_in = self.segs_out = self.data_segs_in = self.data_segs_out = 0
+        self.ato = cfg.delack_min
+        self.syn_retries = 0
+        self.scheduled_at: float | None = None
+        self.wake_pending = False
+        self.synack_cookie_mss = 0
+        self.reordering = host.config.reordering
+        self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
+
+    # ------------------------------------------------------------------ helpers
+
+    def _mss_for_mtu(self, mtu: int) -> int:
+        # RFC 6691: MSS = MTU - fixed IP header - fixed TCP header.
+        return max(88, mtu - (20 if self.laddr.version == 4 else 40) - 20)
+
+    def _set_state(self, new: State) -> None:
+        if new != self.state:
+            self.log.debug("%s -> %s", self.state.name, new.name)
+            self.state = new
+            self.wake_pending = True
+
+    @property
+    def rcvbuf_limit(self) -> int:
+        """The receive buffer size (SO_RCVBUF semantics: Linux's sk_rcvbuf)."""
+        return self.opts.rcvbuf or max(self.rcv_space_buf, self.host.config.rmem[1])
+
+    @property
+    def rcv_space_buf(self) -> int:
+        return self.rcv_space * 4 if self.rcv_space else 0
+
+    @property
+    def sndbuf_limit(self) -> int:
+        """Send buffer size: SO_SNDBUF when set, else grows with cwnd (tcp_sndbuf_expand)."""
+        if self.opts.sndbuf is not None:
+            return self.opts.sndbuf
+        cfg = self.host.config
+        return min(cfg.wmem[2], max(cfg.wmem[1], 2 * max(self.cc.cwnd, self.max_snd_wnd)))
+
+    def window_space(self) -> int:
+        """Bytes of buffer usable for the advertised window (tcp_adv_win_scale=1: half)."""
+        space = self.rcvbuf_limit // 2
+        if self.opts.window_clamp:
+            space = min(space, self.opts.window_clamp)
+        return max(space, 0)
+
+    def ts_now(self) -> int:
+        """Our TSval clock: 1 ms ticks (Linux TCP_TS_HZ) plus a per-pair offset."""
+        return (int(self.host.ctx.now * 1000) + self.ts_offset) & M32
+
+    @property
+    def flight(self) -> int:
+        return self.snd_nxt - self.snd_una
+
+    @property
+    def unsent(self) -> int:
+        return self.sndbuf.end - self.snd_nxt if self.snd_nxt <= self.sndbuf.end else 0
+
+    def writable_space(self) -> int:
+        """Bytes ``send`` would accept now."""
+        return max(0, self.sndbuf_limit - len(self.sndbuf))
+
+    def notsent_bytes(self) -> int:
+        return max(0, self.sndbuf.end - self.snd_nxt)
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+        for t in (self.rtx_at, self.persist_at, self.delack_at, self.keepalive_at,
+                  self.tw_at, self.defer_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def wake(self) -> None:
+        self.wake_pending = True
+
+    # ------------------------------------------------------------------ opening
+
+    def _select_wscale(self) -> int:
+        # Linux tcp_select_initial_window: the smallest shift that lets the
+        # largest possible buffer (tcp_rmem[2] / SO_RCVBUF) fit the 16-bit window.
+        space = max(self.host.config.rmem[2], self.rcvbuf_limit)
+        if self.opts.window_clamp:
+            space = min(space, self.opts.window_clamp)
+        ws = 0
+        while (space >> ws) > 65535 and ws < MAX_WSCALE:
+            ws += 1
+        return ws
+
+    def open_active(self, now: float) -> None:
+        """connect(): send a SYN (RFC 9293 3.10.4 OPEN, active)."""
+        cfg = self.host.config
+        self.ws_ok = cfg.window_scaling
+        self.rcv_wscale = self._select_wscale() if self.ws_ok else 0
+        self.sack_ok = cfg.sack
+        self.ts_ok = cfg.timestamps
+        self.snd_nxt = self.iss + 1
+        self._set_state(State.SYN_SENT)
+        self._send_syn(now)
+        self.rtx_at = now + self.rtt.rto
+
+    def open_passive(self, syn: TcpRepr, now: float, *, iss: int | None = None,
+                     cookie_opts: Any = None) -> None:
+        """A listener accepted a SYN: go to SYN-RECEIVED and answer SYN-ACK (RFC 9293 3.10.7.2)."""
+        cfg = self.host.config
+        self.passive = True
+        if iss is not None:
+            self.iss = iss
+            self.snd_una = self.snd_nxt = iss
+            self.sndbuf = SendBuffer(iss + 1)
+            self.recover = self.high_rxt = iss
+        self.irs = syn.seq
+        self.rcv_nxt = syn.seq + 1
+        self.rcv_adv = self.rcv_nxt
+        self.last_ack_sent = self.rcv_nxt
+        self._negotiate(syn, cfg.window_scaling, cfg.sack, cfg.timestamps)
+        self.snd_wnd = syn.window  # never scaled in a SYN (RFC 7323 2.2)
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = syn.seq
+        self.snd_wl2 = self.iss
+        self.snd_nxt = self.iss + 1
+        self._set_state(State.SYN_RECEIVED)
+        if syn.timestamps is not None and self.ts_ok:
+            self.ts_recent = syn.timestamps[0]
+            self.ts_recent_at = now
+        self._send_syn(now)
+        self.rtx_at = now + self.rtt.rto
+
+    def _negotiate(self, syn: TcpRepr, ws: bool, sack: bool, ts: bool) -> None:
+        """Option negotiation from the peer's SYN (RFC 7323 2.2/3.2, RFC 2018 2)."""
+        self.ws_ok = ws and syn.window_scale is not None
+        if self.ws_ok:
+            self.snd_wscale = min(syn.window_scale or 0, MAX_WSCALE)
+            if self.state != State.SYN_SENT:
+                self.rcv_wscale = self._select_wscale()
+        else:
+            self.snd_wscale = self.rcv_wscale = 0
+        self.sack_ok = sack and syn.sack_permitted
+        self.ts_ok = ts and syn.timestamps is not None
+        if syn.mss is not None and syn.mss > 0:
+            self.peer_mss = syn.mss
+        self._update_mss()
+
+    def _update_mss(self) -> None:
+        """Effective send MSS (RFC 6691, RFC 9293 3.7.1): peer MSS, PMTU, options, user clamp."""
+        mss = min(self.peer_mss, self._mss_for_mtu(self.pmtu))
+        if self.opts.user_mss:
+            mss = min(mss, self.opts.user_mss)
+        if self.ts_ok:
+            mss -= 12  # Linux tcp_current_mss: room for the timestamp option
+        mss = max(mss, 48)
+        self.snd_mss = mss
+        self.cc.set_mss(mss)
+
+    def _send_syn(self, now: float) -> None:
+        """SYN (active) or SYN-ACK (passive / simultaneous open) with our options."""
+        synack = self.state == State.SYN_RECEIVED
+        ts = (self.ts_now(), self.ts_recent if synack else 0) if self.ts_ok else None
+        # RFC 7323 2.2: the window in a SYN or SYN-ACK is never scaled.
+        wnd = min(self.window_space(), 65535)
+        if synack:
+            self.rcv_adv = self.rcv_nxt + wnd
+        rep = TcpRepr(self.lport, self.rport, self.iss & M32,
+                      (self.rcv_nxt & M32) if synack else None, SYN, wnd, 0, self.advmss,
+                      self.rcv_wscale if self.ws_ok else None, self.sack_ok, (), ts)
+        self._emit(rep, 0, 0, now)
+        if self.rtt_seq is None and self.syn_retries == 0:
+            self.rtt_seq = self.iss
+            self.rtt_sent_at = now
+
+    # ------------------------------------------------------------------ output
+
+    def _emit(self, rep: TcpRepr, start: int, end: int, now: float) -> None:
+        n = end - start
+        hl = rep.header_len
+        out = bytearray(hl + n)
+        if n:
+            self.sndbuf.copy_into(out, hl, start, end)
+        offload = self.route.checksum_offload
+        rep.emit(out, 0, src=self.laddr, dst=self.raddr, payload_len=n,
+                 checksum="partial" if offload else "full")
+        gso = self.snd_mss if (n > self.snd_mss and self.route.gso_max_size > 0) else 0
+        self.host.output(self, out, gso)
+        self.segs_out += 1
+        self.last_send_at = now
+        if rep.ack is not None:
+            self.last_ack_sent = self.rcv_nxt
+            self.ack_pending = False
+            self.delack_at = None
+            self.unacked_rcv = 0
+            self.dsack = None
+
+    def _select_window(self) -> int:
+        """The window field to send (Linux __tcp_select_window, RFC 1122 4.2.3.3 SWS).
+
+        Never shrinks the right edge already advertised (RFC 9293 3.8.6.2.2);
+        opens it only by at least min(MSS, half the buffer).
+        """
+        space = self.window_space()
+        free = space - len(self.rcvbuf) - self.rcvbuf.ooo_bytes
+        if self.shutdown & RCV_SHUTDOWN and self.orphan:
+            free = max(free, 0)
+        free = max(0, free)
+        cur = max(0, self.rcv_adv - self.rcv_nxt)
+        max_wnd = 65535 << self.rcv_wscale
+        free = min(free, max_wnd)
+        if free < cur:
+            new = cur
+        elif free - cur < min(self.rcv_mss, space // 2) and cur > 0:
+            new = cur
+        elif free < min(self.rcv_mss, space // 2) and cur == 0:
+            new = 0
+        else:
+            new = free
+        field = min(65535, (new + (1 << self.rcv_wscale) - 1) >> self.rcv_wscale
+                    if new == cur else new >> self.rcv_wscale)
+        self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
+        return field
+
+    def _header(self, seq: int, flags: TcpFlags, *, with_sack: bool = True,
+                tsval: int | None = None) -> TcpRepr:
+        ts = None
+        if self.ts_ok:
+            ts = (self.ts_now() if tsval is None else tsval, self.ts_recent)
+        blocks: tuple[tuple[int, int], ...] = ()
+        if self.sack_ok and with_sack and (self.rcvbuf.ooo or self.dsack):
+            chosen = receiver_blocks(self.rcvbuf.ooo_blocks(), self.rcvbuf.last_ooo, self.dsack,
+                                     3 if ts else 4)
+            blocks = tuple((s & M32, e & M32) for s, e in chosen)
+        wnd = self._select_window()
+        return TcpRepr(self.lport, self.rport, seq & M32, self.rcv_nxt & M32, flags, wnd, 0,
+                       None, None, False, blocks, ts)
+
+    def send_ack(self, now: float) -> None:
+        """A pure ACK (also window updates, duplicate ACKs, challenge ACKs)."""
+        self._emit(self._header(self.snd_nxt, NOFLAGS), 0, 0, now)
+
+    def send_rst(self, now: float) -> None:
+        """<SEQ=SND.NXT><CTL=RST,ACK> (RFC 9293 3.10.7.4, Linux tcp_send_active_reset)."""
+        rep = TcpRepr(self.lport, self.rport, self.snd_nxt & M32, self.rcv_nxt & M32, RST, 0)
+        self._emit(rep, 0, 0, now)
+
+    def _tso_limit(self) -> int:
+        mss = self.snd_mss
+        gmax = self.route.gso_max_size
+        if gmax <= 0:
+            return mss
+        payload = min(gmax, 65535) - (20 if self.raddr.version == 4 else 40) - 60
+        payload = min(payload, TSO_MAX_PAYLOAD)
+        return max(mss, payload - payload % mss)
+
+    def _send_range(self, start: int, end: int, now: float, retrans: bool) -> None:
+        """Send sequence range [start, end) (data, plus FIN when it covers fin_seq)."""
+        flags = NOFLAGS
+        data_end = end
+        if self.fin_queued and end > self.fin_seq:
+            flags |= FIN
+            data_end = self.fin_seq
+        if data_end > start and data_end == self.sndbuf.end:
+            flags |= PSH
+        rep = self._header(start, flags)
+        self._emit(rep, start, max(start, data_end), now)
+        n = max(0, data_end - start)
+        if n:
+            self.data_segs_out += 1
+        if retrans:
+            self.total_retrans += 1
+            self.bytes_retrans += n
+        else:
+            self.bytes_sent += n
+            if self.rtt_seq is None and not self.ts_ok:
+                self.rtt_seq = start
+                self.rtt_sent_at = now
+        if self.rtx_at is None:
+            self.rtx_at = now + self.rtt.rto
+        self.persist_at = None
+
+    def _lost_end(self) -> int:
+        """Sequence number below which un-SACKed data counts as lost."""
+        if self.ca_state == CaState.LOSS:
+            return self.recover
+        if self.ca_state == CaState.RECOVERY:
+            if self.sack_ok:
+                thr = self.reordering * self.snd_mss
+                return max(self.board.lost_end(self.snd_una, thr), self.snd_una + (
+                    self.snd_mss if self.high_rxt <= self.snd_una else 0))
+            return self.snd_una + self.snd_mss
+        return self.snd_una
+
+    def pipe(self) -> int:
+        """RFC 6675 pipe: bytes believed in the network."""
+        flight = self.flight
+        if self.ca_state == CaState.OPEN and not self.board and not self.dupacks:
+            return flight
+        if self.sack_ok:
+            sacked = self.board.sacked
+        else:
+            sacked = min(self.dupacks * self.snd_mss, flight)
+        lost_end = min(self._lost_end(), self.snd_nxt)
+        frm = max(self.high_rxt, self.snd_una)
+        lost = self.board.hole_bytes(frm, lost_end) if lost_end > frm else 0
+        return max(0, flight - sacked - lost)
+
+    def transmit(self, now: float) -> None:
+        """Send what windows and rules allow: retransmissions first, then new data."""
+        if self.state not in SENDING_STATES:
+            if self.ack_pending and self.state in SYNCHRONIZED:
+                self.send_ack(now)
+            return
+        host = self.host
+        nic = self.route.nic_id
+        mss = self.snd_mss
+        cwnd = self.cc.cwnd
+        # 1. Retransmit lost holes (RFC 6675 5 NextSeg rule 1, RFC 6582, RTO recovery).
+        if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
+            while True:
+                lost_end = min(self._lost_end(), self.snd_nxt)
+                frm = max(self.high_rxt, self.snd_una)
+                hole = self.board.next_hole(frm, lost_end)
+                if hole is None:
+                    break
+                if not self.force_rxt and self.pipe() >= cwnd:
+                    break
+                if not host.egress_has_room(nic):
+                    self._finish_output(now)
+                    return
+                s, e = hole
+                e = min(e, s + (self._tso_limit() if self.ca_state == CaState.LOSS else mss))
+                self._send_range(s, e, now, retrans=True)
+                self.high_rxt = e
+                self.force_rxt = False
+        # 2. New data (RFC 5681, Nagle, SWS, windows).
+        limit = self._tso_limit()
+        while True:
+            unsent = self.unsent
+            fin_pending = self.fin_queued and self.snd_nxt <= self.fin_seq
+            if unsent <= 0 and not fin_pending:
+                break
+            if self.snd_nxt < self.snd_una:
+                self.snd_nxt = self.snd_una
+            n = min(unsent, limit)
+            if n > 0:
+                wnd_room = self.snd_una + self.snd_wnd - self.snd_nxt
+                cwnd_room = cwnd - self.pipe()
+                room = min(wnd_room, cwnd_room)
+                if wnd_room <= 0:
+                    if self.flight == 0 and self.persist_at is None:
+                        self._arm_persist(now)
+                    break
+                if cwnd_room <= 0:
+                    break
+                if room < n:
+                    n = room
+                    # Sender SWS avoidance (RFC 1122 4.2.3.4): only a full segment, all
+                    # remaining data, or at least half the peer's largest window.
+                    if n < mss and n < unsent and n < self.max_snd_wnd // 2:
+                        if self.flight == 0 and wnd_room < mss and self.persist_at is None:
+                            self._arm_persist(now)
+                        break
+                if n > mss and n < unsent:
+                    n -= n % mss
+                if n < mss and n == unsent and self.flight > 0 and not fin_pending:
+                    # Nagle (RFC 896, RFC 1122 4.2.3.4) unless TCP_NODELAY; CORK holds
+                    # partial segments regardless of what is in flight.
+                    if not self.opts.nodelay or self.opts.cork:
+                        break
+                if n < mss and n == unsent and self.opts.cork:
+                    break
+            if not host.egress_has_room(nic):
+                break
+            end = self.snd_nxt + n
+            if fin_pending and end == self.fin_seq:
+                end += 1
+            self._send_range(self.snd_nxt, end, now, retrans=False)
+            self.snd_nxt = end
+            if n == 0:
+                break
+        self._finish_output(now)
+
+    def _finish_output(self, now: float) -> None:
+        if self.ack_pending:
+            self.send_ack(now)
+
+    def _arm_persist(self, now: float) -> None:
+        # Linux tcp_probe0_when: RTO << backoff, capped at TCP_RTO_MAX.
+        cfg = self.host.config
+        delay = min(cfg.rto_max, self.rtt.base_rto * (1 << min(self.persist_backoff, 16)))
+        self.persist_at = now + max(delay, cfg.rto_min)
+
+    # ------------------------------------------------------------------ user calls
+
+    def send(self, data: bytes | memoryview, now: float, more: bool = False) -> int:
+        """Queue up to ``len(data)`` bytes; returns how many were taken (0 = no room)."""
+        room = self.writable_space()
+        if room <= 0:
+            return 0
+        n = min(room, len(data))
+        self.sndbuf.append(data[:n] if n < len(data) else data)
+        if self.flight == 0 and now - self.last_send_at > self.rtt.rto:
+            # RFC 5681 4.1: restart window after idle.
+            self.cc.on_idle_restart(self.host.config.initial_cwnd_segments)
+        if not more:
+            self.transmit(now)
+        return n
+
+    def recv(self, n: int, now: float, peek: bool = False) -> bytes:
+        data = self.rcvbuf.read(n, peek)
+        if data and not peek:
+            self._rcv_space_adjust(len(data), now)
+            self._maybe_window_update(now)
+        return data
+
+    def _rcv_space_adjust(self, copied: int, now: float) -> None:
+        """Receive-buffer auto-tuning (Linux tcp_rcv_space_adjust, dynamic right-sizing).
+
+        Once per RTT, if the application read more than the window space
+        allows, grow the buffer to four times that amount (two RTTs of data,
+        doubled for the tcp_adv_win_scale half). Locked by SO_RCVBUF.
+        """
+        self.rcv_space_copied += copied
+        rtt = self.rtt.srtt or 0.1
+        if now - self.rcv_space_at < rtt:
+            return
+        copied = self.rcv_space_copied
+        self.rcv_space_copied = 0
+        self.rcv_space_at = now
+        if self.opts.rcvbuf is None and copied > self.rcv_space:
+            self.rcv_space = min(copied, self.host.config.rmem[2] // 4)
+
+    def _maybe_window_update(self, now: float) -> None:
+        # Linux tcp_cleanup_rbuf: send a window update when the window can
+        # at least double (or opens from zero by a full segment).
+        if self.state not in RECEIVING_STATES:
+            return
+        cur = max(0, self.rcv_adv - self.rcv_nxt)
+        space = self.window_space()
+        free = max(0, space - len(self.rcvbuf) - self.rcvbuf.ooo_bytes)
+        if free >= 2 * cur and free - cur >= min(self.rcv_mss, space // 2):
+            self.send_ack(now)
+
+    def queue_fin(self, now: float) -> None:
+        """Mark the end of the send stream (after all queued data)."""
+        if not self.fin_queued:
+            self.fin_queued = True
+            self.fin_seq = self.sndbuf.end
+
+    def shutdown_write(self, now: float) -> None:
+        """shutdown(SHUT_WR) / close: send FIN (Linux tcp_close_state + tcp_send_fin)."""
+        st = self.state
+        if st in (State.ESTABLISHED, State.SYN_RECEIVED):
+            self._set_state(State.FIN_WAIT_1)
+        elif st == State.CLOSE_WAIT:
+            self._set_state(State.LAST_ACK)
+        elif st == State.SYN_SENT:
+            self._done(now)
+            return
+        else:
+            return
+        self.queue_fin(now)
+        self.transmit(now)
+
+    def abort(self, now: float, *, send_rst: bool = True, err: int = 0) -> None:
+        """Drop the connection, sending RST from a synchronized state (Linux tcp_disconnect)."""
+        if send_rst and self.state in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
+                                       State.FIN_WAIT_2, State.SYN_RECEIVED, State.CLOSING,
+                                       State.LAST_ACK):
+            self.send_rst(now)
+        if err:
+            self.sk_err = err
+        self._done(now)
+
+    def close(self, now: float) -> None:
+        """close(2) on the socket (Linux __tcp_close)."""
+        self.orphan = True
+        self.shutdown = SHUTDOWN_MASK
+        unread = len(self.rcvbuf)
+        linger_on, linger_secs = self.opts.linger
+        if self.state == State.CLOSED:
+            self._done(now)
+            return
+        if unread:
+            # RFC 9293 3.10.4 / RFC 2525 2.17, Linux: unread data -> RST, not FIN.
+            if self.state in SYNCHRONIZED or self.state == State.SYN_RECEIVED:
+                self.send_rst(now)
+            self._done(now)
+            return
+        if linger_on and linger_secs == 0:
+            self.abort(now)
+            return
+        self.shutdown_write(now)
+        if self.state == State.FIN_WAIT_2:
+            self._arm_fin_wait2(now)
+
+    def _arm_fin_wait2(self, now: float) -> None:
+        linger2 = self.opts.linger2
+        tmo = self.host.config.fin_timeout if linger2 is None else linger2
+        if tmo < 0:
+            # Linux: TCP_LINGER2 < 0 resets right away.
+            self.abort(now)
+            return
+        self.tw_at = now + tmo
+
+    # ------------------------------------------------------------------ teardown
+
+    def _done(self, now: float) -> None:
+        """Connection is gone (Linux tcp_done): CLOSED, timers off, shutdown both ways."""
+        self._set_state(State.CLOSED)
+        self.shutdown = SHUTDOWN_MASK
+        self.rtx_at = self.persist_at = self.delack_at = self.keepalive_at = None
+        self.tw_at = self.defer_at = None
+        self.sndbuf.clear()
+        self.dead = True
+        self.wake_pending = True
+        self.host.connection_closed(self)
+
+    def _reset_received(self, now: float) -> None:
+        """Linux tcp_reset: the errno depends on the state."""
+        st = self.state
+        if st == State.SYN_SENT:
+            self.sk_err = errno.ECONNREFUSED
+        elif st == State.CLOSE_WAIT:
+            self.sk_err = errno.EPIPE
+        elif st in (State.CLOSED, State.TIME_WAIT):
+            pass
+        elif st == State.SYN_RECEIVED and self.passive:
+            pass  # RFC 9293: back to LISTEN; the request simply disappears
+        else:
+            self.sk_err = errno.ECONNRESET
+        self._done(now)
+
+    def _enter_time_wait(self, now: float) -> None:
+        self._set_state(State.TIME_WAIT)
+        self.rtx_at = self.persist_at = self.keepalive_at = self.delack_at = None
+        self.tw_at = now + self.host.config.time_wait_timeout
+        self.sndbuf.clear()
+
+    # ------------------------------------------------------------------ input
+
+    def handle_segment(self, rep: TcpRepr, payload: memoryview, now: float) -> None:
+        """SEGMENT ARRIVES (RFC 9293 3.10.7.3 SYN-SENT, 3.10.7.4 other states)."""
+        self.segs_in += 1
+        if self.state == State.SYN_SENT:
+            self._segment_syn_sent(rep, payload, now)
+        elif self.state == State.CLOSED:
+            return
+        else:
+            self._segment_synchronized(rep, payload, now)
+        if not self.dead:
+            if self.ack_pending and self.state in SYNCHRONIZED:
+                self.transmit(now)
+
+    def _segment_syn_sent(self, rep: TcpRepr, payload: memoryview, now: float) -> None:
+        flags = rep.flags
+        ack_ok = False
+        if rep.ack is not None:
+            ack = self.snd_una + seq_diff(rep.ack, self.snd_una & M32)
+            # RFC 9293 3.10.7.3 first: SEG.ACK =< ISS or > SND.NXT is unacceptable.
+            if ack <= self.iss or ack > self.snd_nxt:
+                if not flags & RST:
+                    self.host.send_reset_for(self, rep, len(payload))
+                return
+            ack_ok = True
+        if flags & RST:
+            # RFC 5961 3.2 / RFC 9293: in SYN-SENT a RST is only valid with an acceptable ACK.
+            if ack_ok:
+                self._reset_received(now)
+            return
+        if not flags & SYN:
+            return
+        self.irs = rep.seq
+        self.rcv_nxt = rep.seq + 1
+        self.rcv_adv = self.rcv_nxt
+        self.last_ack_sent = self.rcv_nxt
+        self._negotiate(rep, self.ws_ok, self.sack_ok, self.ts_ok)
+        if rep.timestamps is not None and self.ts_ok:
+            self.ts_recent = rep.timestamps[0]
+            self.ts_recent_at = now
+        if ack_ok:
+            self.snd_una = self.snd_una + seq_diff(rep.ack or 0, self.snd_una & M32)
+            self.sndbuf = SendBuffer(self.snd_una)
+            self.high_rxt = self.recover = self.snd_una
+            self.snd_wnd = rep.window  # SYN-ACK window is unscaled (RFC 7323 2.2)
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1 = rep.seq
+            self.snd_wl2 = self.snd_una
+            self._rtt_from_syn(rep, now)
+            self.rtx_at = None
+            self.retransmits = 0
+            self.rtt.backoff = 0
+            self._set_state(State.ESTABLISHED)
+            self._established(now)
+            if payload:
+                self._process_text(self.rcv_nxt, payload, rep, now)
+            # RFC 9293: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, now.
+            self.ack_pending = True
+            self.transmit(now)
+        else:
+            # Simultaneous open (RFC 9293 3.10.7.3, figure 7): SYN-RECEIVED, SYN-ACK.
+            self.snd_wnd = rep.window
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl1 = rep.seq
+            self._set_state(State.SYN_RECEIVED)
+            self._send_syn(now)
+
+    def _rtt_from_syn(self, rep: TcpRepr, now: float) -> None:
+        if self.syn_retries == 0 and self.rtt_seq is not None:
+            self.rtt.sample(now - self.rtt_sent_at)
+        elif self.ts_ok and rep.timestamps and rep.timestamps[1]:
+            self.rtt.sample(((self.ts_now() - rep.timestamps[1]) & M32) / 1000)
+        self.rtt_seq = None
+        self.rcv_space_at = now
+
+    def _established(self, now: float) -> None:
+        """Common work on reaching ESTABLISHED."""
+        self.sndbuf = SendBuffer(self.snd_una) if len(self.sndbuf) == 0 else self.sndbuf
+        self.recover = self.high_rxt = self.snd_una
+        self.rcv_space = min(self.window_space(), 10 * self.advmss)
+        self._arm_keepalive(now)
+        self.wake_pending = True
+
+    def _arm_keepalive(self, now: float) -> None:
+        if self.opts.keepalive and self.state in (State.ESTABLISHED, State.CLOSE_WAIT,
+                                                  State.FIN_WAIT_1, State.FIN_WAIT_2):
+            idle = self.opts.keepidle or self.host.config.keepalive_time
+            self.keepalive_at = self.last_rcv_at + idle
+        else:
+            self.keepalive_at = None
+
+    def _paws_reject(self, rep: TcpRepr, now: float) -> bool:
+        # RFC 7323 5.3 R1: drop a segment whose TSval is older than TS.Recent,
+        # unless TS.Recent is more than 24 days old (5.5). RSTs are exempt (Linux).
+        if not self.ts_ok or rep.timestamps is None or rep.flags & RST:
+            return False
+        tsval = rep.timestamps[0]
+        if seq_diff(tsval, self.ts_recent) >= 0:
+            return False
+        if now - self.ts_recent_at > PAWS_24DAYS:
+            return False
+        return True
+
+    def _segment_synchronized(self, rep: TcpRepr, payload: memoryview, now: float) -> None:
+        flags = rep.flags
+        st = self.state
+        plen = len(payload)
+        seg_seq = self.rcv_nxt + seq_diff(rep.seq, self.rcv_nxt & M32)
+        seg_end = seg_seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        # PAWS first (RFC 7323 5.3).
+        if self._paws_reject(rep, now):
+            self.ack_pending = True
+            return
+        # RFC 9293 3.10.7.4 first check, with Linux's tcp_sequence leniency.
+        wnd = max(0, self.rcv_adv - self.rcv_nxt)
+        acceptable = seg_end >= self.rcv_nxt and seg_seq <= self.rcv_nxt + wnd
+        if plen == 0 and not flags & (SYN | FIN) and seg_seq > self.rcv_nxt + wnd:
+            acceptable = False
+        if st == State.TIME_WAIT:
+            self._segment_time_wait(rep, seg_seq, seg_end, acceptable, now)
+            return
+        if not acceptable:
+            if not flags & RST:
+                if plen and seg_end <= self.rcv_nxt:
+                    self.dsack = (seg_seq, seg_end)  # RFC 2883: report the duplicate
+                self.ack_pending = True
+            return
+        self.last_rcv_at = now
+        self.probes_out = 0 if rep.ack is not None else self.probes_out
+        # Second: RST (RFC 5961 3.2).
+        if flags & RST:
+            if seg_seq == self.rcv_nxt or (
+                    seg_seq == self.rcv_nxt - 1 and self.peer_fin_seq is not None):
+                self._reset_received(now)
+            else:
+                self._challenge_ack(now)
+            return
+        # Fourth: SYN (RFC 5961 4.2: challenge ACK, whatever the sequence number).
+        if flags & SYN:
+            if st == State.SYN_RECEIVED and self.passive and seg_seq == self.irs:
+                self._send_syn(now)  # retransmitted SYN: answer SYN-ACK again
+                return
+            self._challenge_ack(now)
+            return
+        # Fifth: ACK.
+        if rep.ack is None:
+            return
+        ack = self.snd_una + seq_diff(rep.ack, self.snd_una & M32)
+        if st == State.SYN_RECEIVED:
+            if not self.snd_una < ack <= self.snd_nxt:
+                self.host.send_reset_for(self, rep, plen)
+                return
+            if self.passive and self.opts.defer_accept and plen == 0 and not flags & FIN:
+                # TCP_DEFER_ACCEPT: wait for data before waking accept (Linux).
+                if self.defer_at is None:
+                    self.defer_at = self.created_at + self.opts.defer_accept
+                self.defer_acked = True
+                self.rtx_at = None
+                return
+            if not self.host.can_establish(self):
+                return  # accept queue full: drop the ACK, SYN-ACK will be resent (Linux)
+            self._syn_received_acked(rep, ack, now)
+        if ack > self.snd_nxt:
+            # RFC 5961 5.2 / RFC 9293: ACK for data not yet sent -> ACK and drop.
+            self._challenge_ack(now)
+            return
+        if ack < self.snd_una - max(self.max_snd_wnd, 1):
+            self._challenge_ack(now)  # RFC 5961 5.2: too old
+            return
+        self.last_ack_recv_at = now
+        self._process_ack(rep, ack, seg_seq, plen, now)
+        if self.dead:
+            return
+        st = self.state
+        # Seventh: segment text.
+        if plen:
+            if st in RECEIVING_STATES:
+                if self.shutdown & RCV_SHUTDOWN and self.orphan and \
+                        seg_end - (1 if flags & FIN else 0) > self.rcv_nxt:
+                    # Linux tcp_rcv_state_process: data after close -> RST (ABORTONDATA).
+                    self.send_rst(now)
+                    self._reset_received(now)
+                    return
+                self._process_text(seg_seq, payload, rep, now)
+        # Eighth: FIN.
+        if flags & FIN:
+            fin_at = seg_seq + plen
+            if self.peer_fin_seq is None and fin_at >= self.rcv_nxt:
+                self.peer_fin_seq = fin_at
+            self.ack_pending = True
+        self._check_fin(now)
+        self._arm_keepalive(now)
+
+    def _syn_received_acked(self, rep: TcpRepr, ack: int, now: float) -> None:
+        self.snd_una = ack
+        self.sndbuf = SendBuffer(ack)
+        self.snd_wnd = rep.window << self.snd_wscale
+        self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+        self.snd_wl1 = self.rcv_nxt + seq_diff(rep.seq, self.rcv_nxt & M32)
+        self.snd_wl2 = ack
+        self._rtt_from_syn(rep, now)
+        self.rtx_at = None
+        self.retransmits = 0
+        self.rtt.backoff = 0
+        self.defer_at = None
+        self._set_state(State.ESTABLISHED)
+        self._established(now)
+        self.host.connection_established(self)
+
+    def _segment_time_wait(self, rep: TcpRepr, seg_seq: int, seg_end: int, acceptable: bool,
+                           now: float) -> None:
+        flags = rep.flags
+        if flags & RST:
+            # Linux default (tcp_rfc1337 = 0): an RST kills TIME-WAIT.
+            if acceptable:
+                self._done(now)
+            return
+        if flags & SYN:
+            # A new SYN is handled by the transport (tcp_timewait_state_process TW_SYN);
+            # reaching here means it was not acceptable: ACK it.
+            self.ack_pending = True
+            self.send_ack(now)
+            return
+        if flags & FIN:
+            # Retransmitted FIN: ACK it and restart the 2MSL timer (RFC 9293 3.10.7.4).
+            self.tw_at = now + self.host.config.time_wait_timeout
+            self.send_ack(now)
+
+    def _challenge_ack(self, now: float) -> None:
+        if self.host.challenge_ack_allowed(now):
+            self.send_ack(now)
+
+    def _process_ack(self, rep: TcpRepr, ack: int, seg_seq: int, plen: int, now: float) -> None:
+        """RFC 9293 3.10.7.4 fifth check, RFC 5681/6675/6582 recovery, RFC 7323 timestamps."""
+        prior_una = self.snd_una
+        # Update TS.Recent (RFC 7323 4.3: SEG.SEQ <= Last.ACK.sent).
+        if self.ts_ok and rep.timestamps is not None and seg_seq <= self.last_ack_sent:
+            if seq_diff(rep.timestamps[0], self.ts_recent) >= 0 or \
+                    now - self.ts_recent_at > PAWS_24DAYS:
+                self.ts_recent = rep.timestamps[0]
+                self.ts_recent_at = now
+        # Window update (RFC 9293 3.10.7.4: SND.WL1 < SEG.SEQ or (= and SND.WL2 =< SEG.ACK)).
+        wnd = rep.window << self.snd_wscale
+        window_changed = False
+        if self.snd_wl1 < seg_seq or (self.snd_wl1 == seg_seq and self.snd_wl2 <= ack):
+            if wnd != self.snd_wnd:
+                window_changed = True
+            self.snd_wnd = wnd
+            self.snd_wl1 = seg_seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd > 0:
+                self.persist_at = None
+                self.persist_backoff = 0
+        newly_sacked = 0
+        if self.sack_ok and rep.sack_blocks:
+            newly_sacked = self._process_sack(rep.sack_blocks, ack)
+        acked = ack - prior_una
+        if acked > 0:
+            self._ack_advanced(rep, ack, now)
+        elif (ack == prior_una and plen == 0 and not rep.flags & (FIN | SYN)
+              and not window_changed and self.flight > 0):
+            # RFC 5681 2: a duplicate ACK.
+            self.dupacks += 1
+        if self.flight > 0 or self.unsent:
+            self._detect_loss(now, newly_sacked)
+        # State changes that an ACK of our FIN causes.
+        fin_acked = self.fin_queued and self.snd_una > self.fin_seq
+        st = self.state
+        if fin_acked:
+            if st == State.FIN_WAIT_1:
+                self._set_state(State.FIN_WAIT_2)
+                self.rtx_at = None
+                if self.orphan:
+                    self._arm_fin_wait2(now)
+            elif st == State.CLOSING:
+                self._enter_time_wait(now)
+            elif st == State.LAST_ACK:
+                self._done(now)
+                return
+        if self.snd_wnd > 0 and self.unsent > 0:
+            self.persist_at = None
+        self.transmit(now)
+        if self.state in SENDING_STATES and self.flight == 0 and self.unsent > 0 \
+                and self.snd_wnd == 0 and self.persist_at is None:
+            self._arm_persist(now)
+
+    def _process_sack(self, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
+        newly = 0
+        una = self.snd_una
+        for i, (l, r) in enumerate(blocks):
+            s = una + seq_diff(l, una & M32)
+            e = una + seq_diff(r, una & M32)
+            if e <= s or e > self.snd_nxt:
+                continue  # invalid block (RFC 2018 / Linux tcp_is_sackblock_valid)
+            if s < ack or (i == 1 and False):
+                continue  # D-SACK (RFC 2883 4): below the cumulative ACK
+            if i == 0 and len(blocks) > 1:
+                s2 = una + seq_diff(blocks[1][0], una & M32)
+                e2 = una + seq_diff(blocks[1][1], una & M32)
+                if s2 <= s and e <= e2:
+                    continue  # D-SACK inside the second block
+            prior_high = self.board.high
+            added = self.board.add(s, e)
+            if added and prior_high is not None and s < prior_high and not (
+                    self.ca_state in (CaState.RECOVERY, CaState.LOSS) and s < self.high_rxt):
+                # Reordering seen: a never-retransmitted segment below the highest
+                # SACK arrived late. Raise DupThresh to its distance (Linux
+                # tcp_check_sack_reordering), bounded like tcp_max_reordering.
+                dist = -(-(prior_high - s) // max(self.snd_mss, 1))
+                self.reordering = min(max(self.reordering, dist + 1), 300)
+            newly += added
+        return newly
+
+    def _ack_advanced(self, rep: TcpRepr, ack: int, now: float) -> None:
+        prior_una = self.snd_una
+        acked = ack - prior_una
+        data_acked = self.sndbuf.consume(min(ack, self.sndbuf.end))
+        self.snd_una = ack
+        self.bytes_acked += data_acked
+        self.board.advance(ack)
+        if self.high_rxt < ack:
+            self.high_rxt = ack
+        # RTT (RFC 7323 4.1 with timestamps, else one timed segment with Karn's rule).
+        sample: float | None = None
+        if self.ts_ok and rep.timestamps is not None and rep.timestamps[1]:
+            sample = ((self.ts_now() - rep.timestamps[1]) & M32) / 1000
+            if sample > 600:
+                sample = None
+        elif self.rtt_seq is not None and ack > self.rtt_seq:
+            if self.retransmits == 0 and self.ca_state != CaState.LOSS:
+                sample = now - self.rtt_sent_at
+            self.rtt_seq = None
+        if sample is not None:
+            self.rtt.sample(sample)
+        self.rtt.backoff = 0
+        self.retransmits = 0
+        self.rtx_first_at = None
+        self.probes_out = 0
+        flight = self.flight
+        # Congestion control and recovery (RFC 6582 3.2, RFC 6675 5).
+        if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
+            if ack >= self.recover:
+                if self.ca_state == CaState.RECOVERY:
+                    self.cc.on_recovery_exit()
+                self.ca_state = CaState.OPEN
+                self.dupacks = 0
+            else:
+                if not self.sack_ok:
+                    # Partial ACK: NewReno (RFC 6582 3.2 step 5) deflates by acked segments.
+                    self.dupacks = max(0, self.dupacks - max(1, acked // self.snd_mss))
+                if self.ca_state == CaState.LOSS:
+                    self.cc.on_ack(data_acked, self.rtt.srtt, now, flight)
+                else:
+                    self.force_rxt = not self.sack_ok
+        else:
+            self.dupacks = 0
+            if self.ca_state == CaState.DISORDER and not self.board:
+                self.ca_state = CaState.OPEN
+            self.cc.on_ack(data_acked, self.rtt.srtt, now, flight)
+        # RFC 6298 5.2/5.3: stop or restart the retransmission timer.
+        if self.snd_una >= self.snd_nxt:
+            self.rtx_at = None
+        else:
+            self.rtx_at = now + self._clamped_rto(now)
+        if data_acked:
+            self.wake_pending = True
+
+    def _detect_loss(self, now: float, newly_sacked: int) -> None:
+        if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
+            return
+        thr = self.reordering
+        lost = False
+        if self.sack_ok and self.board:
+            lost = self.board.lost_end(self.snd_una, thr * self.snd_mss) > self.snd_una
+            if not lost and self.dupacks >= thr and not self.board.is_sacked(self.snd_una):
+                lost = True
+            if not lost:
+                self.ca_state = CaState.DISORDER
+        elif self.dupacks >= thr and self.snd_una > self.recover - 1:
+            # RFC 6582 3.2 step 1/2: only when the ACK covers more than "recover".
+            lost = True
+        elif self.dupacks:
+            self.ca_state = CaState.DISORDER
+        if lost:
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        self.cc.on_loss(now, self.flight)
+        self.cc.cwnd = max(self.cc.ssthresh, 2 * self.snd_mss)
+        self.ca_state = CaState.RECOVERY
+        self.recover = self.snd_nxt
+        self.high_rxt = self.snd_una
+        self.force_rxt = True
+        self.lost_count += 1
+        self.log.debug("fast recovery: cwnd=%d", self.cc.cwnd)
+
+    def _clamped_rto(self, now: float) -> float:
+        rto = self.rtt.rto
+        ut = self.opts.user_timeout
+        if ut and self.rtx_first_at is not None:
+            # Linux tcp_clamp_rto_to_user_timeout.
+            rto = max(0.001, min(rto, self.rtx_first_at + ut - now))
+        return rto
+
+    def _process_text(self, seg_seq: int, payload: memoryview, rep: TcpRepr, now: float) -> None:
+        """Queue segment data (RFC 9293 3.10.7.4 seventh), in order or out of order."""
+        plen = len(payload)
+        end = seg_seq + plen
+        self.last_data_recv_at = now
+        self.data_segs_in += 1
+        if plen > self.rcv_mss:
+            self.rcv_mss = min(plen, self.advmss)
+        if end <= self.rcv_nxt:
+            self.dsack = (seg_seq, end)
+            self.ack_pending = True
+            return
+        wnd_end = self.rcv_adv if self.rcv_adv > self.rcv_nxt else self.rcv_nxt
+        if seg_seq >= wnd_end:
+            # Beyond the window (e.g. zero-window probe with data): ACK, drop.
+            self.ack_pending = True
+            return
+        if end > wnd_end:
+            payload = payload[:wnd_end - seg_seq]
+            end = wnd_end
+        if seg_seq < self.rcv_nxt:
+            self.dsack = (seg_seq, self.rcv_nxt)
+            payload = payload[self.rcv_nxt - seg_seq:]
+            seg_seq = self.rcv_nxt
+        if seg_seq == self.rcv_nxt:
+            self.rcvbuf.append(payload)
+            n = len(payload)
+            self.rcv_nxt += n
+            self.bytes_received += n
+            had_ooo = bool(self.rcvbuf.ooo)
+            if had_ooo:
+                before = self.rcv_nxt
+                self.rcv_nxt = self.rcvbuf.pull_ooo(self.rcv_nxt)
+                self.bytes_received += self.rcv_nxt - before
+                # RFC 5681 4.2: ACK at once when a segment fills (part of) a gap.
+                self.ack_pending = True
+            self.unacked_rcv += n
+            if self.quickack > 0:
+                self.quickack -= max(1, n // max(self.rcv_mss, 1))
+                self.ack_pending = True
+            elif self.unacked_rcv >= 2 * self.rcv_mss or not self.opts.quickack is True:
+                # RFC 1122 4.2.3.2 / Linux: ACK at least every second full segment.
+                if self.unacked_rcv >= 2 * self.rcv_mss:
+                    self.ack_pending = True
+            if not self.ack_pending and self.delack_at is None:
+                self.delack_at = now + self.ato
+            self.wake_pending = True
+        else:
+            if self.rcvbuf.add_ooo(seg_seq, payload, self.host.config.max_ooo_segments):
+                self.bytes_received += 0
+            # RFC 5681 4.2: out-of-order data -> immediate duplicate ACK (with SACK).
+            self.ack_pending = True
+            self.quickack = max(self.quickack, 1)
+
+    def _check_fin(self, now: float) -> None:
+        """Consume the peer's FIN once everything before it arrived (RFC 9293 eighth)."""
+        if self.peer_fin_seq is None or self.rcv_nxt != self.peer_fin_seq:
+            return
+        if self.shutdown & RCV_SHUTDOWN and self.state in (State.CLOSE_WAIT, State.CLOSING,
+                                                            State.LAST_ACK, State.TIME_WAIT):
+            return
+        st = self.state
+        if st not in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2):
+            return
+        self.rcv_nxt += 1
+        self.peer_fin_seq = -1  # consumed
+        self.shutdown |= RCV_SHUTDOWN
+        self.ack_pending = True
+        self.delack_at = None
+        self.wake_pending = True
+        if st in (State.SYN_RECEIVED, State.ESTABLISHED):
+            self._set_state(State.CLOSE_WAIT)
+        elif st == State.FIN_WAIT_1:
+            fin_acked = self.fin_queued and self.snd_una > self.fin_seq
+            if fin_acked:
+                self._enter_time_wait(now)
+            else:
+                self._set_state(State.CLOSING)  # simultaneous close
+        elif st == State.FIN_WAIT_2:
+            self._enter_time_wait(now)
+        self.send_ack(now)
+
+    # ------------------------------------------------------------------ timers
+
+    def handle_timer(self, now: float) -> None:
+        if self.dead:
+            return
+        if self.tw_at is not None and now >= self.tw_at:
+            self.tw_at = None
+            if self.state in (State.TIME_WAIT, State.FIN_WAIT_2):
+                self._done(now)
+                return
+        if self.defer_at is not None and now >= self.defer_at:
+            self.defer_at = None
+            if self.state == State.SYN_RECEIVED and self.defer_acked:
+                if self.host.can_establish(self):
+                    rep = TcpRepr(self.rport, self.lport, self.irs + 1 & M32,
+                                  (self.iss + 1) & M32, NOFLAGS, self.snd_wnd >> self.snd_wscale)
+                    self._syn_received_acked(rep, self.iss + 1, now)
+        if self.rtx_at is not None and now >= self.rtx_at:
+            self.rtx_at = None
+            self._on_rto(now)
+            if self.dead:
+                return
+        if self.persist_at is not None and now >= self.persist_at:
+            self.persist_at = None
+            self._on_persist(now)
+            if self.dead:
+                return
+        if self.keepalive_at is not None and now >= self.keepalive_at:
+            self.keepalive_at = None
+            self._on_keepalive(now)
+            if self.dead:
+                return
+        if self.delack_at is not None and now >= self.delack_at:
+            self.delack_at = None
+            if self.state in SYNCHRONIZED and self.last_ack_sent != self.rcv_nxt:
+                self.send_ack(now)
+            elif self.state in SYNCHRONIZED and self.unacked_rcv:
+                self.send_ack(now)
+
+    def _timed_out(self, now: float, limit: int) -> bool:
+        ut = self.opts.user_timeout
+        if ut and self.rtx_first_at is not None:
+            return now - self.rtx_first_at >= ut
+        return self.retransmits > limit
+
+    def _write_err(self, now: float) -> None:
+        """Linux tcp_write_err: ETIMEDOUT (or the soft ICMP error), no RST."""
+        self.sk_err = self.sk_err_soft or errno.ETIMEDOUT
+        self._done(now)
+
+    def _on_rto(self, now: float) -> None:
+        cfg = self.host.config
+        st = self.state
+        if self.rtx_first_at is None:
+            self.rtx_first_at = now
+        self.retransmits += 1
+        if st in (State.SYN_SENT, State.SYN_RECEIVED):
+            limit = (self.opts.syncnt or cfg.syn_retries) if st == State.SYN_SENT \
+                else cfg.synack_retries
+            if self._timed_out(now, limit) or (st == State.SYN_RECEIVED and self.passive
+                                               and self.retransmits > limit):
+                if st == State.SYN_RECEIVED and self.passive:
+                    self._done(now)
+                else:
+                    self._write_err(now)
+                return
+            self.syn_retries += 1
+            self.rtt_seq = None
+            self.total_retrans += 1
+            self.rtt.backoff += 1
+            # RFC 6298 5.7: after a lost SYN, RTO must be >= 3 s once data flows;
+            # Linux keeps the doubled RTO instead, as do we.
+            self._send_syn(now)
+            self.rtx_at = now + self.rtt.rto
+            return
+        if self.snd_una >= self.snd_nxt:
+            return
+        limit = cfg.orphan_retries if self.orphan else cfg.retries2
+        if self._timed_out(now, limit):
+            self._write_err(now)
+            return
+        # RFC 6298 5.4-5.6 and RFC 5681 3.1: retransmit the earliest segment,
+        # back off, collapse cwnd to the loss window.
+        if self.ca_state != CaState.LOSS or self.retransmits == 1:
+            self.cc.on_rto(now, self.flight)
+        else:
+            self.cc.cwnd = self.snd_mss
+        self.ca_state = CaState.LOSS
+        self.recover = self.snd_nxt
+        self.high_rxt = self.snd_una
+        self.dupacks = 0
+        self.rtt_seq = None
+        self.rtt.backoff += 1
+        self.force_rxt = True
+        self.transmit(now)
+        if self.high_rxt == self.snd_una and self.force_rxt:
+            # Nothing could be sent (egress full): try again at the next RTO.
+            pass
+        self.rtx_at = now + self._clamped_rto(now)
+
+    def _on_persist(self, now: float) -> None:
+        """Zero-window probe (RFC 9293 3.8.6.1, Linux tcp_probe_timer / tcp_write_wakeup)."""
+        if self.state not in SENDING_STATES or self.unsent <= 0 or self.flight > 0:
+            self.persist_backoff = 0
+            return
+        cfg = self.host.config
+        self.probes_out += 1
+        limit = cfg.orphan_retries if self.orphan else cfg.retries2
+        if self.opts.user_timeout:
+            if self.rtx_first_at is None:
+                self.rtx_first_at = now
+            if now - self.rtx_first_at >= self.opts.user_timeout:
+                self._write_err(now)
+                return
+        elif self.probes_out > limit:
+            self._write_err(now)
+            return
+        if self.snd_wnd > 0:
+            self.transmit(now)
+        else:
+            # Linux tcp_xmit_probe_skb: an old sequence number, no data.
+            self._emit(self._header(self.snd_una - 1, NOFLAGS, with_sack=False), 0, 0, now)
+        self.persist_backoff += 1
+        self._arm_persist(now)
+
+    def _on_keepalive(self, now: float) -> None:
+        """Keep-alive probe (RFC 1122 4.2.3.6, Linux tcp_keepalive_timer)."""
+        if not self.opts.keepalive or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT,
+                                                         State.FIN_WAIT_1, State.FIN_WAIT_2):
+            return
+        idle = self.opts.keepidle or self.host.config.keepalive_time
+        intvl = self.opts.keepintvl or self.host.config.keepalive_intvl
+        cnt = self.opts.keepcnt or self.host.config.keepalive_probes
+        if self.flight > 0 or self.unsent > 0:
+            self.keepalive_at = now + idle
+            return
+        elapsed = now - self.last_rcv_at
+        if elapsed < idle:
+            self.keepalive_at = self.last_rcv_at + idle
+            return
+        if (self.opts.user_timeout and elapsed >= self.opts.user_timeout
+                and self.probes_out > 0) or self.probes_out >= cnt:
+            self.send_rst(now)
+            self.sk_err = self.sk_err_soft or errno.ETIMEDOUT
+            self._done(now)
+            return
+        self._emit(self._header(self.snd_una - 1, NOFLAGS, with_sack=False), 0, 0, now)
+        self.probes_out += 1
+        self.keepalive_at = now + intvl
+
+    # ------------------------------------------------------------------ ICMP
+
+    def handle_icmp(self, err_errno: int, mtu: int, quoted_seq: int, is_pmtu: bool,
+                    now: float) -> None:
+        """An ICMP error quoting our segment (RFC 5927 4.1 validation, RFC 1191/8201 PMTU)."""
+        seq = self.snd_una + seq_diff(quoted_seq, self.snd_una & M32)
+        if not self.snd_una <= seq <= self.snd_nxt:
+            return  # RFC 5927 4.1: not in flight -> ignore
+        if is_pmtu:
+            if mtu <= 0 or mtu >= self.pmtu:
+                return
+            floor = 1280 if self.laddr.version == 6 else 552  # RFC 8201 / Linux min_pmtu
+            self.pmtu = max(mtu, floor)
+            self.host.pmtu_changed(self, self.pmtu)
+            self._update_mss()
+            if self.state in SENDING_STATES and self.flight > 0:
+                # Linux tcp_simple_retransmit: resend what no longer fits now.
+                self.high_rxt = self.snd_una
+                self.recover = self.snd_nxt
+                self.ca_state = CaState.LOSS
+                self.force_rxt = True
+                self.transmit(now)
+            return
+        if self.state in (State.SYN_SENT, State.SYN_RECEIVED) and not self.passive:
+            # Linux tcp_v4_err: hard errors abort a connection attempt.
+            self.sk_err = err_errno
+            self._done(now)
+            return
+        if self.state == State.SYN_RECEIVED and self.passive:
+            self._done(now)
+            return
+        self.sk_err_soft = err_errno

@@ -1,0 +1,111 @@
+"""The receive side: in-order bytes for the application plus a bounded
+out-of-order queue (RFC 9293 3.10.7.4 "segment text"; RFC 2018 block source).
+
+Sequence numbers here are unwrapped integers. The out-of-order queue keeps
+disjoint, sorted ``[start, end)`` ranges with their bytes; overlapping
+arrivals are trimmed so every byte is stored once. Its size is bounded by
+the advertised window (the caller trims to it) and a segment count.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+
+class RecvBuffer:
+    """Readable bytes (``ready``) and the reassembly queue (``ooo``)."""
+
+    __slots__ = ("_buf", "_head", "ooo_starts", "ooo", "ooo_bytes", "last_ooo")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._head = 0
+        self.ooo_starts: list[int] = []
+        self.ooo: list[tuple[int, bytes]] = []
+        self.ooo_bytes = 0
+        self.last_ooo: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        """Bytes the application can read now."""
+        return len(self._buf) - self._head
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf += data
+
+    def read(self, n: int, peek: bool = False) -> bytes:
+        n = min(n, len(self))
+        out = bytes(self._buf[self._head:self._head + n])
+        if not peek:
+            self._head += n
+            if self._head == len(self._buf):
+                self._buf.clear()
+                self._head = 0
+            elif self._head > 65536 and self._head * 2 > len(self._buf):
+                del self._buf[:self._head]
+                self._head = 0
+        return out
+
+    def clear(self) -> None:
+        self._buf.clear()
+        self._head = 0
+        self.ooo_starts.clear()
+        self.ooo.clear()
+        self.ooo_bytes = 0
+
+    def add_ooo(self, start: int, data: bytes | memoryview, max_segments: int) -> bool:
+        """Queue ``data`` at ``start`` (> RCV.NXT). Returns False when nothing new was stored."""
+        end = start + len(data)
+        new = False
+        pos = start
+        i = bisect.bisect_right(self.ooo_starts, start) - 1
+        if i >= 0:
+            s0, d0 = self.ooo[i]
+            if s0 + len(d0) > pos:
+                pos = s0 + len(d0)
+        i += 1
+        pieces: list[tuple[int, bytes]] = []
+        while pos < end:
+            nxt = self.ooo_starts[i] if i < len(self.ooo_starts) else end
+            if nxt > pos:
+                stop = min(nxt, end)
+                pieces.append((pos, bytes(data[pos - start:stop - start])))
+                pos = stop
+            if i < len(self.ooo_starts) and self.ooo_starts[i] <= pos:
+                s1, d1 = self.ooo[i]
+                pos = max(pos, s1 + len(d1))
+                i += 1
+        for s, d in pieces:
+            if len(self.ooo) >= max_segments:
+                break
+            k = bisect.bisect_left(self.ooo_starts, s)
+            self.ooo_starts.insert(k, s)
+            self.ooo.insert(k, (s, d))
+            self.ooo_bytes += len(d)
+            new = True
+        if new:
+            self.last_ooo = (start, end)
+        return new
+
+    def pull_ooo(self, rcv_nxt: int) -> int:
+        """Move queued bytes that now follow ``rcv_nxt`` into the readable buffer; new RCV.NXT."""
+        while self.ooo and self.ooo_starts[0] <= rcv_nxt:
+            s, d = self.ooo[0]
+            del self.ooo[0]
+            del self.ooo_starts[0]
+            self.ooo_bytes -= len(d)
+            e = s + len(d)
+            if e > rcv_nxt:
+                self._buf += memoryview(d)[rcv_nxt - s:]
+                rcv_nxt = e
+        return rcv_nxt
+
+    def ooo_blocks(self) -> list[tuple[int, int]]:
+        """Contiguous out-of-order ranges, merged, in sequence order."""
+        blocks: list[tuple[int, int]] = []
+        for s, d in self.ooo:
+            e = s + len(d)
+            if blocks and blocks[-1][1] == s:
+                blocks[-1] = (blocks[-1][0], e)
+            else:
+                blocks.append((s, e))
+        return blocks

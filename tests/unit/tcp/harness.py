@@ -1,0 +1,217 @@
+"""Test tools for sans-IO TCP: a fake TransportContext and a seeded fake network.
+
+``FakeCtx`` records what a TcpTransport outputs. ``Net`` connects several
+transports through a deterministic discrete-event link that can drop,
+duplicate, reorder and delay segments (seeded), and cut TSO super-segments
+the way a NIC would. Time only moves when the test says so.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import ipaddress
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from netvisor.tcpip.api import Route
+from netvisor.tcpip.errors import NetError
+from netvisor.tcpip.tcp import TcpConfig, TcpTransport
+from netvisor.tcpip.wire.tcp import TcpFlags, TcpRepr, TcpView
+
+IP = ipaddress.ip_address
+
+
+@dataclass
+class Out:
+    """One segment a transport handed to ``ctx.output``."""
+
+    src: Any
+    dst: Any
+    data: bytes
+    gso_size: int
+    checksum_offset: int
+    nic_id: int = 1
+
+    @property
+    def repr(self) -> TcpRepr:
+        return TcpRepr.parse(TcpView.checked(self.data), verify_checksum=False)
+
+    @property
+    def payload(self) -> bytes:
+        return bytes(TcpView.checked(self.data).payload)
+
+
+class FakeCtx:
+    """A TransportContext for one host: one NIC, every destination on-link."""
+
+    def __init__(self, addrs: list[str], seed: int = 1, mtu: int = 1500, gso: int = 0,
+                 offload: bool = False) -> None:
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.addrs = {IP(a) for a in addrs}
+        self.mtu = mtu
+        self.gso = gso
+        self.offload = offload
+        self.out: list[Out] = []
+        self.woken: list[Any] = []
+        self.room = True
+        self.unreachable: set[Any] = set()
+
+    def route(self, dst: Any, *, src: Any = None, bound_nic: int | None = None) -> Route:
+        if dst in self.unreachable:
+            raise NetError(errno.ENETUNREACH)
+        if src is None:
+            src = next(a for a in sorted(self.addrs, key=str) if a.version == dst.version)
+        return Route(src=src, next_hop=None, nic_id=1, mtu=self.mtu, gso_max_size=self.gso,
+                     checksum_offload=self.offload)
+
+    def is_local_address(self, addr: Any) -> bool:
+        return addr in self.addrs
+
+    def output(self, route: Route, dst: Any, protocol: int, transport: Any, *,
+               ttl: int | None = None, tos: int = 0, dont_fragment: bool | None = None,
+               checksum_offset: int = -1, gso_size: int = 0) -> None:
+        assert protocol == 6
+        self.out.append(Out(route.src, dst, bytes(transport), gso_size, checksum_offset,
+                            route.nic_id))
+
+    def egress_has_room(self, nic_id: int) -> bool:
+        return self.room
+
+    def readiness_changed(self, sock: Any) -> None:
+        self.woken.append(sock)
+
+    def take(self) -> list[Out]:
+        out, self.out = self.out, []
+        return out
+
+
+def tso_split(o: Out) -> list[bytes]:
+    """Cut a super-segment into gso_size pieces, as a NIC's TSO would."""
+    view = TcpView.checked(o.data)
+    rep = TcpRepr.parse(view, verify_checksum=False)
+    payload = bytes(view.payload)
+    if o.gso_size <= 0 or len(payload) <= o.gso_size:
+        return [rep.to_bytes(src=o.src, dst=o.dst, payload=payload)]
+    pieces = []
+    for off in range(0, len(payload), o.gso_size):
+        chunk = payload[off:off + o.gso_size]
+        last = off + o.gso_size >= len(payload)
+        flags = rep.flags if last else rep.flags & ~(TcpFlags.FIN | TcpFlags.PSH)
+        r = TcpRepr(rep.src_port, rep.dst_port, (rep.seq + off) & 0xFFFFFFFF, rep.ack, flags,
+                    rep.window, rep.urgent, rep.mss, rep.window_scale, rep.sack_permitted,
+                    rep.sack_blocks, rep.timestamps)
+        pieces.append(bytes(r.to_bytes(src=o.src, dst=o.dst, payload=chunk)))
+    return pieces
+
+
+@dataclass
+class Host:
+    ctx: FakeCtx
+    tcp: TcpTransport
+
+
+@dataclass
+class Net:
+    """A seeded lossy / duplicating / reordering link between hosts."""
+
+    seed: int = 1
+    loss: float = 0.0
+    dup: float = 0.0
+    reorder: float = 0.0
+    delay: float = 0.005
+    reorder_delay: float = 0.010
+    split_tso: bool = True
+    hosts: dict[Any, Host] = field(default_factory=dict)
+    now: float = 0.0
+    delivered: int = 0
+    dropped: int = 0
+    trace: list[tuple[float, Out]] = field(default_factory=list)
+    keep_trace: bool = False
+    drop_filter: Callable[[Out], bool] | None = None
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self._q: list[tuple[float, int, Any, Any, bytes]] = []
+        self._tick = itertools.count()
+
+    def add(self, addr: str, config: TcpConfig | None = None, **kw: Any) -> Host:
+        ctx = FakeCtx([addr], seed=self.rng.randrange(1 << 30), **kw)
+        ctx.now = self.now
+        h = Host(ctx, TcpTransport(ctx, config))
+        self.hosts[IP(addr)] = h
+        return h
+
+    def _collect(self) -> None:
+        for h in self.hosts.values():
+            for o in h.ctx.take():
+                if self.keep_trace:
+                    self.trace.append((self.now, o))
+                if self.drop_filter is not None and self.drop_filter(o):
+                    self.dropped += 1
+                    continue
+                pieces = tso_split(o) if (self.split_tso and o.gso_size) else [o.data]
+                for p in pieces:
+                    if self.loss and self.rng.random() < self.loss:
+                        self.dropped += 1
+                        continue
+                    copies = 2 if (self.dup and self.rng.random() < self.dup) else 1
+                    for _ in range(copies):
+                        d = self.delay
+                        if self.reorder and self.rng.random() < self.reorder:
+                            d += self.reorder_delay
+                        heapq.heappush(self._q, (self.now + d, next(self._tick), o.src, o.dst,
+                                                 p))
+
+    def _set_now(self, t: float) -> None:
+        self.now = t
+        for h in self.hosts.values():
+            h.ctx.now = t
+
+    def next_event(self) -> float | None:
+        times = [q[0] for q in self._q[:1]]
+        for h in self.hosts.values():
+            d = h.tcp.next_deadline()
+            if d is not None:
+                times.append(d)
+        return min(times) if times else None
+
+    def run(self, until: float, app: Callable[[], None] | None = None,
+            max_events: int = 2_000_000, stop: Callable[[], bool] | None = None) -> int:
+        """Process events up to time ``until`` (calls ``app`` after each); returns events run."""
+        self._collect()
+        n = 0
+        while n < max_events:
+            if stop is not None and stop():
+                break
+            t = self.next_event()
+            if t is None or t > until:
+                break
+            self._set_now(max(t, self.now))
+            while self._q and self._q[0][0] <= self.now:
+                _, _, src, dst, data = heapq.heappop(self._q)
+                h = self.hosts.get(dst)
+                if h is not None:
+                    self.delivered += 1
+                    h.tcp.handle_packet(src, dst, memoryview(data), self.now,
+                                        checksum_valid=False, nic_id=1)
+            for h in self.hosts.values():
+                d = h.tcp.next_deadline()
+                if d is not None and d <= self.now:
+                    h.tcp.handle_timer(self.now)
+            if app is not None:
+                app()
+            self._collect()
+            n += 1
+        if stop is None or not stop():
+            if until > self.now and (self.next_event() is None or self.next_event() > until):
+                self._set_now(until)
+        return n
+
+    def flush(self) -> None:
+        """Hand over anything emitted by direct socket calls."""
+        self._collect()
