@@ -119,6 +119,10 @@ def build_pair() -> tuple[Topology, Netns, Netns]:
                 "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0",
                 "net.ipv4.icmp_msgs_burst=10000", "net.ipv4.icmp_msgs_per_sec=100000",
                 "net.ipv4.tcp_no_metrics_save=1",
+                # Short reassembly timeouts so fragment-timeout cases fit the time
+                # budget (Linux defaults 30 s / 60 s). netvisor may read these
+                # from the namespace it takes over.
+                "net.ipv4.ipfrag_time=2", "net.ipv6.ip6frag_time=2",
                 # ICMP echo (ping) sockets for every group: the DUT server runs as root.
                 "net.ipv4.ping_group_range=0 2147483647")
         tb_if, dut_if = unique_name("nvxb"), unique_name("nvxu")
