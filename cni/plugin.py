@@ -47,6 +47,7 @@ from cni.errors import (
     IPAM_FAILURE,
     PLUGIN_NOT_AVAILABLE,
     STATE_FAILURE,
+    TRY_AGAIN_LATER,
     UNSUPPORTED_FIELD,
     CNIError,
 )
@@ -430,6 +431,9 @@ def _save_state(env: Env, conf: NetConf, mode: str, hname: str | None,
         port_mappings=conf.port_mappings, config=_stored_config(conf), created_at=time.time())
     try:
         st.save(state, conf.data_dir)
+    except st.LockTimeout as exc:
+        raise CNIError(TRY_AGAIN_LATER, "state directory busy, try again later",
+                       str(exc)) from None
     except OSError as exc:
         raise CNIError(STATE_FAILURE, f"cannot write state in {conf.data_dir}", str(exc)) from None
 
@@ -476,6 +480,9 @@ def cmd_del(env: Env, conf: NetConf) -> None:
             error = exc
     try:
         st.remove(conf.name, env.container_id, env.ifname, conf.data_dir)
+    except st.LockTimeout as exc:
+        raise CNIError(TRY_AGAIN_LATER, "state directory busy, try again later",
+                       str(exc)) from None
     except OSError as exc:
         raise CNIError(STATE_FAILURE, "cannot remove state", str(exc)) from None
     if error is not None:
@@ -704,6 +711,10 @@ def main(argv: list[str] | None = None) -> None:
     except CNIError as exc:
         log.error("%s %s", exc.msg, exc.details)
         _fail(exc, _error_version(stdin))
+        return
+    except st.LockTimeout as exc:
+        _fail(CNIError(TRY_AGAIN_LATER, "state directory busy, try again later", str(exc)),
+              _error_version(stdin))
         return
     except Exception as exc:  # never a traceback instead of the error JSON
         log.exception("internal error")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 STATE_DIR_ENV: Final = "NETVISOR_CNI_STATE_DIR"
+LOCK_TIMEOUT_ENV: Final = "NETVISOR_CNI_LOCK_TIMEOUT"
 DEFAULT_STATE_DIR: Final = "/var/lib/cni/netvisor"
 SCHEMA_VERSION: Final = 1
 _LOCK_NAME: Final = ".lock"
@@ -213,13 +214,42 @@ def attachment_key(network: str, container_id: str, ifname: str) -> str:
     return f"{network}{_SEP}{container_id}{_SEP}{ifname}{_SUFFIX}"
 
 
+class LockTimeout(OSError):
+    """The state lock stayed busy longer than the timeout (CNI code 11)."""
+
+
+def _lock_timeout() -> float:
+    # Held only for a file write, so 30 s means something is stuck; the
+    # plugin then answers "try again later" instead of hanging the runtime.
+    try:
+        return float(os.environ.get(LOCK_TIMEOUT_ENV, "30"))
+    except ValueError:
+        return 30.0
+
+
 @contextlib.contextmanager
-def locked(directory: str, exclusive: bool = True) -> Iterator[None]:
-    """Hold the state directory's flock (created on demand)."""
+def locked(directory: str, exclusive: bool = True,
+           timeout: float | None = None) -> Iterator[None]:
+    """Hold the state directory's flock (created on demand).
+
+    Raises :class:`LockTimeout` after ``timeout`` seconds (default
+    ``$NETVISOR_CNI_LOCK_TIMEOUT`` or 30).
+    """
     os.makedirs(directory, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(directory, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        deadline = time.monotonic() + (_lock_timeout() if timeout is None else timeout)
+        op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, op)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"state lock {directory}/{_LOCK_NAME} busy") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
         yield
     finally:
         os.close(fd)  # closing releases the flock
@@ -361,6 +391,7 @@ __all__ = [
     "STATE_DIR_ENV",
     "AttachmentState",
     "Bandwidth",
+    "LockTimeout",
     "PortMapping",
     "TakeOver",
     "attachment_key",

@@ -351,3 +351,29 @@ def test_ipv6_dual_stack(cni: CNIEnv) -> None:
                       netns=c.path, ifname="eth0").ok()
     delete(cni, conf, c.path).ok()
     assert cni.reservations() == []
+
+
+def test_busy_state_lock_is_try_again_later(cni: CNIEnv) -> None:
+    """A state lock held too long gives code 11, and ADD leaves nothing behind."""
+    import fcntl
+
+    c = cni.make_container()
+    os.makedirs(cni.state_dir, exist_ok=True)
+    fd = os.open(os.path.join(cni.state_dir, ".lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        out = add(cni, cni.conf(), c, extra_env={"NETVISOR_CNI_LOCK_TIMEOUT": "0.3"})
+        out.error(11)
+    finally:
+        os.close(fd)
+    assert cni.reservations() == [] and cni.states() == []
+    assert "eth0" not in c.ip("link")
+    add(cni, cni.conf(), c).ok()  # and once the lock is free, it works
+    delete(cni, cni.conf(), c.path).ok()
+
+
+def test_own_namespace_is_refused(cni: CNIEnv) -> None:
+    """CNI_NETNS naming the plugin's own namespace is an invalid environment."""
+    out = cni.runner.invoke("netvisor-cni", "ADD", cni.conf(), container_id="c1",
+                            netns=cni.host.path, ifname="eth0")
+    assert "own network namespace" in out.error(4)["msg"]
