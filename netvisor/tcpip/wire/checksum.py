@@ -5,7 +5,7 @@
 The pure-Python implementation sums the buffer as one big integer, which is
 the fastest pure-Python way (int.from_bytes runs in C); a cffi C version
 (``_checksum_c``, built at install when a compiler exists) is used when
-present. Both must give identical results (tests/unit/test_checksum.py).
+present. Both must give identical results (tests/unit/wire/test_checksum.py).
 
 Checksum *policy* (verify received checksums or trust the device) lives with
 the receiving layer, driven by ``Frame.csum_valid``; this module only computes.
@@ -39,14 +39,27 @@ def _partial_sum_py(data: bytes | bytearray | memoryview, initial: int = 0) -> i
     return initial + total
 
 
+_C_MIN_LEN: Final = 128
+"""Below this many bytes the pure-Python sum is faster than a cffi call
+(measured here: 20 bytes 0.4 us in Python vs 0.8 us through cffi; 1500 bytes
+8 us vs 1.3 us), so ``partial_sum`` only hands longer buffers to C."""
+
 try:  # pragma: no cover - depends on the build
-    from netvisor.tcpip.wire._checksum_c import ffi as _ffi
-    from netvisor.tcpip.wire._checksum_c import lib as _lib  # type: ignore[import-not-found, unused-ignore]
+    import netvisor.tcpip.wire._checksum_c as _cmod  # type: ignore[import-not-found, unused-ignore]
+
+    _lib = _cmod.lib
+    _ffi = _cmod.ffi
 
     def _partial_sum_c(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+        """The C sum (folded to 16 bits; same class as ``_partial_sum_py``)."""
         return initial + int(_lib.nv_partial_sum(_ffi.from_buffer(data), len(data)))
 
-    partial_sum = _partial_sum_c
+    def _partial_sum_auto(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+        if len(data) < _C_MIN_LEN:
+            return _partial_sum_py(data, initial)
+        return initial + int(_lib.nv_partial_sum(_ffi.from_buffer(data), len(data)))
+
+    partial_sum = _partial_sum_auto
     HAVE_C: bool = True
 except ImportError:
     partial_sum = _partial_sum_py

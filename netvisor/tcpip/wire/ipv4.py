@@ -18,7 +18,7 @@ from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import checksum as _csum
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room
 from netvisor.tcpip.wire.ip import (  # re-exported for callers of this module
     IPPROTO_ICMP,
     IPPROTO_IGMP,
@@ -49,6 +49,9 @@ __all__ = [
 HEADER_LEN: Final = 20
 MAX_HEADER_LEN: Final = 60
 MAX_PACKET_LEN: Final = 65535
+
+_FIXED: Final = struct.Struct("!BBHHHBBHII")
+"""The 20-byte fixed header in one unpack (version/IHL .. destination)."""
 
 FLAG_DF: Final = 0x4000
 FLAG_MF: Final = 0x2000
@@ -128,20 +131,24 @@ class IPv4View:
         (a datagram quoted in an ICMP error, RFC 1812 4.3.2.3); ``payload``
         is then whatever is present and ``truncated`` is set.
         """
-        need(buf, HEADER_LEN, "ipv4")
-        view = cls(buf)
-        hlen = view.header_len
+        mv = as_view(buf)
+        n = len(mv)
+        if n < HEADER_LEN:
+            raise Truncated(f"ipv4: need {HEADER_LEN} bytes, have {n}")
+        hlen = (mv[0] & 0x0F) * 4
         if hlen < HEADER_LEN:
             raise Truncated(f"ipv4: IHL {hlen // 4} < 5")
-        need(view.buf, hlen, "ipv4 header (IHL)")
-        total = view.total_len
+        if hlen > n:
+            raise Truncated(f"ipv4: IHL says {hlen} bytes, have {n}")
+        total = (mv[2] << 8) | mv[3]
         if total < hlen:
             raise Truncated(f"ipv4: total length {total} < header length {hlen}")
-        if total > len(view.buf):
+        truncated = False
+        if total > n:
             if not allow_truncated:
-                raise Truncated(f"ipv4: total length {total} > {len(view.buf)} bytes present")
-            view.truncated = True
-        return view
+                raise Truncated(f"ipv4: total length {total} > {n} bytes present")
+            truncated = True
+        return cls(mv, truncated=truncated)
 
     @property
     def version(self) -> int:
@@ -270,18 +277,20 @@ class IPv4Repr:
 
         ``verify_checksum=False`` when the device already did (Frame.csum_valid).
         """
-        if view.version != 4:
-            raise MalformedPacket(f"ipv4: version {view.version}")
-        if verify_checksum and not view.checksum_ok():
+        buf = view.buf
+        (vihl, tos, total, ident, flags, ttl, proto, _, src, dst) = _FIXED.unpack_from(buf, 0)
+        if vihl >> 4 != 4:
+            raise MalformedPacket(f"ipv4: version {vihl >> 4}")
+        hlen = (vihl & 0x0F) * 4
+        if verify_checksum and not _csum.verify(buf[:hlen]):
             raise MalformedPacket("ipv4: bad header checksum")
-        options = bytes(view.options)
-        if options:
+        options = b""
+        if hlen > HEADER_LEN:
+            options = bytes(buf[HEADER_LEN:hlen])
             parse_options(options)  # validate option lengths
-        return cls(src=view.src, dst=view.dst, protocol=view.protocol,
-                   payload_len=view.total_len - view.header_len, ttl=view.ttl,
-                   tos=view.tos, ident=view.ident, dont_fragment=view.dont_fragment,
-                   more_fragments=view.more_fragments, frag_offset=view.frag_offset,
-                   options=options)
+        return cls(ipaddress.IPv4Address(src), ipaddress.IPv4Address(dst), proto, total - hlen,
+                   ttl, tos, ident, bool(flags & FLAG_DF), bool(flags & FLAG_MF),
+                   (flags & _OFFSET_MASK) * 8, options)
 
     @property
     def header_len(self) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room
 from netvisor.tcpip.wire.ip import (  # re-exported for callers of this module
     IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT,
@@ -45,6 +45,7 @@ __all__ = [
 HEADER_LEN: Final = 40
 MIN_MTU: Final = 1280  # RFC 8200 5
 MAX_PAYLOAD_LEN: Final = 65535
+_FIXED: Final = struct.Struct("!IHBB16s16s")
 
 
 class IPv6View:
@@ -64,15 +65,17 @@ class IPv6View:
         ``allow_truncated``: accept a payload length past the end (a packet
         quoted in an ICMPv6 error, RFC 4443 2.4(c)); ``truncated`` is then set.
         """
-        need(buf, HEADER_LEN, "ipv6")
-        view = cls(buf)
-        end = HEADER_LEN + view.payload_len
-        if end > len(view.buf):
+        mv = as_view(buf)
+        n = len(mv)
+        if n < HEADER_LEN:
+            raise Truncated(f"ipv6: need {HEADER_LEN} bytes, have {n}")
+        plen = (mv[4] << 8) | mv[5]
+        truncated = False
+        if HEADER_LEN + plen > n:
             if not allow_truncated:
-                raise Truncated(f"ipv6: payload length {view.payload_len} > "
-                                f"{len(view.buf) - HEADER_LEN} bytes present")
-            view.truncated = True
-        return view
+                raise Truncated(f"ipv6: payload length {plen} > {n - HEADER_LEN} bytes present")
+            truncated = True
+        return cls(mv, truncated=truncated)
 
     @property
     def version(self) -> int:
@@ -134,11 +137,11 @@ class IPv6Repr:
     @classmethod
     def parse(cls, view: IPv6View) -> IPv6Repr:
         """Raise ``MalformedPacket`` on version != 6."""
-        if view.version != 6:
-            raise MalformedPacket(f"ipv6: version {view.version}")
-        return cls(src=view.src, dst=view.dst, next_header=view.next_header,
-                   payload_len=view.payload_len, hop_limit=view.hop_limit,
-                   traffic_class=view.traffic_class, flow_label=view.flow_label)
+        word, plen, nh, hops, src, dst = _FIXED.unpack_from(view.buf, 0)
+        if word >> 28 != 6:
+            raise MalformedPacket(f"ipv6: version {word >> 28}")
+        return cls(ipaddress.IPv6Address(src), ipaddress.IPv6Address(dst), nh, plen, hops,
+                   (word >> 20) & 0xFF, word & 0xFFFFF)
 
     @property
     def header_len(self) -> int:

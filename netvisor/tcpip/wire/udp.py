@@ -16,13 +16,14 @@ from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import checksum as _csum
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.ip import IPPROTO_UDP
 
 __all__ = ["CHECKSUM_OFFSET", "HEADER_LEN", "ChecksumMode", "UdpRepr", "UdpView"]
 
 HEADER_LEN: Final = 8
+_FIXED: Final = struct.Struct("!HHHH")
 CHECKSUM_OFFSET: Final = 6
 """Offset of the checksum field from the UDP header (virtio csum_offset)."""
 
@@ -41,14 +42,16 @@ class UdpView:
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> UdpView:
         """Raise ``Truncated`` if shorter than 8 bytes or if the length field lies."""
-        need(buf, HEADER_LEN, "udp")
-        view = cls(buf)
-        length = view.length
+        mv = as_view(buf)
+        n = len(mv)
+        if n < HEADER_LEN:
+            raise Truncated(f"udp: need {HEADER_LEN} bytes, have {n}")
+        length = (mv[4] << 8) | mv[5]
         if length < HEADER_LEN:
             raise Truncated(f"udp: length field {length} < 8")
-        if length > len(view.buf):
-            raise Truncated(f"udp: length field {length} > {len(view.buf)} bytes present")
-        return view
+        if length > n:
+            raise Truncated(f"udp: length field {length} > {n} bytes present")
+        return cls(mv)
 
     @property
     def src_port(self) -> int:
@@ -96,14 +99,17 @@ class UdpRepr:
               verify_checksum: bool = True) -> UdpRepr:
         """Raise ``MalformedPacket`` on a bad checksum (when asked; needs src/dst)
         or a zero checksum over IPv6."""
+        sport, dport, length, csum = _FIXED.unpack_from(view.buf, 0)
         if verify_checksum:
             if src is None or dst is None:
                 raise TypeError("udp: verifying the checksum needs src and dst")
-            if not view.checksum_ok(src, dst):
-                raise MalformedPacket("udp: bad checksum" if view.checksum
-                                      else "udp: zero checksum over IPv6")
-        return cls(src_port=view.src_port, dst_port=view.dst_port,
-                   payload_len=view.length - HEADER_LEN)
+            if csum == 0:
+                if src.version != 4:
+                    raise MalformedPacket("udp: zero checksum over IPv6")
+            elif not _csum.verify(view.buf[:length],
+                                  _csum.pseudo_header_sum(src, dst, IPPROTO_UDP, length)):
+                raise MalformedPacket("udp: bad checksum")
+        return cls(sport, dport, length - HEADER_LEN)
 
     @property
     def header_len(self) -> int:
