@@ -53,6 +53,11 @@ class Listener:
         if flags & TcpFlags.RST:
             return
         if rep.ack is not None:
+            if self.accept_full() and not flags & TcpFlags.SYN:
+                # Linux listen_overflow (tcp_abort_on_overflow = 0): drop, no RST;
+                # the peer retransmits and may fit later.
+                self.overflows += 1
+                return
             if not flags & TcpFlags.SYN and t.config.syncookies and self._cookie_ack(
                     t, src, dst, rep, payload, nic_id, now):
                 return

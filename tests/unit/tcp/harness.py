@@ -215,3 +215,79 @@ class Net:
     def flush(self) -> None:
         """Hand over anything emitted by direct socket calls."""
         self._collect()
+
+
+class Raw:
+    """A transport under test with the test itself playing the peer (packetimpact style)."""
+
+    def __init__(self, config: TcpConfig | None = None, addr: str = "10.0.0.2",
+                 peer: str = "10.0.0.1", seed: int = 1, **kw: Any) -> None:
+        self.ctx = FakeCtx([addr], seed=seed, **kw)
+        self.tcp = TcpTransport(self.ctx, config)
+        self.addr = IP(addr)
+        self.peer = IP(peer)
+        self.peer_port = 40000
+        self.peer_iss = 1000
+        self.peer_ts = 500
+
+    def advance(self, t: float) -> None:
+        """Move the clock to ``t``, firing every timer due on the way at its exact time."""
+        while True:
+            d = self.tcp.next_deadline()
+            if d is None or d > t:
+                break
+            self.ctx.now = d
+            self.tcp.handle_timer(d)
+        self.ctx.now = t
+
+    def inject(self, rep: TcpRepr, payload: bytes = b"") -> None:
+        data = rep.to_bytes(src=self.peer, dst=self.addr, payload=payload)
+        self.tcp.handle_packet(self.peer, self.addr, memoryview(bytes(data)), self.ctx.now,
+                               checksum_valid=False, nic_id=1)
+
+    def out(self) -> list[tuple[TcpRepr, bytes]]:
+        return [(o.repr, o.payload) for o in self.ctx.take()]
+
+    def seg(self, seq_off: int, flags: TcpFlags = TcpFlags.NONE, *, ack: int | None,
+            window: int = 65535, ts: bool = True, port: int = 0, **kw: Any) -> TcpRepr:
+        """A segment from the peer; ``seq_off`` is relative to the peer's ISN + 1."""
+        self.peer_ts += 1
+        return TcpRepr(self.peer_port, port or self.local_port, (self.peer_iss + 1 + seq_off)
+                       & 0xFFFFFFFF, ack, flags, window, 0,
+                       timestamps=(self.peer_ts, self.ts_echo) if ts and self.ts_echo is not None
+                       else None, **kw)
+
+    local_port: int = 80
+    ts_echo: int | None = None
+
+    def client(self, *, ws: int | None = 7, sack: bool = True, ts: bool = True,
+               mss: int = 1460, window: int = 65535, family: int = 2,
+               setup: Callable[[Any], None] | None = None) -> tuple[Any, TcpRepr]:
+        """An ESTABLISHED client socket (we answered its SYN); returns (sock, its SYN)."""
+        s = self.tcp.socket(family)
+        if setup is not None:
+            setup(s)
+        try:
+            s.connect((str(self.peer), self.peer_port))
+        except NetError as e:
+            assert e.errno == errno.EINPROGRESS
+        (syn, _), = self.out()
+        self.local_port = syn.src_port
+        self.our_iss = syn.seq
+        self.ts_echo = syn.timestamps[0] if syn.timestamps else None
+        synack = TcpRepr(self.peer_port, syn.src_port, self.peer_iss, (syn.seq + 1) & 0xFFFFFFFF,
+                         TcpFlags.SYN, window, 0, mss, ws, sack,
+                         (), (self.peer_ts, syn.timestamps[0]) if ts and syn.timestamps else None)
+        self.inject(synack)
+        self.out()
+        try:
+            s.connect((str(self.peer), self.peer_port))
+        except NetError as e:  # pragma: no cover - must succeed
+            raise AssertionError(e)
+        if not ts:
+            self.ts_echo = None
+        return s, syn
+
+    def ack_for(self, our_off: int) -> int:
+        """Wire ACK number acknowledging ``our_off`` bytes of our stream (after the SYN)."""
+        return (self.our_iss + 1 + our_off) & 0xFFFFFFFF
