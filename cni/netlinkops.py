@@ -306,3 +306,9 @@ def disable_dad(ns: Namespace, ifname: str) -> None:
     with ns.entered(), contextlib.suppress(OSError), \
             open(f"/proc/sys/net/ipv6/conf/{ifname}/accept_dad", "w") as f:
         f.write("0")
+
+
+def set_local_sysctl(key: str, value: str) -> None:
+    """Write /proc/sys/<key> of the caller's namespace; missing keys are ignored."""
+    with contextlib.suppress(OSError), open(f"/proc/sys/{key}", "w") as f:
+        f.write(value)

@@ -382,6 +382,22 @@ def _wire(env: Env, conf: NetConf, ns: Any, host: Any, hname: str,
                     prefix = ipaddress.ip_interface(ip["address"]).network.prefixlen
                     nl.add_address(host, br.index, f"{ip['gateway']}/{prefix}")
     nl.set_up(host, hlink.index)
+    if conf.is_gateway and not conf.bridge:
+        # Point-to-point, as the reference ptp plugin: the host end answers
+        # for the gateway (a host-length address, so many veths can share
+        # it) and routes the container's address back through this veth.
+        for ip in ipam_result["ips"]:
+            iface = ipaddress.ip_interface(ip["address"])
+            full = 32 if iface.version == 4 else 128
+            if ip.get("gateway"):
+                if iface.version == 6:
+                    nl.set_local_sysctl(f"net/ipv6/conf/{hname}/accept_dad", "0")
+                nl.add_address(host, hlink.index, f"{ip['gateway']}/{full}")
+            nl.add_route(host, hlink.index, f"{iface.ip}/{full}", None)
+        # The container sees its whole subnet on-link and ARPs for its
+        # neighbours; proxy ARP lets the host end answer so that traffic
+        # between containers is routed by the host (if it forwards).
+        nl.set_local_sysctl(f"net/ipv4/conf/{hname}/proxy_arp", "1")
     if any(ipaddress.ip_interface(ip["address"]).version == 6 for ip in ipam_result["ips"]):
         nl.disable_dad(ns, env.ifname)
     for ip in ipam_result["ips"]:

@@ -377,3 +377,27 @@ def test_own_namespace_is_refused(cni: CNIEnv) -> None:
     out = cni.runner.invoke("netvisor-cni", "ADD", cni.conf(), container_id="c1",
                             netns=cni.host.path, ifname="eth0")
     assert "own network namespace" in out.error(4)["msg"]
+
+
+def test_point_to_point_without_bridge(cni: CNIEnv) -> None:
+    """isGateway without a bridge: ptp-style wiring; two containers share the gateway."""
+    conf = cni.conf()
+    del conf["bridge"]
+    got = []
+    for i in range(2):
+        c = cni.make_container()
+        res = add(cni, conf, c, cid=f"p{i}").ok()
+        hname = res["interfaces"][0]["name"]
+        assert "10.77.0.1/32" in cni.host.ip("addr", "show", hname)
+        addr = res["ips"][0]["address"].split("/")[0]
+        assert f"{addr} dev {hname}" in cni.host.ip("route")
+        c.run(["ping", "-c1", "-W2", "10.77.0.1"])
+        got.append((c, res))
+    # Container to container through the host namespace's routes.
+    cni.host.run(["sysctl", "-w", "net.ipv4.ip_forward=1"])
+    got[0][0].run(["ping", "-c1", "-W2", got[1][1]["ips"][0]["address"].split("/")[0]])
+    for i, (c, res) in enumerate(got):
+        cni.runner.invoke("netvisor-cni", "CHECK", dict(conf, prevResult=res),
+                          container_id=f"p{i}", netns=c.path, ifname="eth0").ok()
+        delete(cni, conf, c.path, cid=f"p{i}").ok()
+    assert "10.77.0" not in cni.host.ip("route") and cni.reservations() == []
