@@ -347,14 +347,17 @@ def cmd_add(env: Env, conf: NetConf) -> dict[str, Any]:
         if not ipam_result["ips"]:
             raise CNIError(IPAM_FAILURE, "IPAM plugin returned no IP configuration")
         hname = host_ifname(env.container_id, env.ifname)
+        made: list[str] = []
         try:
-            result = _wire(env, conf, ns, host, hname, ipam_result)
+            result = _wire(env, conf, ns, host, hname, ipam_result, made)
             _save_state(env, conf, st.MODE_VETH, hname, result)
         except BaseException:
-            # Undo in reverse: our veth (deleting one end removes both), then
-            # the reservation (spec: release IPAM when ADD fails after it).
+            # Undo in reverse: our veth (deleting one end removes both; never
+            # a same-named link that existed before), then the reservation
+            # (spec: release IPAM when ADD fails after it).
             try:
-                nl.delete_link(host, hname)
+                if made:
+                    nl.delete_link(host, hname)
             except CNIError as exc:
                 log.warning("cleanup of %s failed: %s", hname, exc.details)
             try:
@@ -369,10 +372,11 @@ def cmd_add(env: Env, conf: NetConf) -> dict[str, Any]:
 
 
 def _wire(env: Env, conf: NetConf, ns: Any, host: Any, hname: str,
-          ipam_result: dict[str, Any]) -> dict[str, Any]:
+          ipam_result: dict[str, Any], made: list[str]) -> dict[str, Any]:
     from cni import netlinkops as nl
 
     hlink, clink = nl.create_veth(host, ns, hname, env.ifname, conf.mtu, conf.mac)
+    made.append(hname)
     if conf.bridge:
         br = nl.ensure_bridge(host, conf.bridge, conf.mtu)
         nl.enslave(host, hlink.index, br.index)

@@ -401,3 +401,15 @@ def test_point_to_point_without_bridge(cni: CNIEnv) -> None:
                           container_id=f"p{i}", netns=c.path, ifname="eth0").ok()
         delete(cni, conf, c.path, cid=f"p{i}").ok()
     assert "10.77.0" not in cni.host.ip("route") and cni.reservations() == []
+
+
+def test_stale_host_veth_is_an_error_and_kept(cni: CNIEnv) -> None:
+    """A host link with our derived name is not ours to delete on a failed ADD."""
+    from cni.plugin import host_ifname
+
+    c = cni.make_container()
+    hname = host_ifname("stale1", "eth0")
+    cni.host.ip("link", "add", hname, "type", "veth", "peer", "name", "nvcpeer2")
+    assert hname in add(cni, cni.conf(), c, cid="stale1").error(100)["msg"]
+    assert hname in cni.host_links() and cni.reservations() == []
+    assert "eth0" not in c.ip("link")
