@@ -136,7 +136,7 @@ class Net:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self._q: list[tuple[float, int, Any, Any, bytes]] = []
+        self._q: list[tuple[float, int, Any, Any, bytes, bool]] = []
         self._tick = itertools.count()
 
     def add(self, addr: str, config: TcpConfig | None = None, **kw: Any) -> Host:
@@ -154,7 +154,10 @@ class Net:
                 if self.drop_filter is not None and self.drop_filter(o):
                     self.dropped += 1
                     continue
-                pieces = tso_split(o) if (self.split_tso and o.gso_size) else [o.data]
+                split = self.split_tso and o.gso_size
+                pieces = tso_split(o) if split else [o.data]
+                # A partial checksum is completed by the "NIC": deliver it as verified.
+                valid = o.checksum_offset >= 0 and not split
                 for p in pieces:
                     if self.loss and self.rng.random() < self.loss:
                         self.dropped += 1
@@ -165,7 +168,7 @@ class Net:
                         if self.reorder and self.rng.random() < self.reorder:
                             d += self.reorder_delay
                         heapq.heappush(self._q, (self.now + d, next(self._tick), o.src, o.dst,
-                                                 p))
+                                                 p, valid))
 
     def _set_now(self, t: float) -> None:
         self.now = t
@@ -193,12 +196,12 @@ class Net:
                 break
             self._set_now(max(t, self.now))
             while self._q and self._q[0][0] <= self.now:
-                _, _, src, dst, data = heapq.heappop(self._q)
+                _, _, src, dst, data, valid = heapq.heappop(self._q)
                 h = self.hosts.get(dst)
                 if h is not None:
                     self.delivered += 1
                     h.tcp.handle_packet(src, dst, memoryview(data), self.now,
-                                        checksum_valid=False, nic_id=1)
+                                        checksum_valid=valid, nic_id=1)
             for h in self.hosts.values():
                 d = h.tcp.next_deadline()
                 if d is not None and d <= self.now:
