@@ -62,6 +62,9 @@ PARAMPROB_NEXT_HEADER: Final = 1
 PARAMPROB_OPTION: Final = 2
 PARAMPROB_FIRST_FRAGMENT_INCOMPLETE: Final = 3
 
+_QUOTING_ERRORS: Final = frozenset((DEST_UNREACHABLE, PACKET_TOO_BIG, TIME_EXCEEDED,
+                                    PARAMETER_PROBLEM))
+
 ERROR_QUOTE_MAX: Final = 1280 - 40 - HEADER_LEN
 """An error quotes as much as fits in the minimum MTU (RFC 4443 2.4(c))."""
 
@@ -196,8 +199,9 @@ class Icmpv6Repr:
     def parse(cls, view: Icmpv6View, *, src: ipaddress.IPv6Address | None = None,
               dst: ipaddress.IPv6Address | None = None,
               verify_checksum: bool = True) -> Icmpv6Repr:
-        """Raise ``MalformedPacket`` on a bad checksum (when asked; needs src/dst)
-        or a message shorter than 8 bytes."""
+        """Raise ``MalformedPacket`` on a bad checksum (when asked; needs src/dst),
+        a message shorter than 8 bytes, or a known error (types 1..4) quoting
+        less than an IPv6 header."""
         if verify_checksum:
             if src is None or dst is None:
                 raise TypeError("icmpv6: verifying the checksum needs src and dst")
@@ -205,6 +209,10 @@ class Icmpv6Repr:
                 raise MalformedPacket("icmpv6: bad checksum")
         if len(view.buf) < HEADER_LEN:
             raise MalformedPacket(f"icmpv6: message of {len(view.buf)} bytes")
+        if view.type in _QUOTING_ERRORS and len(view.buf) < HEADER_LEN + 40:
+            # Linux icmpv6_notify drops an error that quotes less than an IPv6 header.
+            raise MalformedPacket(f"icmpv6: error type {view.type} quotes "
+                                  f"{len(view.buf) - HEADER_LEN} bytes")
         return cls(type=view.type, code=view.code, rest=view.rest, data=view.data)
 
     @property

@@ -10,9 +10,11 @@ of RA/Redirect are the caller's checks (they live in the IPv6 header).
 
 Options: source/target link-layer address (Ethernet only: option length 1,
 6 bytes), prefix information, MTU, redirected header are decoded; any other
-option (RDNSS, route information, nonce, ...) and a link-layer option of
-another length are kept raw in ``NdpOptions.unknown`` and re-emitted, so a
-repr round-trips. Emission order: source LL, target LL, MTU, prefixes,
+option (RDNSS, route information, nonce, ...) and a known option of the
+wrong length (link-layer other than 1, prefix other than 4, MTU other than
+1) are kept raw in ``NdpOptions.unknown`` and re-emitted, so a repr
+round-trips; the stack thereby ignores them, as Linux ignores a prefix
+option that is too short (addrconf_prefix_rcv) rather than the whole RA. Emission order: source LL, target LL, MTU, prefixes,
 redirected header, unknown (the order Linux's ndisc uses for what it sends).
 """
 
@@ -51,6 +53,9 @@ OPT_RDNSS: Final = 25          # RFC 8106
 OPT_DNSSL: Final = 31          # RFC 8106
 
 INFINITE_LIFETIME: Final = 0xFFFFFFFF
+
+_SOLICITED_NODE_PREFIX: Final = ipaddress.IPv6Address("ff02::1:ff00:0").packed[:13]
+"""ff02::1:ff00:0/104 (RFC 4291 2.7.1), as the first 13 bytes."""
 
 # Fixed part of each message, ICMPv6 header included (RFC 4861 4.1-4.5).
 _FIXED_LEN: Final = {ROUTER_SOLICIT: 8, ROUTER_ADVERT: 16, NEIGHBOR_SOLICIT: 24,
@@ -127,18 +132,14 @@ class NdpOptions:
                     source_ll = body[:6]
                 elif kind == OPT_TARGET_LL and target_ll is None:
                     target_ll = body[:6]
-            elif kind == OPT_PREFIX_INFO:
-                if units != 4:
-                    raise MalformedPacket(f"ndp prefix information of length {units}")
+            elif kind == OPT_PREFIX_INFO and units == 4:
                 plen, flags, valid, preferred = struct.unpack_from("!BBII", body, 0)
                 prefixes.append(NdpPrefixInfo(
                     prefix=IPv6Address(body[14:30]), prefix_len=plen,
                     on_link=bool(flags & _PREFIX_FLAG_L), autonomous=bool(flags & _PREFIX_FLAG_A),
                     valid_lifetime=valid, preferred_lifetime=preferred,
                     flags=flags & ~(_PREFIX_FLAG_L | _PREFIX_FLAG_A) & 0xFF))
-            elif kind == OPT_MTU:
-                if units != 1:
-                    raise MalformedPacket(f"ndp MTU option of length {units}")
+            elif kind == OPT_MTU and units == 1:
                 if mtu is None:
                     mtu = int(struct.unpack_from("!I", body, 2)[0])
             elif kind == OPT_REDIRECTED_HEADER:
@@ -356,9 +357,11 @@ def parse_ndp(view: Icmpv6View, *, src: IPv6Address | None = None,
 
     Raises ``MalformedPacket`` for another type, a bad checksum (when asked;
     needs src and dst), a non-zero code, a message shorter than its fixed
-    part, a zero-length option, a multicast target in NS/NA, a source
-    link-layer option from the unspecified address (NS, RFC 4861 7.1.1), or
-    a solicited NA to a multicast destination (7.1.2). ``src``/``dst`` enable
+    part, a zero-length option, a multicast target in NS/NA, an NS from the
+    unspecified address with a source link-layer option or not sent to a
+    solicited-node group (RFC 4861 7.1.1), a solicited NA to a multicast
+    destination (7.1.2), or a Redirect whose destination is multicast or
+    whose target is neither link-local nor the destination (8.1). ``src``/``dst`` enable
     the address checks even when the checksum is not verified.
     """
     icmp_type = view.type
@@ -391,8 +394,12 @@ def parse_ndp(view: Icmpv6View, *, src: IPv6Address | None = None,
         target = IPv6Address(bytes(b[8:24]))
         if target.is_multicast:
             raise MalformedPacket("ndp NS: multicast target")
-        if src is not None and src.is_unspecified and options.source_ll is not None:
-            raise MalformedPacket("ndp NS: source link-layer option from ::")
+        if src is not None and src.is_unspecified:
+            # RFC 4861 7.1.1: DAD probes carry no SLLA and go to solicited-node groups.
+            if options.source_ll is not None:
+                raise MalformedPacket("ndp NS: source link-layer option from ::")
+            if dst is not None and dst.packed[:13] != _SOLICITED_NODE_PREFIX:
+                raise MalformedPacket("ndp NS from :: not to a solicited-node group")
         msg = NeighborSolicit(target, options)
     elif icmp_type == NEIGHBOR_ADVERT:
         flags = b[4]
@@ -405,8 +412,13 @@ def parse_ndp(view: Icmpv6View, *, src: IPv6Address | None = None,
         msg = NeighborAdvert(target, router=bool(flags & _NA_FLAG_R), solicited=solicited,
                              override=bool(flags & _NA_FLAG_O), options=options)
     else:
+        target = IPv6Address(bytes(b[8:24]))
         destination = IPv6Address(bytes(b[24:40]))
+        # RFC 4861 8.1: destination not multicast; target a link-local router
+        # or the destination itself (on-link).
         if destination.is_multicast:
-            raise MalformedPacket("ndp redirect: multicast destination")  # RFC 4861 8.1
-        msg = Redirect(IPv6Address(bytes(b[8:24])), destination, options)
+            raise MalformedPacket("ndp redirect: multicast destination")
+        if not target.is_link_local and target != destination:
+            raise MalformedPacket("ndp redirect: target neither link-local nor the destination")
+        msg = Redirect(target, destination, options)
     return msg

@@ -179,6 +179,14 @@ def test_icmpv6_emit_writes_every_byte_and_partial() -> None:
         r.to_bytes(src=A6, dst=B6, checksum=ChecksumMode.NONE)
 
 
+def test_icmpv6_error_quoting_less_than_a_header() -> None:
+    raw = Icmpv6Repr.dest_unreachable(I6.UNREACH_PORT, QUOTED6[:39]).to_bytes(src=A6, dst=B6)
+    with pytest.raises(MalformedPacket):
+        Icmpv6Repr.parse(Icmpv6View.checked(raw), src=A6, dst=B6)
+    ok = Icmpv6Repr.dest_unreachable(I6.UNREACH_PORT, QUOTED6[:40]).to_bytes(src=A6, dst=B6)
+    assert Icmpv6Repr.parse(Icmpv6View.checked(ok), src=A6, dst=B6).code == I6.UNREACH_PORT
+
+
 def test_icmpv6_short_messages() -> None:
     with pytest.raises(Truncated):
         Icmpv6View.checked(b"\x80\x00\x00")
@@ -195,7 +203,7 @@ icmpv6_reprs = st.one_of(
     st.builds(Icmpv6Repr.packet_too_big, u32, st.just(QUOTED6)),
     st.builds(Icmpv6Repr.time_exceeded, st.integers(0, 1), st.just(QUOTED6)),
     st.builds(Icmpv6Repr.parameter_problem, st.integers(0, 3), u32, st.just(QUOTED6)),
-    st.builds(Icmpv6Repr, u8, u8, u32, st.binary(max_size=16)),
+    st.builds(Icmpv6Repr, u8.filter(lambda t: not 1 <= t <= 4), u8, u32, st.binary(max_size=16)),
 )
 
 

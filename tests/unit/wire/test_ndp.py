@@ -90,8 +90,6 @@ def test_emit_writes_every_byte() -> None:
     (bytes.fromhex("8700 0000 00000000") + LL_B.packed + bytes.fromhex("0102") + MAC,
      Truncated),                                                                # option past end
     (bytes.fromhex("8700 0000 00000000") + LL_B.packed + b"\x01", Truncated),
-    (bytes.fromhex("8600 0000 4000 0000 00000000 00000000") + bytes.fromhex("0302") + b"\x00" * 14,
-     MalformedPacket),                                                          # prefix len 2
     (bytes.fromhex("8000 0000 00000000"), MalformedPacket),                     # not ND
 ])
 def test_invalid_messages(body: bytes, exc: type[Exception]) -> None:
@@ -99,11 +97,32 @@ def test_invalid_messages(body: bytes, exc: type[Exception]) -> None:
         _parse(_msg(body))
 
 
+def test_known_option_of_wrong_length_is_kept_as_unknown() -> None:
+    # A 2-unit prefix option: Linux ignores the option (addrconf_prefix_rcv), not the RA.
+    bad_prefix = bytes.fromhex("0302") + b"\x00" * 14
+    bad_mtu = bytes.fromhex("0502") + b"\x00" * 14
+    r = _parse(_msg(bytes.fromhex("8600 0000 4000 0000 00000000 00000000") + bad_prefix + bad_mtu))
+    assert isinstance(r, N.RouterAdvert)
+    assert r.options.prefixes == () and r.options.mtu is None
+    assert r.options.unknown == (N.NdpOption(3, b"\x00" * 14), N.NdpOption(5, b"\x00" * 14))
+
+
 def test_address_based_checks() -> None:
     unspec = ipaddress.IPv6Address("::")
     ns = N.NeighborSolicit(LL_B, N.NdpOptions(source_ll=MAC)).to_bytes(src=unspec, dst=SOLICITED)
     with pytest.raises(MalformedPacket):   # RFC 4861 7.1.1: no SLLA from ::
         _parse(ns, src=unspec, dst=SOLICITED)
+    dad = N.NeighborSolicit(LL_B).to_bytes(src=unspec, dst=SOLICITED)
+    assert _parse(dad, src=unspec, dst=SOLICITED) == N.NeighborSolicit(LL_B)
+    dad_wrong_dst = N.NeighborSolicit(LL_B).to_bytes(src=unspec, dst=ALL_NODES)
+    with pytest.raises(MalformedPacket):   # RFC 4861 7.1.1: DAD goes to solicited-node
+        _parse(dad_wrong_dst, src=unspec, dst=ALL_NODES)
+    glob = ipaddress.IPv6Address("2001:db8::1")
+    red = N.Redirect(glob, ipaddress.IPv6Address("2001:db8::2")).to_bytes(src=LL_A, dst=LL_B)
+    with pytest.raises(MalformedPacket):   # RFC 4861 8.1: target link-local or = destination
+        _parse(red, dst=LL_B)
+    on_link = N.Redirect(glob, glob)
+    assert _parse(on_link.to_bytes(src=LL_A, dst=LL_B), dst=LL_B) == on_link
     na = N.NeighborAdvert(LL_B, solicited=True).to_bytes(src=LL_B, dst=ALL_NODES)
     with pytest.raises(MalformedPacket):   # RFC 4861 7.1.2: solicited NA to multicast
         _parse(na, src=LL_B, dst=ALL_NODES)
@@ -131,7 +150,9 @@ ndp_reprs = st.one_of(
               st.integers(0, 63)),
     st.builds(N.NeighborSolicit, v6_unicast, opts),
     st.builds(N.NeighborAdvert, v6_unicast, st.booleans(), st.booleans(), st.booleans(), opts),
-    st.builds(N.Redirect, v6, v6_unicast, opts),
+    st.builds(N.Redirect, st.builds(ipaddress.IPv6Address, st.integers(0, 2**64 - 1).map(
+        lambda x: (0xFE80 << 112) | x)), v6_unicast, opts),
+    v6_unicast.flatmap(lambda a: st.builds(N.Redirect, st.just(a), st.just(a), opts)),
 )
 
 
