@@ -103,6 +103,8 @@ V6_RA_ROUTE_METRIC: Final = 1024   # Linux IP6_RT_PRIO_ADDRCONF (RA default rout
 INFINITE: Final = 0xFFFFFFFF
 PMTU_EXPIRES: Final = 600.0        # Linux net.ipv4.route.mtu_expires
 IGMPV2_COMPAT_TIMEOUT: Final = 400.0  # RFC 3376 8.12 Older Version Querier Present Timeout
+IPV4_MAX_MTU: Final = 65535       # Linux IP_MAX_MTU: the IPv4 total length field
+IPV6_MAX_MTU: Final = 65535 + 40  # Linux IP6_MAX_MTU: payload length field + header
 LOCAL_BATCH: Final = 10000
 """Locally looped packets processed per handle_timer call (bounds a turn)."""
 
@@ -428,7 +430,9 @@ class Stack:
             lo = self.nics[LOOPBACK_NIC]
             if src is None:
                 src = dst if self._is_usable_local(dst) else self._select_source(lo, dst, None)
-            return Route(src, None, LOOPBACK_NIC, LOOPBACK_MTU, 0, True)
+            # Linux ipv4_mtu/ip6_mtu cap lo's 65536 at the largest IP packet.
+            mtu = min(LOOPBACK_MTU, IPV4_MAX_MTU if dst.version == 4 else IPV6_MAX_MTU)
+            return Route(src, None, LOOPBACK_NIC, mtu, 0, True)
         entry: RouteEntry | None
         if dst.is_multicast or dst == V4_BCAST:
             nic_id = bound_nic
@@ -455,7 +459,7 @@ class Stack:
 
     def _make_route(self, nic: Nic, src: IPAddress, gateway: IPAddress | None,
                     dst: IPAddress) -> Route:
-        mtu = nic.mtu if dst.version == 4 else nic.ip6_mtu
+        mtu = min(nic.mtu, IPV4_MAX_MTU) if dst.version == 4 else min(nic.ip6_mtu, IPV6_MAX_MTU)
         p = self._pmtu.get(dst)
         if p is not None:
             if p[1] > self.now:

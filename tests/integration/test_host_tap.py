@@ -240,3 +240,27 @@ def test_sigterm_removes_tap_and_bad_arguments_exit_2(make_netns: Any) -> None:
         assert r.returncode == 2, (bad, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "error" in r.stderr
+
+
+@pytest.mark.parametrize("offload", ["--no-offload", "--offload"])
+def test_tcp_echo_with_kernel_client(make_netns: Any, offload: str) -> None:
+    ns = make_netns("nvs")
+    proc = start_tap_host(ns, "--echo", "7", offload)
+    try:
+        out = kernel_python(ns, f"""
+            import socket, threading
+            for dst in ("{OUR4}", "{OUR6}"):
+                s = socket.create_connection((dst, 7), timeout=10)
+                data = bytes(range(256)) * 4000  # ~1 MB
+                t = threading.Thread(target=lambda: (s.sendall(data), s.shutdown(socket.SHUT_WR)))
+                t.start()
+                got = bytearray()
+                while chunk := s.recv(1 << 20):
+                    got += chunk
+                t.join()
+                assert bytes(got) == data, len(got)
+                print("ok")
+            """)
+        assert out.split() == ["ok", "ok"]
+    finally:
+        assert stop(proc) == 0
