@@ -41,7 +41,7 @@ def test_known_sums(data: bytes, expected: int) -> None:
 
 
 @needs_c
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2000), st.integers(0, 7), st.randoms(use_true_random=False))
 def test_c_and_python_agree(length: int, align: int, rnd: object) -> None:
     data = bytes(rnd.getrandbits(8) for _ in range(length + align))  # type: ignore[attr-defined]
@@ -73,7 +73,7 @@ def test_c_accepts_every_buffer_type() -> None:
         assert C.fold(C._partial_sum_c(buf)) == expected
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_checksum_verifies(data: bytes) -> None:
     buf = bytearray(b"\x00\x00" + data)

@@ -81,7 +81,7 @@ ether_reprs = st.builds(
     st.lists(st.tuples(st.sampled_from([0x8100, 0x88A8]), u16), max_size=2).map(tuple))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(ether_reprs, st.binary(max_size=20))
 def test_ethernet_round_trip(r: EthernetRepr, payload: bytes) -> None:
     raw = r.to_bytes(payload)
@@ -90,7 +90,7 @@ def test_ethernet_round_trip(r: EthernetRepr, payload: bytes) -> None:
     assert bytes(v.payload) == payload
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=40))
 def test_ethernet_arbitrary_bytes(raw: bytes) -> None:
     try:
@@ -150,13 +150,13 @@ def test_arp_unsupported_types(patch: tuple[int, bytes]) -> None:
 arp_reprs = st.builds(ArpRepr, u16, macs, v4, macs, v4)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(arp_reprs)
 def test_arp_round_trip(r: ArpRepr) -> None:
     assert ArpRepr.parse(ArpView.checked(r.to_bytes())) == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=40))
 def test_arp_arbitrary_bytes(raw: bytes) -> None:
     try:
@@ -165,7 +165,7 @@ def test_arp_arbitrary_bytes(raw: bytes) -> None:
         pass
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(arp_reprs)
 def test_arp_scapy_both_ways(r: ArpRepr) -> None:
     theirs = scapy.ARP(r.to_bytes())

@@ -97,13 +97,13 @@ icmpv4_reprs = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(icmpv4_reprs)
 def test_icmpv4_round_trip(r: Icmpv4Repr) -> None:
     assert Icmpv4Repr.parse(Icmpv4View.checked(r.to_bytes())) == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=48))
 def test_icmpv4_arbitrary_bytes(raw: bytes) -> None:
     for verify in (True, False):
@@ -207,14 +207,14 @@ icmpv6_reprs = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(icmpv6_reprs)
 def test_icmpv6_round_trip(r: Icmpv6Repr) -> None:
     raw = r.to_bytes(src=A6, dst=B6)
     assert Icmpv6Repr.parse(Icmpv6View.checked(raw), src=A6, dst=B6) == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=48))
 def test_icmpv6_arbitrary_bytes(raw: bytes) -> None:
     try:

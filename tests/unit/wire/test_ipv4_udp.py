@@ -124,7 +124,7 @@ ipv4_reprs = st.builds(
     options=ipv4_options)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(ipv4_reprs)
 def test_ipv4_round_trip(r: IPv4Repr) -> None:
     raw = r.to_bytes(b"\x5a" * r.payload_len)
@@ -133,7 +133,7 @@ def test_ipv4_round_trip(r: IPv4Repr) -> None:
     assert bytes(v.payload) == b"\x5a" * r.payload_len
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=80))
 def test_ipv4_arbitrary_bytes(raw: bytes) -> None:
     try:
@@ -142,7 +142,7 @@ def test_ipv4_arbitrary_bytes(raw: bytes) -> None:
         pass
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(ipv4_reprs)
 def test_ipv4_scapy_dissects_ours(r: IPv4Repr) -> None:
     raw = r.to_bytes(b"\x5a" * r.payload_len)
@@ -240,7 +240,7 @@ def test_udp_zero_checksum_sent_as_ffff() -> None:
 udp_reprs = st.builds(UdpRepr, u16, u16, st.integers(0, 300))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(udp_reprs, st.sampled_from([(A, B), (A6, B6)]), st.data())
 def test_udp_round_trip(r: UdpRepr, addrs: tuple, data: st.DataObject) -> None:
     payload = data.draw(st.binary(min_size=r.payload_len, max_size=r.payload_len))
@@ -250,7 +250,7 @@ def test_udp_round_trip(r: UdpRepr, addrs: tuple, data: st.DataObject) -> None:
     assert bytes(v.payload) == payload
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=40), st.sampled_from([(A, B), (A6, B6)]))
 def test_udp_arbitrary_bytes(raw: bytes, addrs: tuple) -> None:
     try:
@@ -259,7 +259,7 @@ def test_udp_arbitrary_bytes(raw: bytes, addrs: tuple) -> None:
         pass
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(udp_reprs, st.sampled_from([(A, B), (A6, B6)]), st.data())
 def test_udp_scapy_both_ways(r: UdpRepr, addrs: tuple, data: st.DataObject) -> None:
     src, dst = addrs

@@ -66,13 +66,13 @@ ipv6_reprs = st.builds(IPv6Repr, v6, v6, u8, st.integers(0, 300), u8, u8,
                        st.integers(0, 0xFFFFF))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(ipv6_reprs)
 def test_ipv6_round_trip(r: IPv6Repr) -> None:
     assert IPv6Repr.parse(IPv6View.checked(r.to_bytes(b"z" * r.payload_len))) == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=60))
 def test_ipv6_arbitrary_bytes(raw: bytes) -> None:
     try:
@@ -81,7 +81,7 @@ def test_ipv6_arbitrary_bytes(raw: bytes) -> None:
         pass
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(ipv6_reprs)
 def test_ipv6_scapy_both_ways(r: IPv6Repr) -> None:
     p = scapy.IPv6(r.to_bytes(b"z" * r.payload_len))
@@ -218,7 +218,7 @@ ext_reprs = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(ext_reprs)
 def test_ext_round_trip(r: X.ExtHeaderRepr) -> None:
     raw = r.to_bytes()
@@ -230,7 +230,7 @@ def test_ext_round_trip(r: X.ExtHeaderRepr) -> None:
     assert parsed == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(X.EXTENSION_PROTOCOLS)), st.binary(max_size=64))
 def test_chain_arbitrary_bytes(first: int, raw: bytes) -> None:
     try:

@@ -111,7 +111,7 @@ mld_reprs = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(mld_reprs)
 def test_mld_round_trip(r: M.MldRepr) -> None:
     raw = r.to_bytes(src=LL, dst=ALL_NODES)
@@ -119,7 +119,7 @@ def test_mld_round_trip(r: M.MldRepr) -> None:
     assert _mld(raw) == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(M.MLD_TYPES)), st.binary(max_size=80))
 def test_mld_arbitrary_bytes(icmp_type: int, tail: bytes) -> None:
     try:
@@ -230,14 +230,14 @@ igmp_reprs = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(igmp_reprs)
 def test_igmp_round_trip(r: G.IgmpRepr) -> None:
     raw = r.to_bytes()
     assert len(raw) == r.buffer_len and _parse4(raw) == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from([0x11, 0x12, 0x16, 0x17, 0x22]), st.binary(max_size=48))
 def test_igmp_arbitrary_bytes(t: int, tail: bytes) -> None:
     try:

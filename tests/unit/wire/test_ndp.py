@@ -156,7 +156,7 @@ ndp_reprs = st.one_of(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(ndp_reprs)
 def test_round_trip(r: N.NdpRepr) -> None:
     raw = r.to_bytes(src=LL_A, dst=LL_B)
@@ -164,7 +164,7 @@ def test_round_trip(r: N.NdpRepr) -> None:
     assert N.parse_ndp(Icmpv6View.checked(raw), src=LL_A, dst=LL_B) == r
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(N.NDP_TYPES)), st.binary(max_size=80))
 def test_arbitrary_bytes(icmp_type: int, tail: bytes) -> None:
     raw = bytes([icmp_type]) + tail
