@@ -6,15 +6,19 @@ import errno
 import ipaddress
 import socket
 import struct
+import warnings
 
 import pytest
-from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mr  # type: ignore[import-untyped]
 from scapy.layers.inet import IP, UDP  # type: ignore[import-untyped]
 from scapy.layers.inet6 import ICMPv6MLReport2, IPv6  # type: ignore[import-untyped]
 from scapy.layers.l2 import Ether  # type: ignore[import-untyped]
 from scapy.packet import Raw  # type: ignore[import-untyped]
 
 from netvisor.tcpip import consts as C
+
+with warnings.catch_warnings():  # scapy 2.6+ moved IGMPv3; the contrib layout is still what we use
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mr  # type: ignore[import-untyped]
 from netvisor.tcpip.errors import NetError
 
 from .helpers import OUR4, OUR6, OUR_MAC, PEER4, PEER6, PEER_MAC, feed, learn_peer, make_stack, sent, tick
