@@ -57,7 +57,9 @@ class RefNet:
         if as_nobody:
             argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
         proc = subprocess.run(self.ns.argv(argv), input=json.dumps(job), capture_output=True,
-                              text=True, timeout=60, check=True)
+                              text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"kernel probe failed: {proc.stderr}")
         return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
     def index(self, name: str) -> int:

@@ -14,6 +14,7 @@ import json
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 NETLINK_ROUTE = 0
@@ -68,6 +69,28 @@ def ioctls(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def sockseqs(jobs: list[dict[str, Any]]) -> list[list[Any]]:
+    """Several set/get steps on one fresh socket each: results per step
+    ({"ok": hex} for a get, {"ok": ""} for a set, or {"errno": n})."""
+    out = []
+    for job in jobs:
+        s = socket.socket(job["family"], job["type"])
+        results: list[Any] = []
+        for step in job["steps"]:
+            try:
+                if step["op"] == "set":
+                    s.setsockopt(step["level"], step["opt"], bytes.fromhex(step["value"]))
+                    results.append({"ok": ""})
+                else:
+                    results.append({"ok": s.getsockopt(step["level"], step["opt"],
+                                                       step["buflen"]).hex()})
+            except OSError as e:
+                results.append({"errno": e.errno})
+        s.close()
+        out.append(results)
+    return out
+
+
 def ifconfs(requests: list[int]) -> list[dict[str, Any]]:
     """SIOCGIFCONF with a buffer of N bytes (pre-filled with 0xA5), or NULL for -1."""
     out: list[dict[str, Any]] = []
@@ -100,6 +123,68 @@ def getsockopts(requests: list[list[int]]) -> list[dict[str, Any]]:
     return out
 
 
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(_Iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+def _raw_recvmsg(fd: int, controllen: int, flags: int) -> tuple[bytes, int]:
+    """recvmsg through libc: the raw control buffer (as the kernel wrote it) and msg_flags."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    data = ctypes.create_string_buffer(2048)
+    ctrl = ctypes.create_string_buffer(b"\xee" * max(controllen, 1), max(controllen, 1))
+    iov = _Iovec(ctypes.addressof(data), 2048)
+    msg = _Msghdr(None, 0, ctypes.pointer(iov), 1, ctypes.addressof(ctrl), controllen, 0)
+    n = libc.recvmsg(fd, ctypes.byref(msg), flags)
+    if n < 0:
+        raise OSError(ctypes.get_errno(), "recvmsg")
+    return ctrl.raw[:msg.controllen], msg.flags
+
+
+def cmsg_case(case: dict[str, Any]) -> dict[str, Any]:
+    """UDP over loopback with receive options on; the receiver's control data
+    (raw, and as Python's own recvmsg parses it). ``error`` sends to a closed
+    port instead and reads the error queue (IP_RECVERR / IPV6_RECVERR)."""
+    fam = case["family"]
+    host = "127.0.0.1" if fam == socket.AF_INET else "::1"
+    rx = socket.socket(fam, socket.SOCK_DGRAM)
+    tx = socket.socket(fam, socket.SOCK_DGRAM)
+    for level, opt, value in case["rx_opts"]:
+        (tx if case.get("error") else rx).setsockopt(level, opt, value)
+    for level, opt, value in case.get("tx_opts", []):
+        tx.setsockopt(level, opt, value)
+    rx.bind((host, 0))
+    port = rx.getsockname()[1]
+    if case.get("error"):
+        rx.close()  # nobody listens there now: ICMP port unreachable
+        # Two errors: the peek below dequeues one (the error queue ignores
+        # MSG_PEEK), the raw read takes the other.
+        sent = 0
+        for _ in range(6):
+            try:
+                tx.sendto(b"x", (host, port))
+                sent += 1
+            except ConnectionRefusedError:
+                pass  # the previous error, reported once through sk_err; nothing sent
+            time.sleep(0.05)
+            if sent == 2:
+                break
+        sock, flags = tx, int(socket.MSG_ERRQUEUE)
+    else:
+        tx.sendto(b"hello", (host, port))
+        sock, flags = rx, 0
+    peek = sock.recvmsg(2048, 4096, flags | socket.MSG_PEEK)
+    raw, mflags = _raw_recvmsg(sock.fileno(), case["controllen"], flags)
+    return {"parsed": [[lvl, typ, d.hex()] for lvl, typ, d in peek[1]],
+            "raw": raw.hex(), "flags": mflags}
+
+
 def main() -> None:
     job = json.load(sys.stdin)
     json.dump({
@@ -107,6 +192,8 @@ def main() -> None:
         "ioctl": ioctls(job.get("ioctl", [])),
         "getsockopt": getsockopts(job.get("getsockopt", [])),
         "ifconf": ifconfs(job.get("ifconf", [])),
+        "sockseq": sockseqs(job.get("sockseq", [])),
+        "cmsg": [cmsg_case(c) for c in job.get("cmsg", [])],
     }, sys.stdout)
 
 
