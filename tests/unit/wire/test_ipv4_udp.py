@@ -151,6 +151,7 @@ def test_ipv4_scapy_dissects_ours(r: IPv4Repr) -> None:
         4, r.header_len, r.tos, r.buffer_len, r.ident, r.ttl, r.protocol, str(r.src), str(r.dst))
     assert p.frag * 8 == r.frag_offset
     assert bool(p.flags.DF) == r.dont_fragment and bool(p.flags.MF) == r.more_fragments
+    assert b"".join(bytes(o) for o in p.options) == r.options
     # scapy recomputes the checksum of its own rebuild: equal to ours.
     p2 = scapy.IP(raw)
     del p2.chksum
