@@ -183,3 +183,46 @@ def test_cork_coalesces_to_mss(tb, dut, family):
         pass
     dut.setsockopt(afd, socket.IPPROTO_TCP, TCP_CORK, 0)
     conn.expect("A", plen=50, seq=seq_add(first["TCP"].seq, mss), timeout=1)
+
+
+def test_nagle_holds_small_segment_until_ack(tb, dut):
+    """Nagle (RFC 9293 3.7.4): a second small write waits while data is unacknowledged."""
+    conn, afd, _ = tcp_established(tb, dut, 4)
+    dut.send(afd, b"one")
+    conn.expect("A", payload=b"one")
+    dut.send(afd, b"two")
+    conn.expect_none(seq=conn.rcv_nxt, timeout=0.1)
+    conn.send("A")
+    conn.expect("A", payload=b"two", timeout=1)
+
+
+def test_nodelay_sends_small_segments_at_once(tb, dut):
+    """With TCP_NODELAY small writes go out immediately despite unacknowledged data."""
+    conn, afd, _ = tcp_established(tb, dut, 4)
+    dut.setsockopt(afd, socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    dut.send(afd, b"one")
+    conn.expect("A", payload=b"one")
+    dut.send(afd, b"two")
+    conn.expect("A", payload=b"two", timeout=0.1)
+
+
+def test_keepalive_probe(tb, dut):
+    """SO_KEEPALIVE with TCP_KEEPIDLE=1 s sends a probe with SEQ=SND.NXT-1 (RFC 1122 4.2.3.6).
+
+    An answered probe keeps the connection; unanswered ones (TCP_KEEPCNT=2,
+    TCP_KEEPINTVL=1 s) end it with ETIMEDOUT.
+    """
+    conn, afd, _ = tcp_established(tb, dut, 4)
+    for name, value in ((socket.TCP_KEEPIDLE, 1), (socket.TCP_KEEPINTVL, 1),
+                        (socket.TCP_KEEPCNT, 2)):
+        dut.setsockopt(afd, socket.IPPROTO_TCP, name, value)
+    dut.setsockopt(afd, socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    probe = conn.expect("A", seq=conn.rcv_nxt - 1, timeout=2.5, update=False)
+    assert len(probe["TCP"].payload) <= 1
+    conn.send("A")
+    t0 = time.monotonic()
+    conn.expect("A", seq=conn.rcv_nxt - 1, timeout=2.5, update=False)
+    assert time.monotonic() - t0 >= 0.7, "answered probe did not restart the idle timer"
+    conn.expect("A", seq=conn.rcv_nxt - 1, timeout=2.0, update=False)
+    time.sleep(1.3)
+    assert dut.getsockopt(afd, socket.SOL_SOCKET, socket.SO_ERROR) == errno.ETIMEDOUT
