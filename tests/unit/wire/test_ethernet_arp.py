@@ -108,6 +108,11 @@ def test_ethernet_scapy_both_ways() -> None:
     ours = scapy.Ether(EthernetRepr(MAC_B, MAC_A, 0x86DD).to_bytes(bytes(scapy.IPv6())))
     assert ours.dst == "02:00:00:00:00:02" and ours.src == "02:00:00:00:00:01"
     assert ours.type == 0x86DD and ours.haslayer(scapy.IPv6)
+    tagged = scapy.Ether(EthernetRepr(MAC_B, MAC_A, 0x0806, ((0x8100, (5 << 13) | 42),))
+                         .to_bytes(bytes(scapy.ARP())))
+    dot1q = tagged[scapy.Dot1Q]
+    assert (tagged.type, dot1q.prio, dot1q.vlan, dot1q.type) == (0x8100, 5, 42, 0x0806)
+    assert tagged.haslayer(scapy.ARP)
 
 
 # -- ARP ----------------------------------------------------------------------------------
