@@ -635,8 +635,8 @@ class NetlinkRouteSocket:
         prefsrc = route.prefsrc
         if route.type == RTN_LOCAL:
             lo = [i for i in self._interfaces if i.kind == "loopback"]
-            if lo and family == AF_INET:
-                oif = lo[0].index  # local delivery goes out through loopback
+            if lo:
+                oif = lo[0].index  # local delivery goes through loopback (both families)
             if prefsrc is None:
                 prefsrc = dst
         if prefsrc is None:

@@ -196,6 +196,7 @@ def test_getlink_by_index_and_name_with_ack(refnet: RefNet) -> None:
 
 
 @pytest.mark.parametrize("dst", ["10.9.0.5", "10.99.0.1", "10.20.1.1", "10.9.0.1", "10.9.0.7",
+                                 "127.0.0.1", "127.1.2.3", "10.9.0.255", "fd00:9::1", "::1",
                                  "fd00:9::5", "fd00:99::1"])
 def test_route_get(refnet: RefNet, dst: str) -> None:
     import ipaddress
