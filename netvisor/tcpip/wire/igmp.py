@@ -104,7 +104,8 @@ def _fill(buf: WritableBuffer, offset: int, total: int, checksum: bool) -> None:
 @dataclass(frozen=True, slots=True)
 class IgmpQuery:
     """Membership Query; ``group`` 0.0.0.0 = general query. ``version`` is 1, 2
-    or 3 (by length and code, see the module docstring)."""
+    or 3 (by length and code, see the module docstring): a version 2 query
+    needs ``max_resp_code`` > 0, since 0 on 8 bytes means IGMPv1."""
 
     max_resp_code: int
     group: IPv4Address
