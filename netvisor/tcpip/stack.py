@@ -59,6 +59,7 @@ from netvisor.tcpip.nic import (
     solicited_node,
 )
 from netvisor.tcpip.route import RouteEntry, RoutingTable
+from netvisor.tcpip.ping import PingTransport
 from netvisor.tcpip.udp import UdpTransport
 from netvisor.tcpip.wire.checksum import checksum, fold, partial_sum, pseudo_header_sum
 
@@ -166,6 +167,12 @@ class Stack:
         self._echo_handlers: list[Callable[[IPAddress, IPAddress, bytes], None]] = []
         self.udp = UdpTransport(self)
         self.register_transport(self.udp)
+        # Ping sockets take ICMP errors that quote echo requests (protocol 1/58);
+        # ICMP input itself is parsed here, and echo replies go to handle_reply.
+        self.ping4 = PingTransport(self, C.IPPROTO_ICMP)
+        self.ping6 = PingTransport(self, C.IPPROTO_ICMPV6)
+        self.register_transport(self.ping4)
+        self.register_transport(self.ping6)
         try:
             from netvisor.tcpip.tcp import TcpTransport  # type: ignore[attr-defined]
         except ImportError:
@@ -1132,6 +1139,7 @@ class Stack:
             self.counters.inc("icmp_echo_replies")
             return
         if type_ == I.ICMP_ECHO_REPLY:
+            self.ping4.handle_reply(src, dst, bytes(msg), nic.id)
             for h in self._echo_handlers:
                 h(src, dst, bytes(msg))
             return
@@ -1446,6 +1454,8 @@ class Stack:
             self.counters.inc("icmp6_echo_replies")
             return
         if type_ == I.ICMPV6_ECHO_REPLY:
+            if len(msg) >= 8:
+                self.ping6.handle_reply(src, dst, bytes(msg), nic.id)
             for h in self._echo_handlers:
                 h(src, dst, bytes(msg))
             return
@@ -1830,6 +1840,10 @@ class Stack:
         if base == C.SOCK_DGRAM:
             if proto in (0, C.IPPROTO_UDP):
                 return self.udp.socket(family)
+            if proto == C.IPPROTO_ICMP and family == C.AF_INET:
+                return self.ping4.socket(family)
+            if proto == C.IPPROTO_ICMPV6 and family == C.AF_INET6:
+                return self.ping6.socket(family)
             raise NetError(errno.EPROTONOSUPPORT)
         if base == C.SOCK_STREAM:
             if proto not in (0, C.IPPROTO_TCP):

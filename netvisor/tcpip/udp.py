@@ -313,7 +313,7 @@ class UdpSocket:
             dst, dport, scope = self.remote_addr, self.remote_port, None
         else:
             dst, dport, scope = self._parse_addr(addr)
-            if dport == 0:
+            if dport == 0 and self.protocol == C.IPPROTO_UDP:
                 raise NetError(errno.EINVAL, "destination port 0")
             if dst == V4_ANY:
                 dst = IPv4Address("127.0.0.1")
@@ -323,10 +323,7 @@ class UdpSocket:
                     and dst.is_link_local and scope is None and self.bound_nic is None:
                 raise NetError(errno.EINVAL, "link-local destination needs a scope id")
         n = len(data)
-        if n > (MAX_PAYLOAD_V4 if dst.version == 4 else MAX_PAYLOAD_V6):
-            raise NetError(errno.EMSGSIZE)
-        if n > self.sndbuf and n > 65507:
-            raise NetError(errno.EMSGSIZE)
+        self._check_payload(data, dst)
         if isinstance(dst, IPv4Address) and self.stack.is_broadcast(dst) and not self.broadcast:
             raise NetError(errno.EACCES, "broadcast without SO_BROADCAST")
         if self.local_addr is not None and self.local_addr.version != dst.version:
@@ -337,11 +334,19 @@ class UdpSocket:
         route = self._route(dst, scope)
         if not self.local_port:
             self.transport.bind_port(self, 0)
+        ttl = self.mcast_ttl if dst.is_multicast else self.ttl
+        self._transmit(route, dst, dport, data, ttl)
+        return n
+
+    def _check_payload(self, data: bytes | memoryview, dst: IPAddress) -> None:
+        if len(data) > (MAX_PAYLOAD_V4 if dst.version == 4 else MAX_PAYLOAD_V6):
+            raise NetError(errno.EMSGSIZE)
+
+    def _transmit(self, route: Any, dst: IPAddress, dport: int, data: bytes | memoryview,
+                  ttl: int | None) -> None:
+        """Build the UDP datagram and hand it to the network layer."""
+        n = len(data)
         src = route.src
-        if dst.is_multicast:
-            ttl = self.mcast_ttl
-        else:
-            ttl = self.ttl
         hdr = struct.pack("!HHHH", self.local_port, dport, UDP_HLEN + n, 0)
         seg = bytearray(hdr)
         seg += data
@@ -353,7 +358,6 @@ class UdpSocket:
                           checksum_offset=6,
                           multicast_loop=self.mcast_loop and dst.is_multicast)
         self.stack.counters.inc("udp_tx")
-        return n
 
     def recvmsg(self, bufsize: int, flags: int = 0) -> RecvResult:
         """recvfrom with the full length and truncation flag (for MSG_TRUNC / msg_flags)."""
@@ -818,11 +822,18 @@ class UdpTransport:
             stack.counters.drop(DropReason.RCVBUF_FULL)
         return True
 
-    def handle_icmp_error(self, err: IcmpError, now: float) -> None:
-        q = err.quoted_transport
+    @staticmethod
+    def quoted_ports(q: bytes) -> tuple[int, int] | None:
+        """(our port, their port) from the transport header quoted in an ICMP error."""
         if len(q) < 4:
+            return None
+        return struct.unpack_from("!HH", q)  # type: ignore[return-value]
+
+    def handle_icmp_error(self, err: IcmpError, now: float) -> None:
+        ports = self.quoted_ports(err.quoted_transport)
+        if ports is None:
             return
-        sport, dport = struct.unpack_from("!HH", q)
+        sport, dport = ports
         src, dst = unmap(err.src), unmap(err.dst)
         if err.family == C.AF_INET:
             from netvisor.tcpip.icmp import icmpv4_errno
