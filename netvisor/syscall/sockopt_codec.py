@@ -854,6 +854,51 @@ def unpack_cmsgs(buf: bytes) -> list[Cmsg]:
     return out
 
 
+OptValue = int | tuple[int, ...] | bytes
+
+
+def encode_get(spec: OptSpec, value: OptValue, optlen: int) -> bytes:
+    """What getsockopt writes for ``spec`` holding ``value`` into ``optlen`` bytes.
+
+    ``value`` is an int for int options, a tuple for linger ``(onoff, secs)``,
+    timeval ``(sec, usec)`` and ucred ``(pid, uid, gid)``, and the raw struct
+    bytes for everything else. Structs are cut to the buffer, as Linux does.
+    """
+    if spec.kind == "int":
+        if not isinstance(value, int):
+            raise TypeError(f"{spec.name} holds an int")
+        return encode_int_for_get(spec.level, value, optlen)
+    if isinstance(value, tuple):
+        if spec.kind == "linger":
+            raw = encode_linger(*value)
+        elif spec.kind == "timeval":
+            raw = encode_timeval(*value)
+        elif spec.kind == "ucred":
+            raw = encode_ucred(*value)
+        else:
+            raise TypeError(f"{spec.name} ({spec.kind}) is given as bytes")
+    elif isinstance(value, bytes):
+        raw = value
+    else:
+        raise TypeError(f"{spec.name} ({spec.kind}) is not an int")
+    return encode_truncated(raw, optlen)
+
+
+def decode_set(spec: OptSpec, optval: bytes) -> OptValue:
+    """The value a setsockopt buffer carries for ``spec`` (int, tuple or bytes).
+
+    Length rules are Linux's (EINVAL when short); kinds without a fixed layout
+    come back as the bytes given, for the caller's own checks.
+    """
+    if spec.kind == "int":
+        return decode_int_for_set(spec.level, spec.optname, optval)
+    if spec.kind == "linger":
+        return decode_linger(optval)
+    if spec.kind == "timeval":
+        return decode_timeval(optval)
+    return bytes(optval)
+
+
 def known_for(family: int, sotype: int, level: int) -> Sequence[OptSpec]:
     """Every option valid at ``level`` for such a socket (for listings and tests)."""
     out = []

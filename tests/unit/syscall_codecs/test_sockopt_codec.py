@@ -184,6 +184,28 @@ def test_timeouts_round_like_linux(refnet: RefNet, opt: int) -> None:
     assert results[-1] == [{"errno": ei.value.errno}]
 
 
+def test_struct_options_truncate_like_linux(refnet: RefNet) -> None:
+    """encode_get for struct kinds against getsockopt with short buffers."""
+    rcvtimeo = so.BY_NAME["SO_RCVTIMEO_OLD"]
+    linger = so.BY_NAME["SO_LINGER"]
+    ttl = so.BY_NAME["IP_TTL"]
+    (res,) = run(refnet, [(socket.AF_INET, socket.SOCK_DGRAM, [
+        put(1, rcvtimeo.optname, so.encode_timeval(3, 8000)),
+        get(1, rcvtimeo.optname, 10), get(1, rcvtimeo.optname, 16),
+        put(1, linger.optname, so.encode_linger(1, 9)), get(1, linger.optname, 3),
+        put(0, ttl.optname, b"\x07"), get(0, ttl.optname, 1), get(0, ttl.optname, 4)])])
+    tv = so.decode_set(rcvtimeo, so.encode_timeval(3, 8000))
+    assert isinstance(tv, tuple)
+    assert res[1]["ok"] == so.encode_get(rcvtimeo, so.round_timeval(*tv), 10).hex()
+    assert res[2]["ok"] == so.encode_get(rcvtimeo, so.round_timeval(*tv), 16).hex()
+    lg = so.decode_set(linger, so.encode_linger(1, 9))
+    assert res[4]["ok"] == so.encode_get(linger, lg, 3).hex()
+    value = so.decode_set(ttl, b"\x07")
+    assert value == 7
+    assert res[6]["ok"] == so.encode_get(ttl, value, 1).hex()
+    assert res[7]["ok"] == so.encode_get(ttl, value, 4).hex()
+
+
 def test_linger_and_ucred_layouts(refnet: RefNet) -> None:
     (res,) = run(refnet, [(socket.AF_INET, socket.SOCK_STREAM, [
         put(so.SOL_SOCKET, 13, so.encode_linger(1, 7)), get(so.SOL_SOCKET, 13, 8),
