@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import ipaddress
 import json
 import logging
@@ -102,6 +103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default gateway (one IPv4 and/or one IPv6)")
     parser.add_argument("--echo", metavar="PORT", type=_port,
                         help="serve UDP (and TCP when available) echo on PORT")
+    parser.add_argument("--discard", metavar="PORT", type=_port,
+                        help="TCP sink on PORT: counts, answers count + SHA-256 at EOF "
+                             "(netvisor/services.py)")
+    parser.add_argument("--source", metavar="PORT", type=_port,
+                        help="TCP source on PORT: writes the requested length of a "
+                             "deterministic stream (netvisor/services.py)")
+    parser.add_argument("--backlog", metavar="N", type=int, default=None,
+                        help="listen backlog of --discard/--source (default 4096)")
     parser.add_argument("--pcap", metavar="FILE", help="record every frame to FILE (pcap)")
     parser.add_argument("--mtu", metavar="N", type=_mtu, help="link MTU (TAP only)")
     parser.add_argument("--offload", action=argparse.BooleanOptionalAction, default=False,
@@ -296,6 +305,12 @@ async def _run(args: argparse.Namespace) -> int:
                 if args.echo:
                     nursery.start_soon(_udp_echo, ns, args.echo)
                     nursery.start_soon(_tcp_echo, ns, args.echo)
+                for port, svc in ((args.discard, "discard"), (args.source, "source")):
+                    if port:
+                        from netvisor import services
+                        await nursery.start(
+                            functools.partial(services.serve, backlog=args.backlog or 4096),
+                            ns, port, services.SERVICES[svc])
                 with trio.move_on_after(10):
                     await ns.wait_addresses_ready()
                 print("ready", flush=True)
