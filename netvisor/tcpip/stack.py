@@ -164,6 +164,7 @@ class Stack:
         self._ip_id = self.rng.randrange(65536)
         self._next_nic = LOOPBACK_NIC
         self._local_addrs: set[IPAddress] = set()
+        self._bcast4: set[IPAddress] = set()
         self._echo_handlers: list[Callable[[IPAddress, IPAddress, bytes], None]] = []
         self.udp = UdpTransport(self)
         self.register_transport(self.udp)
@@ -295,6 +296,7 @@ class Stack:
                 raise NetError(errno.EEXIST, f"{iface} exists")
             nic.v4.append(iface)
             self._local_addrs.add(iface.ip)
+            self._refresh_broadcasts()
             if _route and not nic.loopback and iface.network.prefixlen < 32:
                 self.routes.add(RouteEntry(iface.network, nic_id, metric=0, src=iface.ip,
                                            origin="kernel"))
@@ -327,6 +329,7 @@ class Stack:
             if iface not in nic.v4:
                 raise NetError(errno.EADDRNOTAVAIL)
             nic.v4.remove(iface)
+            self._refresh_broadcasts()
             if not any(a.ip == iface.ip for n in self.nics.values() for a in n.v4):
                 self._local_addrs.discard(iface.ip)
             if not any(a.network == iface.network for a in nic.v4):
@@ -409,13 +412,12 @@ class Stack:
         """255.255.255.255 or the directed broadcast of a local IPv4 subnet."""
         if addr.version != 4:
             return False
-        if addr == V4_BCAST:
-            return True
-        for nic in self.nics.values():
-            for a in nic.v4:
-                if a.network.prefixlen < 31 and addr == a.network.broadcast_address:
-                    return True
-        return False
+        return addr == V4_BCAST or addr in self._bcast4
+
+    def _refresh_broadcasts(self) -> None:
+        """Directed broadcast addresses of every local IPv4 subnet (/31 and /32 have none)."""
+        self._bcast4 = {a.network.broadcast_address for n in self.nics.values() for a in n.v4
+                        if a.network.prefixlen < 31}
 
     def default_multicast_nic(self, group: IPAddress) -> int | None:
         """The NIC a membership without an interface uses (Linux: route to the group)."""
