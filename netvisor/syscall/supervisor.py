@@ -1,0 +1,1185 @@
+"""The seccomp supervisor: serves trapped socket calls from a stack.
+
+Model (shared/DESIGN.md, "The syscall plane"): each emulated socket is, for
+the program, one end of a kernel ``socketpair`` injected with
+SECCOMP_IOCTL_NOTIF_ADDFD; read/write/poll/epoll/close/dup/fork/exec then
+work natively, and per-socket tasks pump bytes between the supervisor's end
+and the stack's socket. Only calls that need the stack's knowledge trap.
+
+- Identity: the inode of the injected end (``os.stat(/proc/PID/fd/N)``),
+  so dup/fork/SCM_RIGHTS keep working; a call on any other fd is answered
+  with CONTINUE (the kernel does it).
+- Blocking calls (connect, accept, recvfrom with an address) run in their own
+  task and leave the notification pending; a watcher checks ID_VALID so that
+  a call interrupted by a signal is dropped (the kernel already gave the
+  program EINTR or will re-issue the call).
+- TCP over an AF_UNIX stream pair: stack EOF -> shutdown(SHUT_WR) of our end
+  (EOF for the program); RST -> our end shut for writing, and closed with
+  unread data as soon as the program writes (ECONNRESET/EPIPE for it);
+  program close -> close of the stack socket (FIN, or RST per Linux rules in
+  the stack); program shutdown(SHUT_WR) -> stack shutdown after the data.
+- Non-blocking connect: the program's end is filled until EAGAIN so that
+  POLLOUT does not fire before the handshake completes; exactly that filler
+  is drained when it does (shared/notes/syscall-trapping.md).
+- Listeners: connections are accepted from the stack eagerly into a queue;
+  one token byte per queued connection in the program's end gives POLLIN;
+  accept consumes one. A connection whose ADDFD fails (call interrupted)
+  goes back to the front of the queue, so none is lost.
+- UDP over an AF_UNIX SOCK_SEQPACKET pair (keeps datagram boundaries without
+  the 10-datagram queue limit of SOCK_DGRAM); source addresses of queued
+  datagrams are kept in a FIFO for recvfrom/recvmsg, resynchronised by
+  content when the program also read some with plain recv().
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+import trio
+
+from netvisor.syscall import memory, sockaddr
+from netvisor.syscall.seccomp import Listener, Notification, pidfd_getfd
+from netvisor.tcpip.errors import NetError
+
+log = logging.getLogger(__name__)
+
+SOCK_TYPE_MASK = 0xF
+SOCK_NONBLOCK = os.O_NONBLOCK
+SOCK_CLOEXEC = os.O_CLOEXEC
+PIDFD_THREAD = os.O_EXCL          # pidfd of a thread, Linux 6.9
+SOL_SOCKET = 1
+SO_TYPE, SO_ERROR, SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 3, 4, 30, 38, 39
+SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD, SO_RCVTIMEO_NEW, SO_SNDTIMEO_NEW = 20, 21, 66, 67
+SO_TIMESTAMP_OLD, SO_TIMESTAMPNS_OLD = 29, 35
+IPPROTO_IP, IPPROTO_IPV6 = 0, 41
+IP_PKTINFO, IP_RECVTTL, IP_TTL = 8, 12, 2
+MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_CTRUNC = 2, 0x20, 0x40, 0x8
+NETLINK_ROUTE = 0
+POLL_HUPMASK = select.POLLHUP | select.POLLERR
+# How often a pending blocking call is checked for cancellation by a signal.
+PENDING_CHECK_INTERVAL = 0.05
+CHUNK = 256 * 1024
+
+
+class Provider(Protocol):
+    """What the supervisor needs from a stack (NetStack's contract)."""
+
+    def socket(self, family: int, type: int, proto: int = 0) -> Any: ...
+    async def wait(self, sock: Any, events: int) -> int: ...
+    def kick(self) -> None: ...
+
+
+class Reply(Exception):
+    """Raised inside a handler to answer right away (val >= 0 or errno)."""
+
+    def __init__(self, val: int = 0, error: int = 0) -> None:
+        self.val = val
+        self.error = error
+
+
+class Continue(Exception):
+    """Raised inside a handler: let the kernel run the call (not ours)."""
+
+
+@dataclass(eq=False)
+class EmuSocket:
+    """One emulated socket: the stack's socket and our end of the pair."""
+
+    family: int
+    type: int
+    proto: int
+    sock: Any
+    sup: socket.socket
+    ino: int = 0
+    state: str = "fresh"            # fresh connecting connected listening closed
+    error: int = 0                  # pending SO_ERROR
+    filled: int = 0                 # filler bytes in our end (non-blocking connect)
+    paused: bool = False
+    resumed: trio.Event = field(default_factory=trio.Event)
+    connect_done: trio.Event | None = None
+    connect_interrupted: bool = False
+    reset: bool = False
+    queue: collections.deque[tuple[Any, Any]] = field(default_factory=collections.deque)
+    queue_changed: trio.Event = field(default_factory=trio.Event)
+    rxq: collections.deque[tuple[Any, bytes, float]] = field(default_factory=collections.deque)
+    rx_changed: trio.Event = field(default_factory=trio.Event)
+    rcvtimeo: float | None = None
+    sndtimeo: float | None = None
+    timestamp: bool = False
+    scopes: list[trio.CancelScope] = field(default_factory=list)
+    netlink: Any = None
+
+    def wake_queue(self) -> None:
+        ev, self.queue_changed = self.queue_changed, trio.Event()
+        ev.set()
+
+    def wake_rx(self) -> None:
+        ev, self.rx_changed = self.rx_changed, trio.Event()
+        ev.set()
+
+
+def _timeval(raw: bytes) -> float | None:
+    """struct timeval (old 16-byte layout) -> seconds, None for 'forever'."""
+    if len(raw) < 16:
+        raise NetError(errno.EINVAL)
+    sec, usec = struct.unpack_from("<qq", raw)
+    if usec < 0 or usec >= 1_000_000:
+        raise NetError(errno.EDOM)
+    if sec < 0:
+        return 0.000001  # Linux: negative -> minimal timeout... treated as 0 wait
+    t = sec + usec / 1e6
+    return None if t == 0 else t
+
+
+class Supervisor:
+    """Serves one sandbox's seccomp listener from a stack."""
+
+    def __init__(self, listener: Listener, provider: Provider, *,
+                 debug: TextIO | None = None, netlink: Any = None) -> None:
+        self.listener = listener
+        self.stack = provider
+        self.debug = debug
+        self.netlink = netlink
+        self.socks: dict[int, EmuSocket] = {}
+        self.sock_dev = -1
+        self.pending: dict[int, trio.CancelScope] = {}
+        self.nursery: trio.Nursery | None = None
+        self.calls = 0
+        self.handlers: dict[str, Callable[[Notification], Any]] = {
+            "socket": self._socket, "connect": self._connect, "bind": self._bind,
+            "listen": self._listen, "accept": self._accept, "accept4": self._accept,
+            "getsockname": self._getsockname, "getpeername": self._getpeername,
+            "setsockopt": self._setsockopt, "getsockopt": self._getsockopt,
+            "shutdown": self._shutdown, "sendto": self._sendto, "recvfrom": self._recvfrom,
+            "sendmsg": self._sendmsg, "recvmsg": self._recvmsg,
+            "sendmmsg": self._sendmmsg, "recvmmsg": self._recvmmsg, "ioctl": self._ioctl,
+        }
+        self._poll = select.poll()
+        self._poll.register(listener.fd, select.POLLIN)
+
+    # ------------------------------------------------------------------ loop
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Serve notifications until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self._watch_pending)
+            task_status.started()
+            fd = self.listener.fd
+            while True:
+                await trio.lowlevel.wait_readable(fd)
+                # Drain with poll(0): one trio wait per batch (notes: 37 -> 16 us).
+                while True:
+                    ready = self._poll.poll(0)
+                    if not ready:
+                        break
+                    if not ready[0][1] & select.POLLIN:
+                        # POLLHUP: no task uses the filter any more (all exited).
+                        await trio.sleep_forever()
+                    try:
+                        n = self.listener.recv()
+                    except OSError as e:
+                        if e.errno in (errno.ENOENT, errno.EINTR):
+                            break  # the caller died before we took it
+                        raise
+                    self.calls += 1
+                    self._dispatch(n)
+
+    def _dispatch(self, n: Notification) -> None:
+        handler = self.handlers.get(n.name)
+        if handler is None:
+            self._answer(n, cont=True)
+            return
+        try:
+            result = handler(n)
+        except Reply as r:
+            self._answer(n, r.val, r.error)
+            return
+        except Continue:
+            self._answer(n, cont=True)
+            return
+        except NetError as e:
+            self._answer(n, 0, e.errno)
+            return
+        except OSError as e:
+            self._answer(n, 0, e.errno or errno.EIO)
+            return
+        if result is None:
+            return  # answered (e.g. with ADDFD) inside
+        if isinstance(result, int):
+            self._answer(n, result)
+            return
+        # A coroutine function: a blocking call, served in its own task.
+        assert self.nursery is not None
+        self.nursery.start_soon(self._run_blocking, n, result)
+
+    async def _run_blocking(self, n: Notification,
+                            fn: Callable[[], Awaitable[int | None]]) -> None:
+        scope = trio.CancelScope()
+        self.pending[n.id] = scope
+        try:
+            with scope:
+                try:
+                    val = await fn()
+                except Reply as r:
+                    self._answer(n, r.val, r.error)
+                except NetError as e:
+                    self._answer(n, 0, e.errno)
+                except OSError as e:
+                    self._answer(n, 0, e.errno or errno.EIO)
+                else:
+                    if val is not None:
+                        self._answer(n, val)
+            if scope.cancelled_caught and self.debug:
+                self._log(n, "<interrupted>")
+        finally:
+            self.pending.pop(n.id, None)
+
+    async def _watch_pending(self) -> None:
+        while True:
+            await trio.sleep(PENDING_CHECK_INTERVAL)
+            for nid, scope in list(self.pending.items()):
+                if not self.listener.id_valid(nid):
+                    scope.cancel()
+
+    def _answer(self, n: Notification, val: int = 0, error: int = 0, *,
+                cont: bool = False) -> None:
+        if self.debug:
+            self._log(n, "CONTINUE" if cont else
+                      f"-1 {errno.errorcode.get(error, error)}" if error else str(val))
+        self.listener.send(n.id, val, error, cont=cont)
+
+    def _log(self, n: Notification, result: str) -> None:
+        assert self.debug is not None
+        args = ", ".join(hex(a) if a > 4096 else str(a) for a in n.args[:_NARGS.get(n.name, 6)])
+        self.debug.write(f"[{n.pid}] {n.name}({args}) = {result}\n")
+        self.debug.flush()
+
+    # --------------------------------------------------------------- helpers
+    def _lookup(self, n: Notification, fd: int) -> EmuSocket | None:
+        fd = fd & 0xFFFFFFFF
+        if fd >= 0x80000000:
+            raise Reply(0, errno.EBADF)
+        try:
+            st = os.stat(f"/proc/{n.pid}/fd/{fd}")
+        except FileNotFoundError:
+            raise Reply(0, errno.EBADF) from None
+        except OSError:
+            raise Continue() from None
+        es = self.socks.get(st.st_ino)
+        if es is not None and st.st_dev == self.sock_dev:
+            return es
+        return None
+
+    def _emulated(self, n: Notification, fd: int) -> EmuSocket:
+        es = self._lookup(n, fd)
+        if es is None:
+            raise Continue()
+        return es
+
+    @staticmethod
+    def _nonblocking(n: Notification, fd: int) -> bool:
+        """O_NONBLOCK of the program's open file description (shared by dups)."""
+        try:
+            with open(f"/proc/{n.pid}/fdinfo/{fd & 0xFFFFFFFF}", "rb") as f:
+                for line in f:
+                    if line.startswith(b"flags:"):
+                        return bool(int(line.split()[1], 8) & os.O_NONBLOCK)
+        except OSError:
+            pass
+        return False
+
+    @staticmethod
+    def _dup_from(n: Notification, fd: int) -> socket.socket:
+        """Our own copy of the program's fd (pidfd_getfd)."""
+        try:
+            pidfd = os.pidfd_open(n.pid, PIDFD_THREAD)
+        except OSError:
+            pidfd = os.pidfd_open(n.pid)
+        try:
+            newfd = pidfd_getfd(pidfd, fd & 0xFFFFFFFF)
+        finally:
+            os.close(pidfd)
+        return socket.socket(fileno=newfd)
+
+    def _write_addr(self, n: Notification, addr: Any, family: int,
+                    addr_ptr: int, len_ptr: int) -> None:
+        """Linux's move_addr_to_user: truncate to *len_ptr, store the full length."""
+        if not addr_ptr or not len_ptr:
+            return
+        have = struct.unpack("<i", memory.read(n.pid, len_ptr, 4))[0]
+        if have < 0:
+            raise Reply(0, errno.EINVAL)
+        raw = sockaddr.encode(addr, family)
+        if family == socket.AF_INET6 and addr is None:
+            raw = raw[:2]
+        memory.write(n.pid, addr_ptr, raw[:have])
+        memory.write(n.pid, len_ptr, struct.pack("<i", len(raw)))
+
+    def _new_pair(self, kind: int) -> tuple[socket.socket, socket.socket]:
+        sup, prog = socket.socketpair(socket.AF_UNIX, kind)
+        sup.setblocking(False)
+        if self.sock_dev < 0:
+            self.sock_dev = os.fstat(prog.fileno()).st_dev
+        return sup, prog
+
+    def _install(self, n: Notification, es: EmuSocket, prog: socket.socket, flags: int) -> None:
+        """Register ``es`` and inject ``prog`` as the syscall's result (atomic)."""
+        if flags & SOCK_NONBLOCK:
+            prog.setblocking(False)
+        es.ino = os.fstat(prog.fileno()).st_ino
+        self.socks[es.ino] = es
+        try:
+            fd = self.listener.addfd(n.id, prog.fileno(), cloexec=bool(flags & SOCK_CLOEXEC),
+                                     send=True)
+        except OSError:
+            del self.socks[es.ino]
+            prog.close()
+            raise
+        prog.close()
+        if self.debug:
+            self._log(n, f"{fd} (emulated {_famname(es.family)}/{_typename(es.type)})")
+        if es.netlink is not None:
+            self._spawn_for(es, self._netlink_pump)
+            return
+        self._spawn_for(es, self._up)
+        if es.type == socket.SOCK_DGRAM:
+            self._spawn_for(es, self._down_dgram)
+        elif es.state == "connected":
+            self._spawn_for(es, self._down_stream)
+
+    # -------------------------------------------------------------- socket()
+    def _socket(self, n: Notification) -> None:
+        family, stype, proto = (a & 0xFFFFFFFF for a in n.args[:3])
+        flags = stype & (SOCK_NONBLOCK | SOCK_CLOEXEC)
+        base = stype & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
+        if stype & ~(SOCK_NONBLOCK | SOCK_CLOEXEC | SOCK_TYPE_MASK):
+            raise Reply(0, errno.EINVAL)
+        if family == socket.AF_NETLINK:
+            return self._socket_netlink(n, base, proto, flags)
+        if base == socket.SOCK_RAW:
+            raise Reply(0, errno.EPERM)  # no raw sockets in the sandbox (as without CAP_NET_RAW)
+        if base not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            raise Reply(0, errno.ESOCKTNOSUPPORT)  # inet_create: no protosw for the type
+        sock = self.stack.socket(family, base, proto)
+        kind = socket.SOCK_STREAM if base == socket.SOCK_STREAM else socket.SOCK_SEQPACKET
+        sup, prog = self._new_pair(kind)
+        es = EmuSocket(family, base, proto or (6 if base == socket.SOCK_STREAM else 17), sock, sup)
+        try:
+            self._install(n, es, prog, flags)
+        except OSError:
+            sock.close()
+            sup.close()
+            raise Reply(0, errno.EINTR) from None
+
+    def _socket_netlink(self, n: Notification, base: int, proto: int, flags: int) -> None:
+        if proto != NETLINK_ROUTE or self.netlink is None:
+            raise Continue()
+        if base not in (socket.SOCK_RAW, socket.SOCK_DGRAM):
+            raise Reply(0, errno.ESOCKTNOSUPPORT)
+        sup, prog = self._new_pair(socket.SOCK_SEQPACKET)
+        es = EmuSocket(socket.AF_NETLINK, base, proto, None, sup)
+        es.netlink = self.netlink()
+        es.state = "netlink"
+        try:
+            self._install(n, es, prog, flags)
+        except OSError:
+            sup.close()
+            raise Reply(0, errno.EINTR) from None
+
+    # ---------------------------------------------------- per-socket tasks
+    def _spawn_for(self, es: EmuSocket, fn: Callable[[EmuSocket], Awaitable[None]]) -> None:
+        """Start one of ``es``'s tasks; all are cancelled by its teardown."""
+        scope = trio.CancelScope()
+        es.scopes.append(scope)
+
+        async def run() -> None:
+            try:
+                with scope:
+                    await fn(es)
+            finally:
+                es.scopes.remove(scope)
+                if fn == self._up or fn == self._netlink_pump:
+                    self._teardown(es)  # the program closed its last copy
+        assert self.nursery is not None
+        self.nursery.start_soon(run)
+
+    def _teardown(self, es: EmuSocket) -> None:
+        if es.state == "closed":
+            return
+        es.state = "closed"
+        self.socks.pop(es.ino, None)
+        if es.sock is not None:
+            try:
+                es.sock.close()
+            except NetError:
+                pass
+            self.stack.kick()
+        for s, _ in es.queue:
+            s.close()
+        es.queue.clear()
+        for scope in es.scopes:
+            scope.cancel()
+        if es.sup.fileno() >= 0:
+            trio.lowlevel.notify_closing(es.sup)
+            es.sup.close()
+
+    async def _up(self, es: EmuSocket) -> None:
+        """Program -> stack; also notices the program's close (HUP)."""
+        sup = es.sup
+        shut_wr_done = False
+        while True:
+            if es.paused:
+                await es.resumed.wait()
+                continue
+            await trio.lowlevel.wait_readable(sup)
+            if es.paused:
+                continue
+            try:
+                data = sup.recv(CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if data == b"" and (es.type == socket.SOCK_STREAM or self._hup(sup)):
+                if self._hup(sup):
+                    return  # the program closed its last copy: _teardown
+                # The program's shutdown(SHUT_WR): FIN after the data, then wait for close.
+                if not shut_wr_done and es.state == "connected":
+                    shut_wr_done = True
+                    try:
+                        es.sock.shutdown(socket.SHUT_WR)
+                    except NetError:
+                        pass
+                    self.stack.kick()
+                await self._wait_hup(es)
+                return
+            if es.reset:
+                return  # writes after RST: close ours with unread data -> ECONNRESET
+            if es.type == socket.SOCK_STREAM:
+                if es.state != "connected":
+                    continue  # Linux: EPIPE on an unconnected socket; dropped here
+                await self._send_all(es, data)
+            else:
+                try:
+                    es.sock.send(data)
+                except NetError:
+                    pass  # a datagram that cannot go (EDESTADDRREQ, ...) is dropped
+                self.stack.kick()
+
+    @staticmethod
+    def _hup(sup: socket.socket) -> bool:
+        p = select.poll()
+        p.register(sup.fileno(), select.POLLIN)
+        r = p.poll(0)
+        return bool(r and r[0][1] & select.POLLHUP)
+
+    async def _wait_hup(self, es: EmuSocket) -> None:
+        """Wait until the program has closed (our end stays readable at EOF)."""
+        while not self._hup(es.sup):
+            await trio.sleep(0.2)
+
+    async def _send_all(self, es: EmuSocket, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = es.sock.send(view)
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    await self.stack.wait(es.sock, select.POLLOUT)
+                    continue
+                self._on_reset(es, e.errno)
+                return
+            view = view[sent:]
+            self.stack.kick()
+
+    def _on_reset(self, es: EmuSocket, err: int) -> None:
+        """The connection is gone (RST, timeout): EOF now, ECONNRESET on write."""
+        if es.reset:
+            return
+        es.reset = True
+        es.error = err
+        try:
+            es.sup.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    async def _down_stream(self, es: EmuSocket) -> None:
+        """Stack -> program for a connected TCP socket."""
+        sock, sup = es.sock, es.sup
+        while True:
+            try:
+                data = sock.recv(CHUNK)
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    await self.stack.wait(sock, select.POLLIN | select.POLLRDHUP)
+                    continue
+                self._on_reset(es, e.errno)
+                return
+            self.stack.kick()  # the window opened
+            if not data:
+                try:
+                    sup.shutdown(socket.SHUT_WR)  # FIN: EOF for the program
+                except OSError:
+                    pass
+                return
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[sup.send(view):]
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sup)
+                except OSError:
+                    return  # the program closed; _up tears down
+
+    async def _down_dgram(self, es: EmuSocket) -> None:
+        """Stack -> program for UDP: datagrams into the pair, sources into rxq."""
+        sock, sup = es.sock, es.sup
+        while True:
+            try:
+                data, addr = sock.recvfrom(65536)
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    await self.stack.wait(sock, select.POLLIN)
+                    continue
+                es.error = e.errno   # an ICMP error (IP_RECVERR-less): pending SO_ERROR
+                continue
+            while True:
+                try:
+                    sup.send(data)
+                    break
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sup)
+                except OSError:
+                    return
+            es.rxq.append((addr, data, time.time()))
+            if len(es.rxq) > 4096:
+                es.rxq.popleft()
+            es.wake_rx()
+
+    # ------------------------------------------------------------ bind etc.
+    def _read_sockaddr(self, n: Notification, es: EmuSocket, ptr: int, length: int
+                       ) -> tuple[int, Any]:
+        length = length & 0xFFFFFFFF
+        if length > 128 or length >= 0x80000000:
+            raise Reply(0, errno.EINVAL)
+        if not ptr:
+            raise Reply(0, errno.EFAULT if length else errno.EINVAL)
+        raw = memory.read(n.pid, ptr, length)
+        return sockaddr.decode(raw, es.family)
+
+    def _bind(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        if es.netlink is not None:
+            return 0
+        fam, addr = self._read_sockaddr(n, es, n.args[1], n.args[2])
+        if es.family == socket.AF_INET:
+            if fam == socket.AF_UNSPEC and (n.args[2] & 0xFFFFFFFF) >= 16:
+                raw = memory.read(n.pid, n.args[1], 8)
+                if raw[4:8] != bytes(4):
+                    raise Reply(0, errno.EAFNOSUPPORT)
+                addr = ("0.0.0.0", struct.unpack_from("!H", raw, 2)[0])
+            elif fam != socket.AF_INET:
+                raise Reply(0, errno.EAFNOSUPPORT)
+        elif fam != socket.AF_INET6:
+            raise Reply(0, errno.EINVAL if fam == socket.AF_INET else errno.EAFNOSUPPORT)
+        es.sock.bind(addr)
+        return 0
+
+    def _listen(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        if es.type != socket.SOCK_STREAM:
+            raise Reply(0, errno.EOPNOTSUPP)
+        if es.state not in ("fresh", "listening"):
+            raise Reply(0, errno.EINVAL)
+        backlog = n.args[1] & 0xFFFFFFFF
+        if backlog >= 0x80000000:
+            backlog = 0
+        es.sock.listen(min(backlog, 4096))
+        if es.state == "fresh":
+            es.state = "listening"
+            self._spawn_for(es, self._accept_loop)
+        return 0
+
+    async def _accept_loop(self, es: EmuSocket) -> None:
+        """Take connections from the stack eagerly; one token byte each."""
+        while True:
+            try:
+                conn, addr = es.sock.accept()
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    await self.stack.wait(es.sock, select.POLLIN)
+                    continue
+                await trio.sleep(0.01)
+                continue
+            es.queue.append((conn, addr))
+            try:
+                es.sup.send(b"\0")
+            except OSError:
+                pass
+            es.wake_queue()
+
+    def _accept(self, n: Notification) -> Callable[[], Awaitable[None]] | None:
+        es = self._emulated(n, n.args[0])
+        flags = (n.args[3] & 0xFFFFFFFF) if n.name == "accept4" else 0
+        if flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC):
+            raise Reply(0, errno.EINVAL)
+        if es.state != "listening":
+            raise Reply(0, errno.EINVAL)
+        if es.queue:
+            self._deliver(n, es, flags)
+            return None
+        if self._nonblocking(n, n.args[0]):
+            raise Reply(0, errno.EAGAIN)
+
+        async def wait() -> None:
+            with trio.move_on_after(es.rcvtimeo if es.rcvtimeo is not None else float("inf")) \
+                    as timeout:
+                while not es.queue:
+                    await es.queue_changed.wait()
+                    if es.state == "closed":
+                        raise Reply(0, errno.EBADF)
+            if timeout.cancelled_caught:
+                raise Reply(0, errno.EAGAIN)
+            self._deliver(n, es, flags)
+        return wait
+
+    def _deliver(self, n: Notification, es: EmuSocket, flags: int) -> None:
+        conn, addr = es.queue.popleft()
+        try:
+            if n.args[1]:
+                self._write_addr(n, addr, es.family, n.args[1], n.args[2])
+        except OSError:
+            es.queue.appendleft((conn, addr))
+            raise Reply(0, errno.EFAULT) from None
+        sup, prog = self._new_pair(socket.SOCK_STREAM)
+        child = EmuSocket(es.family, es.type, es.proto, conn, sup, state="connected")
+        try:
+            self._install(n, child, prog, flags)
+        except OSError:
+            sup.close()
+            es.queue.appendleft((conn, addr))  # interrupted: not lost
+            return
+        self._consume_token(n, es)
+
+    def _consume_token(self, n: Notification, es: EmuSocket) -> None:
+        try:
+            dup = self._dup_from(n, n.args[0])
+        except OSError:
+            return
+        try:
+            dup.recv(1, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        finally:
+            dup.close()
+
+    # --------------------------------------------------------------- connect
+    def _connect(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
+        es = self._emulated(n, n.args[0])
+        if es.netlink is not None:
+            return 0
+        fam, addr = self._read_sockaddr(n, es, n.args[1], n.args[2])
+        if es.type == socket.SOCK_DGRAM:
+            if fam == socket.AF_UNSPEC:
+                try:
+                    es.sock.connect(None)
+                except (NetError, TypeError):
+                    pass
+                return 0
+            es.sock.connect(addr)
+            self.stack.kick()
+            return 0
+        if es.state == "connected":
+            if es.connect_interrupted:
+                es.connect_interrupted = False
+                return 0
+            raise Reply(0, errno.EISCONN)
+        if es.state == "listening":
+            raise Reply(0, errno.EINVAL)  # __inet_stream_connect: default case
+        nonblock = self._nonblocking(n, n.args[0])
+        if es.state == "connecting":
+            if nonblock:
+                raise Reply(0, errno.EALREADY)
+            return self._wait_connect(n, es)
+        if fam not in (socket.AF_INET, socket.AF_INET6) and fam != es.family:
+            raise Reply(0, errno.EAFNOSUPPORT)
+        if es.family == socket.AF_INET and fam != socket.AF_INET:
+            raise Reply(0, errno.EAFNOSUPPORT)
+        if es.error and es.state == "fresh":
+            es.error = 0
+        try:
+            es.sock.connect(addr)
+        except NetError as e:
+            if e.errno != errno.EINPROGRESS:
+                raise
+        else:
+            self.stack.kick()
+            self._connected(es)
+            return 0
+        self.stack.kick()
+        es.state = "connecting"
+        es.connect_done = trio.Event()
+        if nonblock:
+            self._fill(n, es)
+        self._spawn_for(es, self._connect_watch)
+        if nonblock:
+            raise Reply(0, errno.EINPROGRESS)
+        return self._wait_connect(n, es)
+
+    def _fill(self, n: Notification, es: EmuSocket) -> None:
+        """Fill the program's end so POLLOUT waits for the handshake (notes)."""
+        try:
+            dup = self._dup_from(n, n.args[0])
+        except OSError:
+            return
+        es.paused = True
+        es.resumed = trio.Event()
+        chunk = bytes(65536)
+        try:
+            while True:
+                try:
+                    es.filled += dup.send(chunk, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    try:
+                        es.filled += dup.send(chunk[:512], socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+        except OSError:
+            pass
+        finally:
+            dup.close()
+
+    def _wait_connect(self, n: Notification, es: EmuSocket) -> Callable[[], Awaitable[int]]:
+        async def wait() -> int:
+            done = es.connect_done
+            assert done is not None
+            with trio.move_on_after(es.sndtimeo if es.sndtimeo is not None else float("inf")):
+                try:
+                    await done.wait()
+                except trio.Cancelled:
+                    es.connect_interrupted = True
+                    raise
+                if es.state == "connected":
+                    return 0
+                err, es.error = es.error, 0
+                raise Reply(0, err or errno.ECONNREFUSED)
+            raise Reply(0, errno.EINPROGRESS)  # SO_SNDTIMEO expired (Linux)
+        return wait
+
+    async def _connect_watch(self, es: EmuSocket) -> None:
+        await self.stack.wait(es.sock, select.POLLOUT)
+        try:
+            err = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
+        except NetError as e:
+            err = e.errno
+        if err == 0:
+            self._connected(es)
+        else:
+            es.error = err
+            es.state = "fresh"
+        self._drain_filler(es)
+        assert es.connect_done is not None
+        es.connect_done.set()
+
+    def _drain_filler(self, es: EmuSocket) -> None:
+        while es.filled > 0:
+            try:
+                got = es.sup.recv(min(es.filled, CHUNK))
+            except OSError:
+                break
+            if not got:
+                break
+            es.filled -= len(got)
+        es.filled = 0
+        es.paused = False
+        es.resumed.set()
+
+    def _connected(self, es: EmuSocket) -> None:
+        es.state = "connected"
+        self._spawn_for(es, self._down_stream)
+
+    # ------------------------------------------------------- names, options
+    def _getsockname(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        if es.netlink is not None:
+            raw = struct.pack("<HHII", socket.AF_NETLINK, 0, n.pid, 0)
+            have = struct.unpack("<i", memory.read(n.pid, n.args[2], 4))[0]
+            memory.write(n.pid, n.args[1], raw[:max(have, 0)])
+            memory.write(n.pid, n.args[2], struct.pack("<i", len(raw)))
+            return 0
+        self._write_addr(n, es.sock.getsockname(), es.family, n.args[1], n.args[2])
+        return 0
+
+    def _getpeername(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        if es.netlink is not None:
+            raise Continue()
+        self._write_addr(n, es.sock.getpeername(), es.family, n.args[1], n.args[2])
+        return 0
+
+    def _setsockopt(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        level, opt = n.args[1] & 0xFFFFFFFF, n.args[2] & 0xFFFFFFFF
+        optlen = n.args[4] & 0xFFFFFFFF
+        if optlen >= 0x80000000:
+            raise Reply(0, errno.EINVAL)
+        value = memory.read(n.pid, n.args[3], min(optlen, 4096)) if n.args[3] else b""
+        if es.netlink is not None:
+            return 0
+        if level == SOL_SOCKET:
+            if opt in (SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD, SO_RCVTIMEO_NEW, SO_SNDTIMEO_NEW):
+                t = _timeval(value)
+                if opt in (SO_RCVTIMEO_OLD, SO_RCVTIMEO_NEW):
+                    es.rcvtimeo = t
+                    self._kernel_setsockopt(n, level, opt, value)
+                else:
+                    es.sndtimeo = t
+                return 0
+            if opt == SO_TIMESTAMP_OLD:
+                es.timestamp = bool(len(value) >= 4 and struct.unpack_from("<i", value)[0])
+        es.sock.setsockopt(level, opt, value)
+        self.stack.kick()
+        return 0
+
+    def _kernel_setsockopt(self, n: Notification, level: int, opt: int, value: bytes) -> None:
+        """Mirror a receive timeout onto the program's end: its own read() then
+        times out as Linux's would (the data plane is the pair)."""
+        try:
+            dup = self._dup_from(n, n.args[0])
+        except OSError:
+            return
+        try:
+            dup.setsockopt(level, opt, value)
+        except OSError:
+            pass
+        finally:
+            dup.close()
+
+    def _getsockopt(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        level, opt = n.args[1] & 0xFFFFFFFF, n.args[2] & 0xFFFFFFFF
+        ptr, len_ptr = n.args[3], n.args[4]
+        have = struct.unpack("<i", memory.read(n.pid, len_ptr, 4))[0]
+        if have < 0:
+            raise Reply(0, errno.EINVAL)
+        value: bytes
+        if es.netlink is not None:
+            raise Continue()
+        if level == SOL_SOCKET and opt == SO_ERROR:
+            err = es.error
+            es.error = 0
+            if not err:
+                try:
+                    raw = es.sock.getsockopt(level, opt, 4)
+                    err = struct.unpack("<i", raw[:4])[0]
+                except NetError:
+                    err = 0
+            value = struct.pack("<i", err)
+        elif level == SOL_SOCKET and opt == SO_TYPE:
+            value = struct.pack("<i", es.type)
+        elif level == SOL_SOCKET and opt == SO_DOMAIN:
+            value = struct.pack("<i", es.family)
+        elif level == SOL_SOCKET and opt == SO_PROTOCOL:
+            value = struct.pack("<i", es.proto)
+        elif level == SOL_SOCKET and opt == SO_ACCEPTCONN:
+            value = struct.pack("<i", int(es.state == "listening"))
+        elif level == SOL_SOCKET and opt in (SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD):
+            t = es.rcvtimeo if opt == SO_RCVTIMEO_OLD else es.sndtimeo
+            t = t or 0.0
+            value = struct.pack("<qq", int(t), int(round((t - int(t)) * 1e6)))
+        else:
+            value = es.sock.getsockopt(level, opt, have)
+        value = value[:have]
+        memory.write(n.pid, ptr, value)
+        memory.write(n.pid, len_ptr, struct.pack("<i", len(value)))
+        return 0
+
+    def _shutdown(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        how = n.args[1] & 0xFFFFFFFF
+        if how > 2:
+            raise Reply(0, errno.EINVAL)
+        if es.netlink is not None:
+            raise Continue()
+        if es.type == socket.SOCK_STREAM:
+            if es.state == "listening":
+                return 0
+            if es.state != "connected":
+                raise Reply(0, errno.ENOTCONN)
+            if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+                try:
+                    es.sock.shutdown(socket.SHUT_RD)
+                except NetError:
+                    pass
+            # SHUT_WR goes through the pair so the FIN follows the data.
+            raise Continue()
+        es.sock.shutdown(how)
+        self.stack.kick()
+        return 0
+
+    def _ioctl(self, n: Notification) -> int:
+        es = self._lookup(n, n.args[0])
+        req = n.args[1] & 0xFFFFFFFF
+        if es is None or req in (0x541B, 0x5411):
+            raise Continue()  # FIONREAD/SIOCOUTQ: the pair's own queue answers
+        if self.netlink is not None and hasattr(self, "ifreq_handler"):
+            return int(self.ifreq_handler(n, req))  # type: ignore[attr-defined]
+        raise Continue()
+
+    # --------------------------------------------------------- datagrams
+    def _sendto(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        length = n.args[2] & 0xFFFFFFFF
+        flags = n.args[3] & 0xFFFFFFFF
+        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+            raise Continue()  # TCP ignores the address (as Linux does on a connected socket)
+        if length > 65535 + 8:
+            raise Reply(0, errno.EMSGSIZE)
+        fam, addr = self._read_sockaddr(n, es, n.args[4], n.args[5])
+        data = memory.read(n.pid, n.args[1], length)
+        if fam == socket.AF_UNSPEC:
+            addr = None
+        elif es.family == socket.AF_INET and fam != socket.AF_INET:
+            raise Reply(0, errno.EAFNOSUPPORT)
+        sent = es.sock.sendto(data, flags & ~MSG_DONTWAIT, addr)
+        self.stack.kick()
+        return int(sent)
+
+    def _take_datagram(self, n: Notification, es: EmuSocket, fd: int, size: int, flags: int
+                       ) -> tuple[bytes, Any, float] | None:
+        """The next datagram from the program's end, with its source (None: empty)."""
+        dup = self._dup_from(n, fd)
+        try:
+            try:
+                data = dup.recv(65536, socket.MSG_DONTWAIT | (flags & MSG_PEEK))
+            except BlockingIOError:
+                return None
+        finally:
+            dup.close()
+        # Resynchronise the source FIFO: entries of datagrams the program read
+        # with plain recv() (untrapped) are skipped by content.
+        while es.rxq and es.rxq[0][1] != data:
+            es.rxq.popleft()
+        if es.rxq:
+            addr, _, stamp = es.rxq[0] if flags & MSG_PEEK else es.rxq.popleft()
+        else:
+            addr, stamp = None, time.time()
+        return data, addr, stamp
+
+    def _recv_common(self, n: Notification, es: EmuSocket, fd: int, flags: int,
+                     deliver: Callable[[bytes, Any, float], int]
+                     ) -> Callable[[], Awaitable[int]] | int:
+        got = self._take_datagram(n, es, fd, 0, flags)
+        if got is not None:
+            return deliver(*got)
+        if flags & MSG_DONTWAIT or self._nonblocking(n, fd):
+            if es.error:
+                err, es.error = es.error, 0
+                raise Reply(0, err)
+            raise Reply(0, errno.EAGAIN)
+
+        async def wait() -> int:
+            with trio.move_on_after(es.rcvtimeo if es.rcvtimeo is not None else float("inf")):
+                while True:
+                    ev = es.rx_changed
+                    got = self._take_datagram(n, es, fd, 0, flags)
+                    if got is not None:
+                        return deliver(*got)
+                    if es.error:
+                        err, es.error = es.error, 0
+                        raise Reply(0, err)
+                    with trio.move_on_after(0.5):   # plain recv() may race us
+                        await ev.wait()
+            raise Reply(0, errno.EAGAIN)
+        return wait
+
+    def _recvfrom(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
+        es = self._emulated(n, n.args[0])
+        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+            raise Continue()
+        size = n.args[2] & 0xFFFFFFFF
+        flags = n.args[3] & 0xFFFFFFFF
+
+        def deliver(data: bytes, addr: Any, stamp: float) -> int:
+            memory.write(n.pid, n.args[1], data[:size])
+            self._write_addr(n, addr, es.family, n.args[4], n.args[5])
+            return len(data) if flags & MSG_TRUNC else min(len(data), size)
+        return self._recv_common(n, es, n.args[0], flags, deliver)
+
+    # msghdr: name(8) namelen(4)+pad(4) iov(8) iovlen(8) control(8) controllen(8) flags(4)+pad
+    _MSGHDR = struct.Struct("<QI4xQQQQi4x")
+
+    def _sendmsg(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        if es.netlink is not None:
+            return self._netlink_sendmsg(n, es)
+        if es.type == socket.SOCK_STREAM:
+            raise Continue()
+        return self._send_one(n, es, n.args[1], n.args[2] & 0xFFFFFFFF)
+
+    def _send_one(self, n: Notification, es: EmuSocket, hdr_ptr: int, flags: int) -> int:
+        name, namelen, iov, iovlen, _ctl, _ctllen, _ = self._MSGHDR.unpack(
+            memory.read(n.pid, hdr_ptr, self._MSGHDR.size))
+        data = memory.gather(n.pid, memory.read_iovecs(n.pid, iov, iovlen))
+        addr = None
+        if name and namelen:
+            fam, addr = self._read_sockaddr(n, es, name, namelen)
+            if fam == socket.AF_UNSPEC:
+                addr = None
+        sent = es.sock.sendto(data, flags & ~MSG_DONTWAIT, addr)
+        self.stack.kick()
+        return int(sent)
+
+    def _recvmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
+        es = self._emulated(n, n.args[0])
+        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+            raise Continue()
+        hdr_ptr = n.args[1]
+        flags = n.args[2] & 0xFFFFFFFF
+        if flags & 0x2000:  # MSG_ERRQUEUE: no queued errors (IP_RECVERR not kept)
+            raise Reply(0, errno.EAGAIN)
+        name, namelen, iov, iovlen, ctl, ctllen, _ = self._MSGHDR.unpack(
+            memory.read(n.pid, hdr_ptr, self._MSGHDR.size))
+        iovs = memory.read_iovecs(n.pid, iov, iovlen)
+
+        def deliver(data: bytes, addr: Any, stamp: float) -> int:
+            return self._fill_msghdr(n, es, hdr_ptr, iovs, name, namelen, ctl, ctllen,
+                                     flags, data, addr, stamp)
+        return self._recv_common(n, es, n.args[0], flags, deliver)
+
+    def _fill_msghdr(self, n: Notification, es: EmuSocket, hdr_ptr: int,
+                     iovs: list[tuple[int, int]], name: int, namelen: int, ctl: int,
+                     ctllen: int, flags: int, data: bytes, addr: Any, stamp: float) -> int:
+        size = sum(length for _, length in iovs)
+        written = memory.scatter(n.pid, iovs, data[:size])
+        out_flags = MSG_TRUNC if len(data) > size else 0
+        if name:
+            raw = sockaddr.encode(addr, es.family) if addr is not None else b""
+            memory.write(n.pid, name, raw[:namelen])
+            memory.write(n.pid, hdr_ptr + 8, struct.pack("<I", len(raw)))
+        cmsgs = b""
+        if ctl and ctllen and es.timestamp:
+            sec = int(stamp)
+            cmsgs += _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD,
+                           struct.pack("<qq", sec, int((stamp - sec) * 1e6)))
+        if ctl:
+            if len(cmsgs) > ctllen:
+                cmsgs = b""
+                out_flags |= MSG_CTRUNC
+            memory.write(n.pid, ctl, cmsgs)
+            memory.write(n.pid, hdr_ptr + 40, struct.pack("<Q", len(cmsgs)))
+        memory.write(n.pid, hdr_ptr + 48, struct.pack("<i", out_flags))
+        return len(data) if flags & MSG_TRUNC else written
+
+    def _sendmmsg(self, n: Notification) -> int:
+        es = self._emulated(n, n.args[0])
+        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+            raise Continue()
+        vec, vlen, flags = n.args[1], min(n.args[2] & 0xFFFFFFFF, 1024), n.args[3] & 0xFFFFFFFF
+        done = 0
+        for i in range(vlen):
+            hdr = vec + 64 * i   # struct mmsghdr { msghdr (56); unsigned msg_len; pad }
+            try:
+                sent = self._send_one(n, es, hdr, flags)
+            except (NetError, OSError, Reply):
+                if done:
+                    break
+                raise
+            memory.write(n.pid, hdr + 56, struct.pack("<I", sent))
+            done += 1
+        return done
+
+    def _recvmmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
+        es = self._emulated(n, n.args[0])
+        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+            raise Continue()
+        vec, vlen = n.args[1], min(n.args[2] & 0xFFFFFFFF, 1024)
+        flags = n.args[3] & 0xFFFFFFFF
+        if vlen == 0:
+            return 0
+
+        def take_rest(first: int) -> int:
+            count = first
+            for i in range(1, vlen):
+                got = self._take_datagram(n, es, n.args[0], 0, flags)
+                if got is None:
+                    break
+                self._recv_into_mmsg(n, es, vec + 64 * i, flags, *got)
+                count += 1
+                if flags & 0x10000:   # MSG_WAITFORONE
+                    pass
+            return count
+
+        def deliver(data: bytes, addr: Any, stamp: float) -> int:
+            self._recv_into_mmsg(n, es, vec, flags, data, addr, stamp)
+            return take_rest(1)
+        return self._recv_common(n, es, n.args[0], flags, deliver)
+
+    def _recv_into_mmsg(self, n: Notification, es: EmuSocket, hdr: int, flags: int,
+                        data: bytes, addr: Any, stamp: float) -> None:
+        name, namelen, iov, iovlen, ctl, ctllen, _ = self._MSGHDR.unpack(
+            memory.read(n.pid, hdr, self._MSGHDR.size))
+        iovs = memory.read_iovecs(n.pid, iov, iovlen)
+        got = self._fill_msghdr(n, es, hdr, iovs, name, namelen, ctl, ctllen, flags & ~MSG_TRUNC,
+                                data, addr, stamp)
+        memory.write(n.pid, hdr + 56, struct.pack("<I", got))
+
+    # ------------------------------------------------------------ netlink
+    def _netlink_sendmsg(self, n: Notification, es: EmuSocket) -> int:
+        name, namelen, iov, iovlen, _c, _cl, _ = self._MSGHDR.unpack(
+            memory.read(n.pid, n.args[1], self._MSGHDR.size))
+        data = memory.gather(n.pid, memory.read_iovecs(n.pid, iov, iovlen))
+        self._netlink_request(es, data, n.pid)
+        return len(data)
+
+    def _netlink_request(self, es: EmuSocket, data: bytes, pid: int) -> None:
+        for reply in es.netlink.handle(data, pid):
+            try:
+                es.sup.send(reply)
+            except OSError:
+                break
+
+    async def _netlink_pump(self, es: EmuSocket) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(es.sup)
+            try:
+                data = es.sup.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not data and self._hup(es.sup):
+                return
+            self._netlink_request(es, data, 0)
+
+
+def _cmsg(level: int, ctype: int, payload: bytes) -> bytes:
+    """One control message, padded to 8 bytes (CMSG_SPACE)."""
+    length = 16 + len(payload)
+    pad = (-length) % 8
+    return struct.pack("<QiI", length, level, ctype) + payload + bytes(pad)
+
+
+_NARGS = {"socket": 3, "connect": 3, "bind": 3, "listen": 2, "accept": 3, "accept4": 4,
+          "getsockname": 3, "getpeername": 3, "setsockopt": 5, "getsockopt": 5,
+          "shutdown": 2, "sendto": 6, "recvfrom": 6, "sendmsg": 3, "recvmsg": 3,
+          "sendmmsg": 4, "recvmmsg": 5, "ioctl": 3}
+
+
+def _famname(f: int) -> str:
+    return {2: "inet", 10: "inet6", 16: "netlink"}.get(f, str(f))
+
+
+def _typename(t: int) -> str:
+    return {1: "stream", 2: "dgram", 3: "raw"}.get(t, str(t))

@@ -1,0 +1,155 @@
+"""Helpers for the ``netvisor run`` integration tests (helper H5's area)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.nsutil import Netns
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAMS = Path(__file__).resolve().parent / "run_programs"
+
+
+def run_argv(*options: str) -> list[str]:
+    """argv of ``netvisor run OPTIONS``; the caller appends ``--`` and the command."""
+    return [sys.executable, "-m", "netvisor.cmd_run", *options]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + (":" + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    return e
+
+
+def nv_run(ns: Netns, options: list[str], cmd: list[str], *, timeout: float = 60,
+           **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run ``netvisor run OPTIONS -- CMD`` inside test namespace ``ns``."""
+    return subprocess.run(ns.argv([*run_argv(*options), "--", *cmd]), capture_output=True,
+                          text=True, timeout=timeout, env=env(), cwd=REPO,
+                          **kwargs)  # type: ignore[call-overload]
+
+
+def nv_popen(ns: Netns, options: list[str], cmd: list[str], **kwargs: object
+             ) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(ns.argv([*run_argv(*options), "--", *cmd]), text=True,
+                            env=env(), cwd=REPO, **kwargs)  # type: ignore[call-overload]
+    ns.processes.append(proc)  # type: ignore[arg-type]
+    return proc
+
+
+# ---------------------------------------------------------------- the tests
+import hashlib  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import pytest  # noqa: E402
+
+pytestmark = pytest.mark.namespaces
+
+# The stack that serves the sandbox in these tests. "kernel" is the test
+# double (the supervisor's own kernel sockets, in the test namespace).
+STACK = os.environ.get("NETVISOR_TEST_STACK", "kernel")
+
+LOOPBACK_PROGRAM = r'''
+import socket, sys, threading
+fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+host = "::1" if fam == socket.AF_INET6 else "127.0.0.1"
+srv = socket.socket(fam, socket.SOCK_STREAM)
+srv.bind((host, 0)); srv.listen()
+port = srv.getsockname()[1]
+def serve():
+    c, _ = srv.accept()
+    data = b""
+    while (d := c.recv(65536)):
+        data += d
+    c.sendall(data[::-1]); c.close()
+t = threading.Thread(target=serve); t.start()
+cl = socket.create_connection((host, port))
+assert cl.getpeername()[1] == port
+payload = bytes(range(256)) * 4000
+cl.sendall(payload); cl.shutdown(socket.SHUT_WR)
+got = b""
+while (d := cl.recv(65536)):
+    got += d
+t.join()
+print("ok" if got == payload[::-1] else "mismatch", len(got))
+'''
+
+
+@pytest.fixture
+def ns(make_netns: Callable[[str], Netns]) -> Netns:
+    return make_netns("nvr")
+
+
+def test_exit_status_is_the_programs(ns: Netns) -> None:
+    assert nv_run(ns, [f"--stack={STACK}"], ["true"]).returncode == 0
+    assert nv_run(ns, [f"--stack={STACK}"], ["sh", "-c", "exit 7"]).returncode == 7
+    r = nv_run(ns, [f"--stack={STACK}"], ["sh", "-c", "kill -TERM $$"])
+    assert r.returncode == 128 + signal.SIGTERM
+
+
+def test_command_not_found_is_127_with_one_line(ns: Netns) -> None:
+    r = nv_run(ns, [f"--stack={STACK}"], ["nvr-no-such-command"])
+    assert r.returncode == 127
+    assert r.stderr.strip() == "netvisor: nvr-no-such-command: command not found"
+
+
+def test_missing_command_is_a_usage_error(ns: Netns) -> None:
+    r = nv_run(ns, [], [])
+    assert r.returncode == 2 and "missing CMD" in r.stderr
+
+
+def test_program_runs_in_empty_namespaces(ns: Netns) -> None:
+    r = nv_run(ns, [f"--stack={STACK}"],
+               ["sh", "-c", "echo $$; ls /sys/class/net; cat /proc/net/dev | wc -l"])
+    pid, *ifaces, devlines = r.stdout.split()
+    assert pid == "2"            # PID 1 is netvisor's init in the new PID namespace
+    assert ifaces == ["lo"]      # a fresh network namespace
+    assert r.returncode == 0
+
+
+def test_signal_forwarded_and_descendants_die(ns: Netns, tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    proc = nv_popen(ns, [f"--stack={STACK}"],
+                    ["sh", "-c", f"sleep 300 & sleep 301 & touch {marker}; wait"])
+    deadline = time.monotonic() + 20
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    left = subprocess.run(["pgrep", "-f", "sleep 30[01]"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_loopback_client_server(ns: Netns, tmp_path: Path, family: str) -> None:
+    prog = tmp_path / "loop.py"
+    prog.write_text(LOOPBACK_PROGRAM)
+    r = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog), family])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok", "1024000"]
+
+
+def test_curl_fetches_from_kernel_http_server(ns: Netns, tmp_path: Path) -> None:
+    blob = os.urandom(8 << 20)
+    (tmp_path / "blob.bin").write_bytes(blob)
+    ns.ip("addr", "add", "10.231.255.1/32", "dev", "lo")
+    server = ns.popen([sys.executable, "-m", "http.server", "-d", str(tmp_path),
+                       "-b", "10.231.255.1", "8080"], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while ns.run(["sh", "-c", "ss -ltn | grep -q :8080"], check=False).returncode:
+        assert time.monotonic() < deadline and server.poll() is None
+        time.sleep(0.1)
+    out = tmp_path / "out.bin"
+    r = nv_run(ns, [f"--stack={STACK}"],
+               ["curl", "-sS", "-o", str(out), "http://10.231.255.1:8080/blob.bin"])
+    assert r.returncode == 0, r.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(blob).hexdigest()
+    r = nv_run(ns, [f"--stack={STACK}"], ["curl", "-sS", "http://10.231.255.1:8081/"])
+    assert r.returncode == 7  # ECONNREFUSED through a non-blocking connect
