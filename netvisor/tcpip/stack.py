@@ -1046,8 +1046,8 @@ class Stack:
             more = bool(flags_off & 0x2000)
             off = (flags_off & 0x1FFF) * 8
             if more and len(payload) % 8:
-                self.counters.drop(DropReason.MALFORMED)
-                return
+                # Linux ip_frag_queue: a non-last fragment is cut to a multiple of 8.
+                payload = payload[:len(payload) & ~7]
             key = (4, src, dst, proto, (pkt[4] << 8) | pkt[5])
             first = (bytes(header), bytes(payload[:8]), nic.id) if off == 0 else None
             done = self._reasm4.add(key, off, payload, more, now, first)
