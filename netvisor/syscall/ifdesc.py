@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Final, Literal
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -239,6 +239,12 @@ class RouteInfo:
     scope: int = RT_SCOPE_UNIVERSE
     type: int = RTN_UNICAST
     prefsrc: IPAddress | None = None
+    priority: InitVar[int | None] = None
+    """Alias of ``metric`` under its netlink name (RTA_PRIORITY)."""
+
+    def __post_init__(self, priority: int | None) -> None:
+        if priority is not None:
+            object.__setattr__(self, "metric", priority)
 
     @property
     def family(self) -> int:

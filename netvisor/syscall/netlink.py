@@ -284,6 +284,38 @@ def encode_link(itf: InterfaceInfo, *, seq: int, pid: int, flags: int) -> bytes:
     return nlmsg(RTM_NEWLINK, flags, seq, pid, body + b"".join(a))
 
 
+IFLA_PROTINFO: Final = 12
+IFLA_INET6_FLAGS: Final = 1
+IFLA_INET6_CACHEINFO: Final = 5
+IFLA_INET6_TOKEN: Final = 7
+IFLA_INET6_ADDR_GEN_MODE: Final = 8
+IF_READY: Final = 0x80000000
+# ND defaults (RFC 4861 section 10: REACHABLE_TIME 30 s, RETRANS_TIMER 1 s).
+_REACHABLE_MS: Final = 30000
+_RETRANS_MS: Final = 1000
+
+
+def encode_link_inet6(itf: InterfaceInfo, *, seq: int, pid: int, flags: int) -> bytes:
+    """RTM_NEWLINK as the AF_INET6 link dump sends it (inet6_fill_ifinfo).
+
+    ``ip -6 addr`` asks for links with family AF_INET6 and gets this reduced
+    message. IFLA_PROTINFO carries the IPv6 flags, ND cache info, token and
+    address generation mode; the devconf and statistics arrays Linux also
+    puts there are left out (nothing but administration tools reads them).
+    """
+    body = _IFINFOMSG.pack(AF_INET6, itf.arphrd, itf.index, itf.flags, 0)
+    protinfo = b"".join([
+        attr_u32(IFLA_INET6_FLAGS, IF_READY),
+        attr(IFLA_INET6_CACHEINFO, struct.pack("=IIII", 65535, 0, _REACHABLE_MS, _RETRANS_MS)),
+        attr(IFLA_INET6_TOKEN, bytes(16)),
+        attr_u8(IFLA_INET6_ADDR_GEN_MODE, 0),
+    ])
+    a = [attr_str(IFLA_IFNAME, itf.name), attr(IFLA_ADDRESS, itf.mac),
+         attr_u32(IFLA_MTU, itf.mtu), attr_u8(IFLA_OPERSTATE, itf.operstate),
+         attr(IFLA_PROTINFO, protinfo)]  # nla_nest_start_noflag: no NLA_F_NESTED
+    return nlmsg(RTM_NEWLINK, flags, seq, pid, body + b"".join(a))
+
+
 def encode_addr(itf: InterfaceInfo, a: AddressInfo, *, seq: int, pid: int, flags: int) -> bytes:
     """RTM_NEWADDR for one address (inet_fill_ifaddr / inet6_fill_ifaddr)."""
     ip = a.address
@@ -484,7 +516,12 @@ class NetlinkRouteSocket:
         family = msg.payload[0]
         dump = (msg.flags & NLM_F_DUMP) != 0
         if msg.type == RTM_GETLINK:
-            if dump:
+            if dump and family == AF_INET6:
+                # PF_INET6 registers its own link dump (inet6_dump_ifinfo).
+                self._dump(msg, [encode_link_inet6(i, seq=msg.seq, pid=self.pid,
+                                                   flags=NLM_F_MULTI)
+                                 for i in self._interfaces], split_done=False)
+            elif dump:
                 self._dump(msg, [encode_link(i, seq=msg.seq, pid=self.pid, flags=NLM_F_MULTI)
                                  for i in self._interfaces], split_done=True)
             else:

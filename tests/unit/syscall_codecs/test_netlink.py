@@ -298,3 +298,33 @@ def test_big_dump_is_split_into_goodsize_datagrams(refnet: RefNet) -> None:
     assert all(len(g) <= nl.NLMSG_GOODSIZE for g in grams)
     got = [decode(raw)[1]["IFA_LOCAL"] for raw in messages(grams)]
     assert got == [str(a.address.ip) for a in many]
+
+
+def _raw_attrs(buf: bytes) -> dict[int, bytes]:
+    """Walk rtattrs here (pyroute2 cannot decode AF_INET6 IFLA_PROTINFO)."""
+    out = {}
+    off = 0
+    while off + 4 <= len(buf):
+        length, code = struct.unpack_from("=HH", buf, off)
+        out[code] = buf[off + 4:off + length]
+        off += (length + 3) & ~3
+    return out
+
+
+def test_getlink_dump_inet6_family(refnet: RefNet) -> None:
+    """`ip -6 addr` asks for links with family AF_INET6: inet6_fill_ifinfo's message."""
+    request = req(nl.RTM_GETLINK, 0x301, bytes([10]) + bytes(15))
+    (theirs,) = kernel(refnet, request)
+    pid = split(theirs[0])[0][3]
+    mine = ours(refnet, request, pid=pid)
+    assert framing(mine) == framing(theirs)
+    for m, t in zip(messages(mine), messages(theirs), strict=True):
+        assert m[16:32] == t[16:32]  # ifinfomsg
+        ma, ta = _raw_attrs(m[32:]), _raw_attrs(t[32:])
+        for code in (nl.IFLA_IFNAME, nl.IFLA_ADDRESS, nl.IFLA_MTU, nl.IFLA_OPERSTATE):
+            assert ma[code] == ta[code], code
+        assert set(ma) <= set(ta)
+        mp, tp = _raw_attrs(ma[nl.IFLA_PROTINFO]), _raw_attrs(ta[nl.IFLA_PROTINFO])
+        assert mp[nl.IFLA_INET6_FLAGS] == tp[nl.IFLA_INET6_FLAGS]
+        assert mp[nl.IFLA_INET6_TOKEN] == tp[nl.IFLA_INET6_TOKEN]
+        assert all(len(mp[k]) == len(tp[k]) for k in mp)

@@ -83,3 +83,8 @@ def test_arbitrary_payloads_of_known_types(mtype: int, flags: int, payload: byte
     s.handle_request(struct.pack("=IHHII", 16 + len(payload), mtype, flags | 1, 5, 0) + payload)
     for gram in s.replies():
         assert struct.unpack_from("=I", gram, 8)[0] == 5
+
+
+def test_route_priority_is_an_alias_of_metric() -> None:
+    net = ipaddress.ip_network("0.0.0.0/0")
+    assert RouteInfo(dst=net, oif=2, priority=7) == RouteInfo(dst=net, oif=2, metric=7)
