@@ -334,6 +334,6 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
-        return trio.run(_run, args)
+        return int(trio.run(_run, args))
     except KeyboardInterrupt:
         return 0

@@ -92,8 +92,10 @@ class PingTransport(UdpTransport):
             return None
         return struct.unpack_from("!H", q, 4)[0], 0
 
-    def handle_packet(self, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
-        return True  # ICMP input is parsed by the network layer; replies come via handle_reply
+    def handle_packet(self, src: IPAddress, dst: IPAddress, transport: memoryview,
+                      now: float, *, checksum_valid: bool, nic_id: int) -> bool:
+        """Unused: the network layer parses ICMP itself and calls :meth:`handle_reply`."""
+        return True
 
     def handle_reply(self, src: IPAddress, dst: IPAddress, msg: bytes, nic_id: int) -> bool:
         """An echo reply: deliver it to the socket owning its identifier."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterator
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -39,7 +39,7 @@ class RoutingTable:
         self._routes: list[RouteEntry] = []
         self._seq = 0
 
-    def __iter__(self) -> Iterable[RouteEntry]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[RouteEntry]:
         return iter(list(self._routes))
 
     def __len__(self) -> int:

@@ -33,11 +33,12 @@ Departures, on purpose:
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
 import struct
 from collections import deque
-from typing import Any, Callable, Final, Sequence
+from typing import Any, Callable, Final, Sequence, overload
 
 from netvisor.frame import GSO_NONE, GSO_TCPV4, GSO_TCPV6, Frame
 from netvisor.tcpip import consts as C
@@ -174,13 +175,15 @@ class Stack:
         self.ping6 = PingTransport(self, C.IPPROTO_ICMPV6)
         self.register_transport(self.ping4)
         self.register_transport(self.ping6)
+        tcp_class: Any = None
         try:
-            from netvisor.tcpip.tcp import TcpTransport  # type: ignore[attr-defined]
+            from netvisor.tcpip.tcp import TcpTransport
+            tcp_class = TcpTransport
         except ImportError:
-            TcpTransport = None
-        if TcpTransport is not None:
+            log.info("netvisor.tcpip.tcp not importable: no TCP")
+        if tcp_class is not None:
             try:
-                self.register_transport(TcpTransport(self))
+                self.register_transport(tcp_class(self))
             except Exception:  # a broken TCP must not take UDP/ICMP down
                 log.exception("TcpTransport failed to start; TCP disabled")
         self._add_loopback()
@@ -197,7 +200,9 @@ class Stack:
 
     # ------------------------------------------------------- configuration
 
-    def register_transport(self, transport: Transport) -> None:
+    def register_transport(self, transport: Any) -> None:
+        """Add a transport (api.Transport; UDP's ``handle_packet`` may also return
+        False for "no socket", which makes the stack send port unreachable)."""
         self.transports[transport.protocol] = transport
 
     def _add_loopback(self) -> None:
@@ -225,15 +230,15 @@ class Stack:
                   rx_checksum_offload=rx_checksum_offload, gso_max_size=gso_max_size)
         self._next_nic += 1
         nic.arp = NeighborCache(self.config, self.rng,
-                                solicit=lambda ip, mac, n=nic: self._arp_solicit(n, ip, mac),
-                                on_resolved=lambda e, items, n=nic: self._neigh_resolved(n, e, items),
-                                on_failed=lambda e, items, n=nic: self._neigh_failed(n, e, items),
-                                on_drop=lambda k: self.counters.drop(DropReason.NEIGHBOR_QUEUE_FULL, k))
+                                solicit=functools.partial(self._arp_solicit, nic),
+                                on_resolved=functools.partial(self._neigh_resolved, nic),
+                                on_failed=functools.partial(self._neigh_failed, nic),
+                                on_drop=self._neigh_queue_drop)
         nic.ndp = NeighborCache(self.config, self.rng,
-                                solicit=lambda ip, mac, n=nic: self._ndp_solicit(n, ip, mac),
-                                on_resolved=lambda e, items, n=nic: self._neigh_resolved(n, e, items),
-                                on_failed=lambda e, items, n=nic: self._neigh_failed(n, e, items),
-                                on_drop=lambda k: self.counters.drop(DropReason.NEIGHBOR_QUEUE_FULL, k))
+                                solicit=functools.partial(self._ndp_solicit, nic),
+                                on_resolved=functools.partial(self._neigh_resolved, nic),
+                                on_failed=functools.partial(self._neigh_failed, nic),
+                                on_drop=self._neigh_queue_drop)
         self.nics[nic.id] = nic
         # Every IPv6 node listens to all-nodes (RFC 4291 2.8); not reported via MLD.
         nic.groups[V6_ALL_NODES] += 1
@@ -244,6 +249,9 @@ class Stack:
             ll = IPv6Address(b"\xfe\x80" + b"\x00" * 6 + iid)
             self.add_address(nic.id, IPv6Interface(f"{ll}/64"), _origin="link-local", _route=False)
         return nic.id
+
+    def _neigh_queue_drop(self, n: int) -> None:
+        self.counters.drop(DropReason.NEIGHBOR_QUEUE_FULL, n)
 
     def remove_nic(self, nic_id: int) -> None:
         nic = self._nic(nic_id)
@@ -276,7 +284,7 @@ class Stack:
             if addr.version == 4:
                 if any(a.ip == addr for a in nic.v4):
                     return nic.id
-            elif nic.v6_addr(addr) is not None:  # type: ignore[arg-type]
+            elif nic.v6_addr(addr) is not None:
                 return nic.id
         return None
 
@@ -400,7 +408,7 @@ class Stack:
         if addr.version != 6:
             return False
         for nic in self.nics.values():
-            a = nic.v6_addr(addr)  # type: ignore[arg-type]
+            a = nic.v6_addr(addr)
             if a is not None:
                 return a.state is AddrState.TENTATIVE
         return False
@@ -500,20 +508,20 @@ class Stack:
         best: tuple[Any, ...] | None = None
         best_ip: IPv6Address | None = None
         for n in self.nics.values():
-            for a in n.v6:
-                if a.state is AddrState.TENTATIVE:
+            for cand in n.v6:
+                if cand.state is AddrState.TENTATIVE:
                     continue
                 if n.loopback and not dst == V6_LOOPBACK:
                     continue
-                if a.ip.is_link_local and n is not nic:
+                if cand.ip.is_link_local and n is not nic:
                     continue
-                sscope = _scope6(a.ip)
+                sscope = _scope6(cand.ip)
                 scope_key = (0, sscope) if sscope >= dscope else (1, -sscope)
-                key = (a.ip != dst, n is not nic, scope_key,
-                       a.state is AddrState.DEPRECATED,
-                       -_common_prefix(a.ip.packed, dst.packed))
+                key = (cand.ip != dst, n is not nic, scope_key,
+                       cand.state is AddrState.DEPRECATED,
+                       -_common_prefix(cand.ip.packed, dst.packed))
                 if best is None or key < best:
-                    best, best_ip = key, a.ip
+                    best, best_ip = key, cand.ip
         if best_ip is None:
             return V6_ANY
         return best_ip
@@ -532,7 +540,7 @@ class Stack:
         if group.version == 4:
             return group != V4_ALL_HOSTS
         # RFC 3810 6: never for ff02::1, nor for scopes 0 and 1.
-        return group != V6_ALL_NODES and _scope6(group) > 1  # type: ignore[arg-type]
+        return group != V6_ALL_NODES and _scope6(group) > 1
 
     def _join(self, nic: Nic, group: IPAddress) -> None:
         nic.groups[group] += 1
@@ -573,14 +581,15 @@ class Stack:
             nic.report_queue = again
             nic.report_at = now + self.rng.uniform(0, self.config.unsolicited_report_interval)
 
-    def _send_igmp(self, nic: Nic, records: list[tuple[IPAddress, int]]) -> None:
+    def _send_igmp(self, nic: Nic, records: Sequence[tuple[IPAddress, int]]) -> None:
         if not nic.v4:
             return
         ra = b"\x94\x04\x00\x00"  # Router Alert option (RFC 2113), required by RFC 3376 4
         if nic.igmp_v2_until > self.now:
             for g, t in records:
                 # IGMPv2: membership report (0x16) to the group, leave (0x17) to 224.0.0.2.
-                typ, dst = (0x16, g) if t != 3 else (0x17, IPv4Address("224.0.0.2"))
+                typ, dst = (0x16, IPv4Address(g.packed)) if t != 3 else \
+                    (0x17, IPv4Address("224.0.0.2"))
                 msg = bytearray(struct.pack("!BBH4s", typ, 0, 0, g.packed))
                 struct.pack_into("!H", msg, 2, checksum(msg))
                 self._output_v4_raw(nic, nic.v4[0].ip, dst, C.IPPROTO_IGMP, msg, ttl=1,
@@ -594,7 +603,7 @@ class Stack:
                             options=ra, tos=0xC0)
         self.counters.inc("igmp_reports_tx")
 
-    def _send_mld(self, nic: Nic, records: list[tuple[IPAddress, int]]) -> None:
+    def _send_mld(self, nic: Nic, records: Sequence[tuple[IPAddress, int]]) -> None:
         src = nic.link_local() or V6_ANY  # RFC 3810 5.2.13: :: before a link-local exists
         body = bytearray(struct.pack("!BBHHH", I.ICMPV6_MLD2_REPORT, 0, 0, 0, len(records)))
         for g, t in records:
@@ -813,8 +822,8 @@ class Stack:
             cache = nic.arp if ethertype == ETH_P_IP else nic.ndp
             assert cache is not None
             mac = cache.resolve(next_hop, (ethertype, packet, meta), len(packet), self.now)
-            if mac is None:
-                return
+        if mac is None:
+            return  # queued until the neighbour answers
         self._enqueue_frame(nic, mac, ethertype, packet, meta)
 
     def _enqueue_frame(self, nic: Nic, mac: bytes, ethertype: int, packet: bytes,
@@ -823,14 +832,21 @@ class Stack:
             self.counters.drop(DropReason.TX_QUEUE_FULL)
             return
         data = mac + nic.mac + struct.pack("!H", ethertype) + packet
-        frame = Frame(data, **meta) if meta else Frame(data)
+        if meta:
+            frame = Frame(data, csum_start=meta.get("csum_start", -1),
+                          csum_offset=meta.get("csum_offset", 0),
+                          gso_type=meta.get("gso_type", GSO_NONE),
+                          gso_size=meta.get("gso_size", 0), hdr_len=meta.get("hdr_len", 0))
+        else:
+            frame = Frame(data)
         nic.txq.append(frame)
         self.counters.inc("tx_frames")
 
     def _neigh_resolved(self, nic: Nic, entry: NeighborEntry, items: list[Any]) -> None:
-        assert entry.mac is not None
+        mac = entry.mac
+        assert mac is not None
         for ethertype, packet, meta in items:
-            self._enqueue_frame(nic, entry.mac, ethertype, packet, meta)
+            self._enqueue_frame(nic, mac, ethertype, packet, meta)
 
     def _neigh_failed(self, nic: Nic, entry: NeighborEntry, items: list[Any]) -> None:
         """Resolution gave up: Linux ``ipv4_link_failure`` / ``ip6_link_failure``
@@ -869,6 +885,11 @@ class Stack:
         t = self.transports.get(proto)
         if t is not None:
             t.handle_icmp_error(err, self.now)
+
+    @overload
+    def frames_to_send(self, nic_id: int) -> list[Frame]: ...
+    @overload
+    def frames_to_send(self, nic_id: None = None) -> list[tuple[int, Frame]]: ...
 
     def frames_to_send(self, nic_id: int | None = None) -> list[Frame] | list[tuple[int, Frame]]:
         """Take queued frames: of one NIC as ``[Frame]``, or of all as ``[(nic_id, Frame)]``."""
@@ -1745,8 +1766,8 @@ class Stack:
                 _unfrag, _nh, _f, nic_id, first_pkt = q.first
                 nic = self.nics.get(nic_id)
                 if nic is not None:
-                    src, dst = IPv6Address(first_pkt[8:24]), IPv6Address(first_pkt[24:40])
-                    self._icmp6_error(nic, first_pkt, src, dst, I.ICMPV6_TIME_EXCEED,
+                    src6, dst6 = IPv6Address(first_pkt[8:24]), IPv6Address(first_pkt[24:40])
+                    self._icmp6_error(nic, first_pkt, src6, dst6, I.ICMPV6_TIME_EXCEED,
                                       I.ICMPV6_EXC_FRAGTIME, 0, now)
         for r in self.routes.expire(now):
             log.debug("route expired: %s via %s", r.dst, r.gateway)

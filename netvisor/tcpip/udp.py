@@ -827,7 +827,8 @@ class UdpTransport:
         """(our port, their port) from the transport header quoted in an ICMP error."""
         if len(q) < 4:
             return None
-        return struct.unpack_from("!HH", q)  # type: ignore[return-value]
+        sport, dport = struct.unpack_from("!HH", q)
+        return sport, dport
 
     def handle_icmp_error(self, err: IcmpError, now: float) -> None:
         ports = self.quoted_ports(err.quoted_transport)
