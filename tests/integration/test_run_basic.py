@@ -50,9 +50,9 @@ import pytest  # noqa: E402
 
 pytestmark = pytest.mark.namespaces
 
-# The stack that serves the sandbox in these tests. "kernel" is the test
-# double (the supervisor's own kernel sockets, in the test namespace).
-STACK = os.environ.get("NETVISOR_TEST_STACK", "kernel")
+# The stack that serves the sandbox: netvisor's (default) or "kernel", the
+# test double (the supervisor's own kernel sockets, in the test namespace).
+STACK = os.environ.get("NETVISOR_TEST_STACK", "netstack")
 
 LOOPBACK_PROGRAM = r'''
 import socket, sys, threading
@@ -135,21 +135,41 @@ def test_loopback_client_server(ns: Netns, tmp_path: Path, family: str) -> None:
     assert r.stdout.split() == ["ok", "1024000"]
 
 
-def test_curl_fetches_from_kernel_http_server(ns: Netns, tmp_path: Path) -> None:
+def _http_server(ns: Netns, root: Path, bind: str, port: int) -> None:
+    server = ns.popen([sys.executable, "-m", "http.server", "-d", str(root), "-b", bind,
+                       str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while ns.run(["sh", "-c", f"ss -ltn | grep -q :{port}"], check=False).returncode:
+        assert time.monotonic() < deadline and server.poll() is None
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_curl_fetches_from_kernel_http_server(ns: Netns, tmp_path: Path, family: str) -> None:
+    """Default wiring: TAP + /30 + ULA; the server is in the surrounding test namespace."""
     blob = os.urandom(8 << 20)
     (tmp_path / "blob.bin").write_bytes(blob)
     ns.ip("addr", "add", "10.231.255.1/32", "dev", "lo")
-    server = ns.popen([sys.executable, "-m", "http.server", "-d", str(tmp_path),
-                       "-b", "10.231.255.1", "8080"], stdout=subprocess.DEVNULL,
-                      stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while ns.run(["sh", "-c", "ss -ltn | grep -q :8080"], check=False).returncode:
-        assert time.monotonic() < deadline and server.poll() is None
-        time.sleep(0.1)
+    ns.ip("-6", "addr", "add", "fd6e:7672:ffff::1/128", "dev", "lo", "nodad")
+    _http_server(ns, tmp_path, "::", 8080)
+    host = "10.231.255.1" if family == "4" else "[fd6e:7672:ffff::1]"
     out = tmp_path / "out.bin"
     r = nv_run(ns, [f"--stack={STACK}"],
-               ["curl", "-sS", "-o", str(out), "http://10.231.255.1:8080/blob.bin"])
+               ["curl", "-sS", "-g", "-o", str(out), f"http://{host}:8080/blob.bin"])
     assert r.returncode == 0, r.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(blob).hexdigest()
-    r = nv_run(ns, [f"--stack={STACK}"], ["curl", "-sS", "http://10.231.255.1:8081/"])
+    r = nv_run(ns, [f"--stack={STACK}"], ["curl", "-sS", "-g", f"http://{host}:8081/"])
     assert r.returncode == 7  # ECONNREFUSED through a non-blocking connect
+    # The per-sandbox TAP and nftables table are gone afterwards.
+    assert "nvr" not in ns.ip("-o", "link")
+    assert "nvr" not in ns.run(["nft", "list", "tables"]).stdout
+
+
+def test_wget_fetches(ns: Netns, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("hello from the kernel side\n")
+    ns.ip("addr", "add", "10.231.255.1/32", "dev", "lo")
+    _http_server(ns, tmp_path, "0.0.0.0", 8080)
+    r = nv_run(ns, [f"--stack={STACK}"],
+               ["wget", "-q", "-O", "-", "http://10.231.255.1:8080/index.html"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello from the kernel side\n"

@@ -1,0 +1,302 @@
+"""How ``netvisor run`` connects the stack to the world (network modes).
+
+- ``none``: NetStack with loopback only.
+- ``sandbox`` (default wiring): a TAP in the current namespace whose kernel
+  side gets the first address of a private /30 (picked at random among the
+  free ones in 10.231.0.0/16, so several sandboxes can run at once) and of a
+  ULA /64; the stack gets the second one and a default route via the kernel
+  side. Unless ``--no-nat``, forwarding is enabled and an nftables table
+  with a masquerade rule for the sandbox's addresses is added, and removed
+  on exit (as ``docker run`` does).
+- ``sandbox --netns PATH``: take over the namespace's interface like runsc:
+  copy its addresses, routes and permanent neighbours into the stack, remove
+  the addresses from the kernel interface, exchange frames with AF_PACKET,
+  and put everything back on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from netvisor.netstack import NetStack
+
+log = logging.getLogger(__name__)
+
+POOL4 = ipaddress.ip_network("10.231.0.0/16")
+ULA_PREFIX = "fd6e:7672"            # "nvr"; /32 of ULA space, one /64 per sandbox
+IFA_F_NODAD = 0x02
+
+
+class WiringError(Exception):
+    """The network could not be set up (one line for the user)."""
+
+
+def build_netstack(args: argparse.Namespace, cleanup: contextlib.ExitStack
+                   ) -> tuple[NetStack, NetStack]:
+    """The NetStack for ``args.network`` (its undo actions go on ``cleanup``)."""
+    ns = NetStack()
+    ns.add_loopback()
+    cleanup.callback(ns.close)
+    if args.network == "none":
+        return ns, ns
+    try:
+        if args.netns:
+            _take_over(ns, args, cleanup)
+        else:
+            _default_tap(ns, args, cleanup)
+    except WiringError:
+        raise
+    except (OSError, ValueError) as e:
+        from netvisor.cmd_run import RunError
+        raise RunError(f"cannot set up the sandbox's network: {e}") from None
+    return ns, ns
+
+
+def _wrap(endpoint: Any, args: argparse.Namespace, cleanup: contextlib.ExitStack) -> Any:
+    """pcap and egress shaper around the NIC's endpoint."""
+    if args.egress_rate or args.egress_burst:
+        from netvisor.link.shaper import EgressShaper, ShaperConfig, parse_rate, parse_size
+        if not (args.egress_rate and args.egress_burst):
+            raise WiringError("--egress-rate and --egress-burst go together")
+        endpoint = EgressShaper(endpoint, ShaperConfig(parse_rate(args.egress_rate),
+                                                       parse_size(args.egress_burst)))
+    if args.pcap:
+        from netvisor.link.pcap import PcapSniffer
+        try:
+            endpoint = PcapSniffer(endpoint, args.pcap)
+        except OSError as e:
+            raise WiringError(f"cannot write {args.pcap}: {e.strerror}") from None
+    return endpoint
+
+
+def _used_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    from pyroute2 import IPRoute
+    nets = []
+    with IPRoute() as ipr:
+        for msg in ipr.get_addr():
+            addr = msg.get_attr("IFA_ADDRESS") or msg.get_attr("IFA_LOCAL")
+            if addr:
+                nets.append(ipaddress.ip_interface(f"{addr}/{msg['prefixlen']}").network)
+    return nets
+
+
+def _pick_subnet() -> tuple[int, ipaddress.IPv4Network]:
+    used = [n for n in _used_networks() if n.version == 4]
+    rng = random.Random()
+    for _ in range(200):
+        idx = rng.randrange(1, POOL4.num_addresses // 4)
+        net = ipaddress.ip_network(f"{POOL4.network_address + 4 * idx}/30")
+        if not any(net.overlaps(u) for u in used):
+            return idx, net
+    raise WiringError("no free /30 left in 10.231.0.0/16 for the sandbox's TAP")
+
+
+def _default_tap(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.ExitStack) -> None:
+    from pyroute2 import IPRoute
+
+    from netvisor.link.tap import TapEndpoint
+    idx, net4 = _pick_subnet()
+    hosts = list(net4.hosts())
+    kernel_side = [ipaddress.ip_interface(f"{hosts[0]}/30"),
+                   ipaddress.ip_interface(f"{ULA_PREFIX}:{idx:x}::1/64")]
+    stack_side = [ipaddress.ip_interface(f"{hosts[1]}/30"),
+                  ipaddress.ip_interface(f"{ULA_PREFIX}:{idx:x}::2/64")]
+    if args.address:
+        stack_side = [ipaddress.ip_interface(a) for a in args.address]
+        kernel_side = []
+        for gw in args.gateway:
+            gip = ipaddress.ip_address(gw)
+            net = next((a.network for a in stack_side if gip in a.network), None)
+            if net is None:
+                raise WiringError(f"--gateway {gw} is not in any --address network")
+            kernel_side.append(ipaddress.ip_interface(f"{gip}/{net.prefixlen}"))
+    name = f"nvr{os.getpid()}"[:15]
+    try:
+        tap = TapEndpoint(name, vnet_hdr=True, mtu=args.mtu)
+    except OSError as e:
+        raise WiringError(f"cannot create TAP {name}: {e.strerror or e}") from None
+    cleanup.callback(tap.close)
+    with IPRoute() as ipr:
+        for a in kernel_side:
+            ipr.addr("add", index=tap.ifindex, address=str(a.ip), prefixlen=a.network.prefixlen,
+                     **({"flags": IFA_F_NODAD} if a.version == 6 else {}))
+        ipr.link("set", index=tap.ifindex, state="up")
+    gw4 = next((a.ip for a in kernel_side if a.version == 4), None)
+    gw6 = next((a.ip for a in kernel_side if a.version == 6), None)
+    ns.add_link(_wrap(tap, args, cleanup), name="eth0", addresses=stack_side,
+                gateway4=gw4, gateway6=gw6, dad=False)
+    if not args.no_nat:
+        _enable_nat(tap.name, stack_side, cleanup)
+
+
+def _enable_nat(ifname: str, addresses: list[Any], cleanup: contextlib.ExitStack) -> None:
+    """ip_forward + an nftables masquerade for the sandbox's addresses (removed on exit)."""
+    for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
+        try:
+            with open(path, "w") as f:
+                f.write("1")
+        except OSError as e:
+            log.warning("cannot enable forwarding (%s): %s", path, e)
+    if shutil.which("nft") is None:
+        sys.stderr.write("netvisor: warning: nft not found; no masquerade for the sandbox\n")
+        return
+    table = f"nvr{os.getpid()}"
+    rules = [f"add table inet {table}",
+             f"add chain inet {table} postrouting "
+             f"{{ type nat hook postrouting priority 100 ; }}"]
+    for a in addresses:
+        fam = "ip" if a.version == 4 else "ip6"
+        rules.append(f'add rule inet {table} postrouting {fam} saddr {a.ip} '
+                     f'oifname != "{ifname}" masquerade')
+    r = subprocess.run(["nft", "-f", "-"], input="\n".join(rules) + "\n", text=True,
+                       capture_output=True)
+    if r.returncode != 0:
+        sys.stderr.write(f"netvisor: warning: nftables masquerade not added: "
+                         f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}\n")
+        return
+    cleanup.callback(subprocess.run, ["nft", "delete", "table", "inet", table],
+                     capture_output=True)
+
+
+def _take_over(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.ExitStack) -> None:
+    """runsc-style: the namespace's interface becomes the stack's NIC."""
+    from pyroute2 import NetNS
+
+    from netvisor.link.packet import PacketEndpoint
+    path = args.netns
+    if not os.path.exists(path):
+        raise WiringError(f"--netns {path}: no such namespace")
+    with NetNS(path) as ipr:
+        links = [m for m in ipr.get_links() if m.get_attr("IFLA_IFNAME") != "lo"]
+        if not links:
+            raise WiringError(f"--netns {path}: no interface besides lo")
+        link = next((m for m in links if m["flags"] & 1), links[0])
+        ifname = link.get_attr("IFLA_IFNAME")
+        index = link["index"]
+        addrs = []
+        for m in ipr.get_addr(index=index):
+            if m["family"] == 10 and m["scope"] == 253:
+                continue  # link-local: the stack makes its own
+            addrs.append(ipaddress.ip_interface(f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"))
+        routes = []
+        gw4 = gw6 = None
+        for fam in (2, 10):
+            for m in ipr.get_routes(family=fam, table=254):
+                if m.get_attr("RTA_OIF") != index:
+                    continue
+                dst = m.get_attr("RTA_DST")
+                gw = m.get_attr("RTA_GATEWAY")
+                if dst is None and gw:
+                    if fam == 2:
+                        gw4 = ipaddress.ip_address(gw)
+                    else:
+                        gw6 = ipaddress.ip_address(gw)
+                elif dst is not None and gw:
+                    routes.append((f"{dst}/{m['dst_len']}", gw))
+        neighbours = []
+        for m in ipr.get_neighbours(ifindex=index):
+            if m["state"] & 0x80 and m.get_attr("NDA_LLADDR"):  # NUD_PERMANENT
+                neighbours.append((ipaddress.ip_address(m.get_attr("NDA_DST")),
+                                   bytes.fromhex(m.get_attr("NDA_LLADDR").replace(":", ""))))
+        mac = bytes.fromhex(link.get_attr("IFLA_ADDRESS").replace(":", ""))
+        for a in addrs:
+            ipr.addr("del", index=index, address=str(a.ip), prefixlen=a.network.prefixlen)
+    _write(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "1", path)
+
+    def restore() -> None:
+        with NetNS(path) as r:
+            for a in addrs:
+                with contextlib.suppress(Exception):
+                    r.addr("add", index=index, address=str(a.ip),
+                           prefixlen=a.network.prefixlen)
+            for fam_gw in (gw4, gw6):
+                if fam_gw is not None:
+                    with contextlib.suppress(Exception):
+                        r.route("add", dst="default", gateway=str(fam_gw), oif=index)
+            for dst, gw in routes:
+                with contextlib.suppress(Exception):
+                    r.route("add", dst=dst, gateway=gw, oif=index)
+    cleanup.callback(restore)
+    endpoint = PacketEndpoint(ifname, mac=mac, netns=path)
+    cleanup.callback(endpoint.close)
+    ns.add_link(_wrap(endpoint, args, cleanup), name=ifname, addresses=addrs,
+                gateway4=gw4, gateway6=gw6, routes=routes, dad=False)
+    nic = ns.stack.nic_by_name(ifname)
+    for ip, lladdr in neighbours:
+        if nic is not None:
+            ns.stack.add_neighbor(nic, ip, lladdr)
+
+
+def _write(procpath: str, value: str, netns: str) -> None:
+    from netvisor.link.netns import in_netns
+    with in_netns(netns), contextlib.suppress(OSError), open(procpath, "w") as f:
+        f.write(value)
+
+
+# ------------------------------------------------------------ netlink, stats
+def describe(ns: NetStack) -> tuple[list[Any], list[Any], list[Any]]:
+    """The stack's interfaces/routes/neighbours in ``ifdesc`` vocabulary."""
+    from netvisor.syscall import ifdesc
+    interfaces = []
+    for nic in ns.stack.nics.values():
+        kind = "loopback" if nic.loopback else "ether"
+        addrs = []
+        for a in nic.v4:
+            addrs.append(ifdesc.AddressInfo(a, scope=ifdesc.default_scope(a),
+                                            broadcast=ifdesc.ipv4_broadcast(a)))
+        for a6 in nic.v6:
+            iface = ipaddress.ip_interface(f"{a6.ip}/{getattr(a6, 'prefixlen', 64)}")
+            addrs.append(ifdesc.AddressInfo(iface, scope=ifdesc.default_scope(iface)))
+        interfaces.append(ifdesc.InterfaceInfo(
+            index=nic.id, name=nic.name[:15], mac=nic.mac if not nic.loopback else bytes(6),
+            mtu=nic.mtu, flags=ifdesc.linux_flags(kind), kind=kind,  # type: ignore[arg-type]
+            addresses=tuple(addrs)))
+    routes = ifdesc.connected_routes(interfaces)
+    for entry in ns.stack.routes if hasattr(ns.stack, "routes") else ():
+        with contextlib.suppress(Exception):
+            routes.append(ifdesc.RouteInfo(dst=entry.dst, gateway=entry.gateway,
+                                           oif=entry.nic_id, priority=entry.metric or 0))
+    return interfaces, ifdesc.dedupe_routes(routes), []
+
+
+class _NetlinkAdapter:
+    """The supervisor's view of H6's sans-IO NetlinkRouteSocket."""
+
+    def __init__(self, ns: NetStack) -> None:
+        from netvisor.syscall.netlink import NetlinkRouteSocket
+        self.ns = ns
+        self.nl: Any = None
+        self._cls = NetlinkRouteSocket
+
+    def handle(self, data: bytes, pid: int) -> list[bytes]:
+        interfaces, routes, neighbours = describe(self.ns)
+        if self.nl is None:
+            self.nl = self._cls(interfaces, routes, neighbours, pid or 1)
+        else:
+            self.nl.update(interfaces, routes, neighbours)
+        self.nl.handle_request(data)
+        return list(self.nl.replies())
+
+
+def netlink_factory(ns: NetStack) -> Callable[[], _NetlinkAdapter] | None:
+    try:
+        import netvisor.syscall.netlink  # noqa: F401
+    except ImportError:
+        return None
+    return lambda: _NetlinkAdapter(ns)
+
+
+def print_stats(ns: NetStack) -> None:
+    sys.stderr.write(json.dumps({"counters": ns.stack.counters.snapshot()}, sort_keys=True)
+                     + "\n")
