@@ -247,6 +247,9 @@ class NeighborCache:
     # -- timers ------------------------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
+        deadline = self.next_deadline()
+        if deadline is None or deadline > now:
+            return  # the common case, every driver turn: nothing due
         for e in list(self.entries.values()):
             if e.timer_at is None or e.timer_at > now:
                 continue

@@ -1052,9 +1052,22 @@ class Stack:
             return
         src = IPv4Address(bytes(pkt[12:16]))
         dst = IPv4Address(bytes(pkt[16:20]))
-        if src.is_multicast or src == V4_BCAST or (not nic.loopback and src.packed[0] == 127):
+        if src.is_multicast or src == V4_BCAST or (not nic.loopback and (
+                src.packed[0] == 127 or src in self._local_addrs)):
+            # Linux fib_validate_source: a martian (loopback, multicast, or one
+            # of our own addresses arriving from a wire) is dropped.
             self.counters.drop(DropReason.BAD_SOURCE)
             return
+        if ihl > 20:
+            bad = self._ipv4_options_error(pkt, ihl)
+            if bad is not None:
+                # Linux ip_options_compile failure: parameter problem pointing
+                # at the offending octet (RFC 1122 3.2.1.8, 3.2.2.5).
+                self.counters.drop(DropReason.MALFORMED)
+                if self._accepts_v4(nic, dst):
+                    self._icmp4_error(nic, pkt[:ihl], pkt[ihl:], src, dst, I.ICMP_PARAMETERPROB,
+                                      0, now, info=bad << 24)
+                return
         if not self._accepts_v4(nic, dst):
             self.counters.drop(DropReason.NOT_FOR_US)
             return
@@ -1081,6 +1094,25 @@ class Stack:
             payload = memoryview(data)
             csum_valid = False if not nic.loopback else csum_valid
         self._deliver_v4(nic, header, payload, src, dst, proto, csum_valid, now)
+
+    @staticmethod
+    def _ipv4_options_error(pkt: memoryview, ihl: int) -> int | None:
+        """Offset of the first malformed IPv4 option, or None (RFC 791 3.1 layout)."""
+        i = 20
+        while i < ihl:
+            otype = pkt[i]
+            if otype == 0:  # End of Option List
+                return None
+            if otype == 1:  # No Operation
+                i += 1
+                continue
+            if i + 1 >= ihl:
+                return i
+            olen = pkt[i + 1]
+            if olen < 2 or i + olen > ihl:
+                return i + 1
+            i += olen
+        return None
 
     def _deliver_v4(self, nic: Nic, header: memoryview, payload: memoryview, src: IPv4Address,
                     dst: IPv4Address, proto: int, csum_valid: bool, now: float) -> None:

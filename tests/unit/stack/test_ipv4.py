@@ -245,3 +245,26 @@ def test_malformed_frames_are_counted_drops(garbage: bytes) -> None:
     s.handle_frame(nic, Frame(garbage), 0.0)
     assert s.counters.total_drops == 1
     assert DropReason.INTERNAL_ERROR not in s.counters.drops
+
+
+def test_bad_ipv4_option_length_gets_parameter_problem() -> None:
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    from scapy.layers.inet import IPOption  # type: ignore[import-untyped]
+    good = IP(src=PEER4, dst=OUR4, options=[IPOption(b"\x94\x04\x00\x00")]) / ICMP(type=8)
+    feed(s, nic, E / good)
+    assert ICMP in sent(s, nic)[0]  # Router Alert is fine: echo answered
+    raw = bytearray(bytes(IP(src=PEER4, dst=OUR4, options=[IPOption(b"\x07\x07\x04\x00\x00\x00\x00\x00")]) / ICMP(type=8)))
+    raw[21] = 40  # the Record Route length runs past the header
+    del_csum = IP(bytes(raw))
+    del del_csum.chksum
+    feed(s, nic, E / IP(bytes(del_csum)))
+    (r,) = sent(s, nic)
+    assert (r[ICMP].type, r[ICMP].code, r[ICMP].ptr) == (12, 0, 21)
+
+
+def test_packets_from_our_own_address_on_the_wire_are_martians() -> None:
+    s, nic = make_stack()
+    feed(s, nic, E / IP(src=OUR4, dst=OUR4) / ICMP(type=8))
+    assert sent(s, nic) == []
+    assert s.counters.drops[DropReason.BAD_SOURCE] == 1
