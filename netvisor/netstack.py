@@ -239,15 +239,20 @@ class NetStack:
             if link.closed:
                 continue
             ep = link.endpoint
-            if link.pending:
-                n = ep.write_batch(link.pending)
-                del link.pending[:n]
-            if not link.pending:
-                frames = self.stack.frames_to_send(link.nic_id)
-                if frames:
-                    n = ep.write_batch(frames)
-                    if n < len(frames):
-                        link.pending = list(frames[n:])
+            try:
+                if link.pending:
+                    n = ep.write_batch(link.pending)
+                    del link.pending[:n]
+                if not link.pending:
+                    frames = self.stack.frames_to_send(link.nic_id)
+                    if frames:
+                        n = ep.write_batch(frames)
+                        if n < len(frames):
+                            link.pending = list(frames[n:])
+            except OSError as exc:
+                # A link that fails hard (device gone) loses this batch, not the loop.
+                log.warning("write to NIC %d failed: %s", link.nic_id, exc)
+                link.pending.clear()
             if link.pending and not link.writer_waiting and self._nursery is not None:
                 link.writer_waiting = True
                 self._nursery.start_soon(self._writer, link)
