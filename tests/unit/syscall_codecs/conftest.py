@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from netvisor.syscall.ifdesc import (
     IFA_F_PERMANENT,
     IFA_F_SECONDARY,
     RT_SCOPE_HOST,
+    RT_SCOPE_LINK,
     RTPROT_BOOT,
     AddressInfo,
     InterfaceInfo,
@@ -39,6 +40,7 @@ PROBE = Path(__file__).with_name("kernel_probe.py")
 
 MAC_A = bytes.fromhex("020000000001")
 MAC_B = bytes.fromhex("020000000002")
+LINK_LOCAL_A = "fe80::ff:fe00:1"  # EUI-64 of MAC_A (RFC 4291 appendix A)
 
 
 @dataclass
@@ -66,6 +68,14 @@ class RefNet:
         return next(i.index for i in self.interfaces if i.name == name)
 
 
+def wait_for(cond: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError("condition never became true")
+        time.sleep(0.05)
+
+
 def wait_running(ns: Netns, names: list[str]) -> list[dict[str, Any]]:
     """Wait until the veth ends have carrier (linkwatch sets IFF_RUNNING a bit later)."""
     deadline = time.monotonic() + 10
@@ -84,11 +94,12 @@ def refnet() -> Iterator[RefNet]:
         pytest.skip("needs root (network namespaces)")
     with netns("nvn") as ns:
         a, b = unique_name("nvna"), unique_name("nvnb")
+        # No DAD: addresses are usable (not tentative) at once, as in the stack.
+        ns.run(["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
         ns.ip("link", "add", a, "address", MAC_A.hex(":"), "type", "veth",
               "peer", "name", b, "address", MAC_B.hex(":"))
-        for dev in (a, b):
-            # No automatic link-local addresses: the description lists them all.
-            ns.ip("link", "set", dev, "addrgenmode", "none")
+        # a gets its EUI-64 link-local address; b none (an interface without IPv6 addresses).
+        ns.ip("link", "set", b, "addrgenmode", "none")
         ns.ip("link", "set", a, "up")
         ns.ip("link", "set", b, "up")
         ns.ip("addr", "add", "10.9.0.1/24", "brd", "+", "dev", a)
@@ -102,6 +113,7 @@ def refnet() -> Iterator[RefNet]:
         ns.ip("-6", "neigh", "add", "fd00:9::fe", "lladdr", MAC_B.hex(":"), "dev", a,
               "nud", "permanent")
         links = wait_running(ns, [a, b])
+        wait_for(lambda: LINK_LOCAL_A in ns.ip("-6", "addr", "show", "dev", a))
         idx = {link["ifname"]: link["ifindex"] for link in links}
         lo = InterfaceInfo(
             index=idx["lo"], name="lo", mac=b"\x00" * 6, mtu=65536,
@@ -114,6 +126,8 @@ def refnet() -> Iterator[RefNet]:
         ia = InterfaceInfo(
             index=idx[a], name=a, mac=MAC_A, mtu=1500, flags=linux_flags("ether"),
             kind="ether", addresses=(
+                # Added by the kernel when the link came up, before the others.
+                AddressInfo(ipaddress.ip_interface(f"{LINK_LOCAL_A}/64"), scope=RT_SCOPE_LINK),
                 AddressInfo(ipaddress.ip_interface("10.9.0.1/24"),
                             broadcast=ipaddress.IPv4Address("10.9.0.255")),
                 AddressInfo(ipaddress.ip_interface("10.9.0.7/24"),
