@@ -661,7 +661,9 @@ class NetlinkRouteSocket:
             raise _RequestError(_errno.EINVAL)
         dst: IPAddress = cls4or6(raw_dst[:size])
         src: IPAddress | None = cls4or6(raw_src[:size]) if raw_src is not None else None
-        route = lookup_route(self._routes, dst)
+        raw_oif = attrs.get(RTA_OIF, b"")
+        oif = struct.unpack_from("=i", raw_oif)[0] if len(raw_oif) >= 4 else 0
+        route = lookup_route(self._routes, dst, oif)
         if route is None:
             raise _RequestError(_errno.ENETUNREACH)
         return self._encode_route_get(msg.seq, family, dst, src, route)
@@ -756,11 +758,11 @@ def sort_routes_like_linux(routes: Sequence[RouteInfo]) -> list[RouteInfo]:
     return sorted(routes, key=key)
 
 
-def lookup_route(routes: Sequence[RouteInfo], dst: IPAddress) -> RouteInfo | None:
+def lookup_route(routes: Sequence[RouteInfo], dst: IPAddress, oif: int = 0) -> RouteInfo | None:
     """Longest-prefix match, local table first (rule 0), then main; lowest metric wins.
 
-    Broadcast/multicast entries of the local table only match their own
-    address, as in Linux's fib lookup.
+    With ``oif`` (RTA_OIF, ``ip route get ... dev X``; needed for link-local
+    destinations) only unicast routes through that interface count.
     """
     for table in (RT_TABLE_LOCAL, RT_TABLE_MAIN):
         best: RouteInfo | None = None
@@ -768,6 +770,8 @@ def lookup_route(routes: Sequence[RouteInfo], dst: IPAddress) -> RouteInfo | Non
             if r.table != table or r.dst.version != dst.version or dst not in r.dst:
                 continue
             if r.type not in (RTN_UNICAST, RTN_LOCAL, RTN_BROADCAST):
+                continue
+            if oif and r.type == RTN_UNICAST and r.oif != oif:
                 continue
             if best is None or (r.dst.prefixlen, -r.metric) > (best.dst.prefixlen, -best.metric):
                 best = r

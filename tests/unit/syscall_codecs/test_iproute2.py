@@ -97,18 +97,25 @@ COMMANDS = [
     ["-json", "route", "get", "10.99.0.1"], ["-json", "route", "get", "10.9.0.7"],
     ["-json", "route", "get", "127.0.0.1"], ["-json", "-6", "route", "get", "fd00:9::5"],
     ["-json", "-6", "route", "get", "fd00:99::1"], ["-json", "-6", "route", "get", "::1"],
+    ["-json", "-6", "route", "get", "fe80::5", "dev", "{a}"],
+    ["-json", "route", "get", "10.9.0.5", "oif", "{a}"],
+    ["-json", "addr", "show", "dev", "{a}"],
 ]
+
+
+def resolve(cmd: list[str], ref: RefNet) -> list[str]:
+    return [w.format(a=ref.a) for w in cmd]
 
 
 @pytest.fixture(scope="module")
 def kernel_outputs(refnet: RefNet) -> Iterator[dict[str, str]]:
-    yield {" ".join(c): refnet.ns.run(["ip", *c]).stdout for c in COMMANDS}
+    yield {" ".join(c): refnet.ns.run(["ip", *resolve(c, refnet)]).stdout for c in COMMANDS}
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
 def test_ip_json_matches_kernel(refnet: RefNet, shim: Path, kernel_outputs: dict[str, str],
                                 cmd: list[str]) -> None:
-    mine = ip_on_netvisor(refnet, shim, cmd)
+    mine = ip_on_netvisor(refnet, shim, resolve(cmd, refnet))
     assert normalized(mine) == normalized(kernel_outputs[" ".join(cmd)])
 
 
