@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import InitVar, dataclass
+from dataclasses import InitVar, dataclass, replace
 from typing import Final, Literal
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -305,6 +305,26 @@ def ipv4_broadcast(address: ipaddress.IPv4Interface) -> ipaddress.IPv4Address | 
     return address.network.broadcast_address
 
 
+def mark_secondaries(addresses: Iterable[AddressInfo]) -> tuple[AddressInfo, ...]:
+    """Set IFA_F_SECONDARY the way Linux does when the addresses are added in order.
+
+    inet_insert_ifa: an IPv4 address is secondary when an earlier primary of
+    the same interface has the same prefix length and covers it. Callers that
+    describe the stack's addresses without this flag pass them through here.
+    """
+    out: list[AddressInfo] = []
+    primaries: list[ipaddress.IPv4Interface] = []
+    for a in addresses:
+        v4 = a.address
+        if isinstance(v4, ipaddress.IPv4Interface):
+            if any(p.network == v4.network for p in primaries):
+                a = replace(a, flags=a.flags | IFA_F_SECONDARY)
+            elif not a.flags & IFA_F_SECONDARY:
+                primaries.append(v4)
+        out.append(a)
+    return tuple(out)
+
+
 def connected_routes(interfaces: Iterable[InterfaceInfo]) -> list[RouteInfo]:
     """The routes Linux adds by itself for the interfaces' addresses.
 
@@ -404,4 +424,5 @@ __all__ = [
     "default_scope",
     "ipv4_broadcast",
     "linux_flags",
+    "mark_secondaries",
 ]

@@ -625,6 +625,21 @@ def encode_ip_mreq(m: IpMreq, *, mreqn: bool = False) -> bytes:
     return m.multiaddr.packed + m.interface.packed
 
 
+def decode_ip_multicast_if(optval: bytes) -> IpMreq:
+    """IP_MULTICAST_IF set: an ip_mreqn (>= 12 B), an ip_mreq (>= 8 B; its
+    imr_interface becomes the address) or an in_addr (>= 4 B); shorter is
+    EINVAL. An all-zero value unsets the interface. The result's
+    ``multiaddr`` is unused; getsockopt reads back ``interface`` (0.0.0.0
+    when chosen by ifindex)."""
+    if len(optval) >= 12:
+        return decode_ip_mreq(optval)
+    if len(optval) >= 8:
+        return decode_ip_mreq(optval[:8])
+    if len(optval) >= 4:
+        return IpMreq(ipaddress.IPv4Address(0), ipaddress.IPv4Address(bytes(optval[:4])))
+    raise SockoptError(_errno.EINVAL, "optlen < sizeof(struct in_addr)")
+
+
 def decode_ipv6_mreq(optval: bytes) -> tuple[ipaddress.IPv6Address, int]:
     """struct ipv6_mreq {in6_addr; int ifindex} (20 B) -> (group, ifindex)."""
     if len(optval) < 20:

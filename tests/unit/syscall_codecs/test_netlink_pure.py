@@ -88,3 +88,22 @@ def test_arbitrary_payloads_of_known_types(mtype: int, flags: int, payload: byte
 def test_route_priority_is_an_alias_of_metric() -> None:
     net = ipaddress.ip_network("0.0.0.0/0")
     assert RouteInfo(dst=net, oif=2, priority=7) == RouteInfo(dst=net, oif=2, metric=7)
+
+
+
+def test_mark_secondaries_matches_the_reference_description() -> None:
+    """The reference namespace's 10.9.0.7/24 is secondary to 10.9.0.1/24 (checked
+    against Linux in test_netlink); deriving the flag gives the same."""
+    import dataclasses
+
+    from netvisor.syscall.ifdesc import IFA_F_PERMANENT, IFA_F_SECONDARY, mark_secondaries
+
+    given = (AddressInfo(ipaddress.ip_interface("10.9.0.1/24")),
+             AddressInfo(ipaddress.ip_interface("10.9.0.7/24")),
+             AddressInfo(ipaddress.ip_interface("10.9.0.9/25")),
+             AddressInfo(ipaddress.ip_interface("fd00::1/64")))
+    got = mark_secondaries(given)
+    assert [a.flags for a in got] == [IFA_F_PERMANENT, IFA_F_PERMANENT | IFA_F_SECONDARY,
+                                      IFA_F_PERMANENT, IFA_F_PERMANENT]
+    assert got[0] == given[0] and got[1] == dataclasses.replace(
+        given[1], flags=IFA_F_PERMANENT | IFA_F_SECONDARY)

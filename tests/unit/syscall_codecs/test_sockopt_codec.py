@@ -331,3 +331,21 @@ def test_unpack_rejects_bad_lengths() -> None:
         so.unpack_cmsgs(bad)
     with pytest.raises(so.SockoptError):
         so.unpack_cmsgs(struct.pack("=Qii", 64, 0, 2) + bytes(8))
+
+
+def test_ip_multicast_if_forms(refnet: RefNet) -> None:
+    here = ipaddress.IPv4Address("10.9.0.1")
+    zero = ipaddress.IPv4Address(0)
+    idx = refnet.index(refnet.a)
+    forms = [here.packed, so.encode_ip_mreq(so.IpMreq(ipaddress.IPv4Address("239.0.0.1"), here)),
+             so.encode_ip_mreq(so.IpMreq(zero, zero, idx), mreqn=True), b"\x0a\x09", b""]
+    jobs = [(socket.AF_INET, socket.SOCK_DGRAM,
+             [put(0, 32, here.packed), put(0, 32, f), get(0, 32, 4)]) for f in forms]
+    for f, (_first, setres, getres) in zip(forms, run(refnet, jobs), strict=True):
+        if len(f) < 4:
+            with pytest.raises(so.SockoptError) as ei:
+                so.decode_ip_multicast_if(f)
+            assert setres == {"errno": ei.value.errno}
+            continue
+        assert setres == {"ok": ""}, f
+        assert getres["ok"] == so.decode_ip_multicast_if(f).interface.packed.hex(), f
