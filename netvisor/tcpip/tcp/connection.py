@@ -44,6 +44,7 @@ from netvisor.tcpip.tcp.constants import (
     State,
 )
 from netvisor.tcpip.tcp.options import SockOpts
+from netvisor.tcpip.tcp.rack import WC_DELACK, Rack
 from netvisor.tcpip.tcp.recv_buffer import RecvBuffer
 from netvisor.tcpip.tcp.rtt import RttEstimator
 from netvisor.tcpip.tcp.sack import Scoreboard, receiver_blocks
@@ -112,7 +113,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -212,6 +213,9 @@ class Connection:
         self.wake_pending = False
         self.synack_cookie_mss = 0
         self.reordering = host.config.reordering
+        self.rack = Rack()
+        self.rack_at: float | None = None
+        self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
 
     # ------------------------------------------------------------------ helpers
@@ -272,7 +276,7 @@ class Connection:
     def next_deadline(self) -> float | None:
         best: float | None = None
         for t in (self.rtx_at, self.persist_at, self.delack_at, self.keepalive_at,
-                  self.tw_at, self.defer_at):
+                  self.tw_at, self.defer_at, self.rack_at, self.tlp_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -474,6 +478,8 @@ class Connection:
             self.bytes_retrans += n
         else:
             self.bytes_sent += n
+            if self.sack_ok:
+                self.rack.sent(end, now)
             if self.rtt_seq is None and not self.ts_ok:
                 self.rtt_seq = start
                 self.rtt_sent_at = now
@@ -487,11 +493,27 @@ class Connection:
             return self.recover
         if self.ca_state == CaState.RECOVERY:
             if self.sack_ok:
-                thr = self.reordering * self.snd_mss
-                return max(self.board.lost_end(self.snd_una, thr), self.snd_una + (
+                return max(self._sack_lost_end(), self.snd_una + (
                     self.snd_mss if self.high_rxt <= self.snd_una else 0))
             return self.snd_una + self.snd_mss
         return self.snd_una
+
+    def _sack_lost_end(self) -> int:
+        """RFC 6675 IsLost (DupThresh * MSS SACKed above) or RFC 8985 RACK, whichever is further."""
+        thr = self.reordering * self.snd_mss
+        una = self.snd_una
+        end = self.board.lost_end(una, thr)
+        high = self.board.high
+        if high is None:
+            return end
+        rtt = self.rtt
+        srtt = rtt.srtt or self.host.config.rto_initial
+        reo = self.rack.reo_wnd(rtt.min_rtt or srtt, srtt, self.ca_state == CaState.RECOVERY,
+                                self.board.sacked >= thr)
+        now = self.host.ctx.now
+        rack_end, nxt = self.rack.lost_end(una, high, now, (rtt.latest or srtt) + reo)
+        self.rack_at = nxt
+        return max(end, rack_end)
 
     def pipe(self) -> int:
         """RFC 6675 pipe: bytes believed in the network."""
@@ -586,6 +608,47 @@ class Connection:
     def _finish_output(self, now: float) -> None:
         if self.ack_pending:
             self.send_ack(now)
+        self._schedule_tlp(now)
+
+    def _schedule_tlp(self, now: float) -> None:
+        """Arm the tail-loss probe (RFC 8985 7.2) when it would fire before the RTO."""
+        if (not self.sack_ok or self.flight <= 0 or self.rack.tlp_high is not None
+                or self.ca_state not in (CaState.OPEN, CaState.DISORDER)
+                or self.state not in SENDING_STATES):
+            self.tlp_at = None
+            return
+        srtt = self.rtt.srtt
+        if srtt is None:
+            pto = self.host.config.rto_initial
+        else:
+            pto = 2 * srtt
+            if self.flight <= self.snd_mss:
+                pto += WC_DELACK
+        pto = max(pto, 0.01)
+        if self.rtx_at is not None and now + pto >= self.rtx_at:
+            self.tlp_at = None
+            return
+        self.tlp_at = now + pto
+
+    def _on_tlp(self, now: float) -> None:
+        """Send the loss probe (RFC 8985 7.3): new data if allowed, else the last segment."""
+        if self.state not in SENDING_STATES or self.flight <= 0:
+            return
+        mss = self.snd_mss
+        room = self.snd_una + self.snd_wnd - self.snd_nxt
+        if self.unsent > 0 and room > 0:
+            n = min(self.unsent, mss, room)
+            end = self.snd_nxt + n
+            if self.fin_queued and end == self.fin_seq:
+                end += 1
+            self._send_range(self.snd_nxt, end, now, retrans=False)
+            self.snd_nxt = end
+        else:
+            start = max(self.snd_una, self.snd_nxt - mss)
+            self._send_range(start, self.snd_nxt, now, retrans=True)
+        self.rack.tlp_high = self.snd_nxt
+        self.rack.probes += 1
+        self.rtx_at = now + self._clamped_rto(now)
 
     def _arm_persist(self, now: float) -> None:
         # Linux tcp_probe0_when: RTO << backoff, capped at TCP_RTO_MAX.
@@ -1037,13 +1100,17 @@ class Connection:
             e = una + seq_diff(r, una & M32)
             if e <= s or e > self.snd_nxt:
                 continue  # invalid block (RFC 2018 / Linux tcp_is_sackblock_valid)
-            if s < ack or (i == 1 and False):
-                continue  # D-SACK (RFC 2883 4): below the cumulative ACK
+            if i == 0 and s < ack:
+                self.rack.dsack()  # D-SACK (RFC 2883 4): below the cumulative ACK
+                continue
+            if s < ack:
+                continue
             if i == 0 and len(blocks) > 1:
                 s2 = una + seq_diff(blocks[1][0], una & M32)
                 e2 = una + seq_diff(blocks[1][1], una & M32)
                 if s2 <= s and e <= e2:
-                    continue  # D-SACK inside the second block
+                    self.rack.dsack()  # D-SACK inside the second block
+                    continue
             prior_high = self.board.high
             added = self.board.add(s, e)
             if added and prior_high is not None and s < prior_high and not (
@@ -1053,6 +1120,7 @@ class Connection:
                 # tcp_check_sack_reordering), bounded like tcp_max_reordering.
                 dist = -(-(prior_high - s) // max(self.snd_mss, 1))
                 self.reordering = min(max(self.reordering, dist + 1), 300)
+                self.rack.reord_seen = True
             newly += added
         return newly
 
@@ -1063,6 +1131,9 @@ class Connection:
         self.snd_una = ack
         self.bytes_acked += data_acked
         self.board.advance(ack)
+        self.rack.acked(ack)
+        if self.rack.tlp_high is not None and ack >= self.rack.tlp_high:
+            self.rack.tlp_high = None
         if self.high_rxt < ack:
             self.high_rxt = ack
         # RTT (RFC 7323 4.1 with timestamps, else one timed segment with Karn's rule).
@@ -1116,7 +1187,7 @@ class Connection:
         thr = self.reordering
         lost = False
         if self.sack_ok and self.board:
-            lost = self.board.lost_end(self.snd_una, thr * self.snd_mss) > self.snd_una
+            lost = self._sack_lost_end() > self.snd_una
             if not lost and self.dupacks >= thr and not self.board.is_sacked(self.snd_una):
                 lost = True
             if not lost:
@@ -1248,9 +1319,18 @@ class Connection:
                     self._syn_received_acked(rep, self.iss + 1, now)
         if self.rtx_at is not None and now >= self.rtx_at:
             self.rtx_at = None
+            self.tlp_at = None
             self._on_rto(now)
             if self.dead:
                 return
+        if self.tlp_at is not None and now >= self.tlp_at:
+            self.tlp_at = None
+            self._on_tlp(now)
+        if self.rack_at is not None and now >= self.rack_at:
+            self.rack_at = None
+            if self.state in SENDING_STATES and self.flight > 0:
+                self._detect_loss(now, 0)
+                self.transmit(now)
         if self.persist_at is not None and now >= self.persist_at:
             self.persist_at = None
             self._on_persist(now)
@@ -1322,6 +1402,7 @@ class Connection:
         self.dupacks = 0
         self.rtt_seq = None
         self.rtt.backoff += 1
+        self.rack.tlp_high = None
         self.force_rxt = True
         self.transmit(now)
         if self.high_rxt == self.snd_una and self.force_rxt:

@@ -666,3 +666,56 @@ def test_time_wait_reopened_by_new_syn() -> None:
     net.run(4)
     s2, _ = ls.accept()
     assert s2.conn.state == State.ESTABLISHED and s2.getpeername() == ("10.0.0.1", 6000)
+
+
+# --------------------------------------------------------------------------- RACK-TLP
+
+def _warm(s) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(30):
+        s.conn.rtt.sample(0.05)
+
+
+def test_rfc8985_7_tail_loss_probe_before_rto() -> None:
+    raw = Raw()
+    s, _ = raw.client(ts=False)
+    _warm(s)
+    s.setsockopt(C.IPPROTO_TCP, C.TCP_NODELAY, struct.pack("i", 1))
+    t0 = raw.ctx.now
+    s.send(b"d" * (4 * 1460))
+    segs = raw.out()
+    assert len(segs) == 4
+    raw.advance(t0 + 0.05)
+    raw.inject(raw.seg(0, ack=raw.ack_for(2 * 1460), ts=False))
+    assert raw.out() == []
+    pto = 2 * s.conn.rtt.srtt
+    assert s.conn.tlp_at is not None and abs(s.conn.tlp_at - (t0 + 0.05 + pto)) < 1e-9
+    assert s.conn.tlp_at < s.conn.rtx_at
+    raw.advance(t0 + 0.05 + pto - 0.001)
+    assert raw.out() == []
+    raw.advance(t0 + 0.05 + pto)
+    (probe, p), = raw.out()
+    assert probe.seq == raw.ack_for(3 * 1460) and len(p) == 1460  # the last segment again
+
+
+def test_rfc8985_6_rack_time_based_loss_detection() -> None:
+    raw = Raw()
+    s, _ = raw.client(ts=False)
+    _warm(s)
+    s.setsockopt(C.IPPROTO_TCP, C.TCP_NODELAY, struct.pack("i", 1))
+    t0 = raw.ctx.now
+    s.send(b"r" * (10 * 1460))
+    assert len(raw.out()) == 10
+    raw.advance(t0 + 0.05)
+    base = raw.ack_for(0)
+    # Segments 2 and 3 arrive, segment 1 does not: below DupThresh (3 segments).
+    sack = ((base + 1460) & 0xFFFFFFFF, (base + 3 * 1460) & 0xFFFFFFFF)
+    raw.inject(raw.seg(0, ack=base, ts=False, sack_blocks=(sack,)))
+    assert raw.out() == []
+    assert s.conn.ca_state != 3
+    due = t0 + s.conn.rtt.latest + s.conn.rtt.min_rtt / 4
+    raw.advance(due - 0.001)
+    assert raw.out() == []
+    raw.advance(due + 1e-5)
+    (r, p), = raw.out()
+    assert r.seq == base and p == b"r" * 1460  # retransmitted long before the RTO
+    assert s.conn.ca_state == 3  # Recovery
