@@ -914,6 +914,86 @@ def decode_set(spec: OptSpec, optval: bytes) -> OptValue:
     return bytes(optval)
 
 
+@dataclass(frozen=True, slots=True)
+class SendControl:
+    """What sendmsg's control messages ask of one datagram (None: socket default)."""
+
+    ifindex: int | None = None
+    """IP_PKTINFO / IPV6_PKTINFO interface (0 = any)."""
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    """IP_PKTINFO's ipi_spec_dst / IPV6_PKTINFO's address (unspecified = none)."""
+    ttl: int | None = None
+    """IP_TTL / IPV6_HOPLIMIT (IPv6: -1 = the route's default)."""
+    tos: int | None = None
+    """IP_TOS / IPV6_TCLASS."""
+
+
+def _cmsg_int(data: bytes, lo: int, hi: int) -> int:
+    if len(data) != 4:
+        raise SockoptError(_errno.EINVAL, "cmsg_len != CMSG_LEN(sizeof(int))")
+    val = int(struct.unpack("=i", data)[0])
+    if not lo <= val <= hi:
+        raise SockoptError(_errno.EINVAL, f"value {val} outside {lo}..{hi}")
+    return val
+
+
+def parse_send_cmsgs(family: int, cmsgs: Iterable[Cmsg]) -> SendControl:
+    """Control messages of a UDP sendmsg, checked as ip_cmsg_send /
+    ip6_datagram_send_ctl do (EINVAL for a bad length or value, or an unknown
+    type at the socket's own IP level). Messages of the other IP level are
+    skipped, as Linux does; SOL_SOCKET ones are left to the caller
+    (SO_MARK, SO_PRIORITY, SCM_TXTIME...) and checked only for being known.
+    """
+    ifindex: int | None = None
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    ttl: int | None = None
+    tos: int | None = None
+    own = SOL_IP if family == AF_INET else SOL_IPV6
+    for level, ctype, data in cmsgs:
+        if level == SOL_SOCKET:
+            # __sock_cmsg_send knows SO_MARK, SO_TIMESTAMPING_OLD, SCM_TXTIME,
+            # SO_PRIORITY (and SCM_RIGHTS/CREDENTIALS, which inet rejects).
+            if ctype not in (36, SO_TIMESTAMPING_OLD, 61, 12):
+                raise SockoptError(_errno.EINVAL, "unknown SOL_SOCKET cmsg")
+            continue
+        if level != own:
+            continue
+        if family == AF_INET:
+            if ctype == IP_PKTINFO:
+                if len(data) != 12:
+                    raise SockoptError(_errno.EINVAL, "bad in_pktinfo length")
+                ifindex, spec_dst, _addr = decode_in_pktinfo(data)
+                src = spec_dst if int(spec_dst) else None
+            elif ctype == IP_TTL:
+                ttl = _cmsg_int(data, 1, 255)
+            elif ctype == IP_TOS:
+                if len(data) == 1:
+                    tos = data[0]
+                else:
+                    tos = _cmsg_int(data, 0, 255)
+            elif ctype == 7:  # IP_RETOPTS: IP options, up to 40 bytes
+                if len(data) > 40:
+                    raise SockoptError(_errno.EINVAL, "IP options too long")
+            else:
+                raise SockoptError(_errno.EINVAL, f"unknown IP cmsg {ctype}")
+        else:
+            if ctype == IPV6_PKTINFO:
+                if len(data) != 20:
+                    raise SockoptError(_errno.EINVAL, "bad in6_pktinfo length")
+                a6, idx = decode_in6_pktinfo(data)
+                ifindex = idx
+                src = a6 if int(a6) else None
+            elif ctype == IPV6_HOPLIMIT:
+                ttl = _cmsg_int(data, -1, 255)
+            elif ctype == IPV6_TCLASS:
+                tos = _cmsg_int(data, -1, 255)
+            elif ctype == 62:  # IPV6_DONTFRAG
+                _cmsg_int(data, -1, 1)
+            else:
+                raise SockoptError(_errno.EINVAL, f"unknown IPv6 cmsg {ctype}")
+    return SendControl(ifindex, src, ttl, tos)
+
+
 def known_for(family: int, sotype: int, level: int) -> Sequence[OptSpec]:
     """Every option valid at ``level`` for such a socket (for listings and tests)."""
     out = []

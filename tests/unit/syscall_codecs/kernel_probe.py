@@ -91,6 +91,24 @@ def sockseqs(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     return out
 
 
+def sendmsgs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """sendmsg on a fresh UDP socket to the loopback discard port with the given cmsgs."""
+    out: list[dict[str, Any]] = []
+    for job in jobs:
+        fam = job["family"]
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        host = "127.0.0.1" if fam == socket.AF_INET else "::1"
+        anc = [(lvl, typ, bytes.fromhex(d)) for lvl, typ, d in job["cmsgs"]]
+        try:
+            s.sendmsg([b"x"], anc, 0, (host, 9))
+            out.append({"ok": ""})
+        except OSError as e:
+            out.append({"errno": e.errno})
+        finally:
+            s.close()
+    return out
+
+
 def ifconfs(requests: list[int]) -> list[dict[str, Any]]:
     """SIOCGIFCONF with a buffer of N bytes (pre-filled with 0xA5), or NULL for -1."""
     out: list[dict[str, Any]] = []
@@ -193,6 +211,7 @@ def main() -> None:
         "getsockopt": getsockopts(job.get("getsockopt", [])),
         "ifconf": ifconfs(job.get("ifconf", [])),
         "sockseq": sockseqs(job.get("sockseq", [])),
+        "sendmsg": sendmsgs(job.get("sendmsg", [])),
         "cmsg": [cmsg_case(c) for c in job.get("cmsg", [])],
     }, sys.stdout)
 

@@ -349,3 +349,51 @@ def test_ip_multicast_if_forms(refnet: RefNet) -> None:
             continue
         assert setres == {"ok": ""}, f
         assert getres["ok"] == so.decode_ip_multicast_if(f).interface.packed.hex(), f
+
+
+def _i(v: int) -> bytes:
+    return struct.pack("=i", v)
+
+
+SEND_CASES: list[tuple[int, list[tuple[int, int, bytes]]]] = [
+    (socket.AF_INET, [(0, so.IP_TTL, _i(5))]),
+    (socket.AF_INET, [(0, so.IP_TTL, _i(0))]),
+    (socket.AF_INET, [(0, so.IP_TTL, _i(256))]),
+    (socket.AF_INET, [(0, so.IP_TTL, b"\x05")]),
+    (socket.AF_INET, [(0, so.IP_TOS, b"\x10")]),
+    (socket.AF_INET, [(0, so.IP_TOS, _i(0x10))]),
+    (socket.AF_INET, [(0, so.IP_TOS, _i(300))]),
+    (socket.AF_INET, [(0, so.IP_TOS, b"\x10\x00")]),
+    (socket.AF_INET, [(0, so.IP_PKTINFO, so.encode_in_pktinfo(
+        1, ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address(0)))]),
+    (socket.AF_INET, [(0, so.IP_PKTINFO, bytes(8))]),
+    (socket.AF_INET, [(0, 99, _i(1))]),
+    (socket.AF_INET, [(41, so.IPV6_HOPLIMIT, _i(5))]),         # other level: ignored
+    (socket.AF_INET, [(1, 99, _i(1))]),
+    (socket.AF_INET6, [(41, so.IPV6_HOPLIMIT, _i(5))]),
+    (socket.AF_INET6, [(41, so.IPV6_HOPLIMIT, _i(-1))]),
+    (socket.AF_INET6, [(41, so.IPV6_HOPLIMIT, _i(-2))]),
+    (socket.AF_INET6, [(41, so.IPV6_HOPLIMIT, b"\x05")]),
+    (socket.AF_INET6, [(41, so.IPV6_TCLASS, _i(0x28))]),
+    (socket.AF_INET6, [(41, so.IPV6_TCLASS, _i(256))]),
+    (socket.AF_INET6, [(41, so.IPV6_PKTINFO, so.encode_in6_pktinfo(
+        ipaddress.IPv6Address("::1"), 1))]),
+    (socket.AF_INET6, [(41, so.IPV6_PKTINFO, bytes(16))]),
+    (socket.AF_INET6, [(41, 99, _i(1))]),
+    (socket.AF_INET6, [(0, so.IP_TTL, _i(0))]),                # other level: ignored
+]
+
+
+def test_send_cmsgs_checked_like_linux(refnet: RefNet) -> None:
+    res = refnet.probe({"sendmsg": [
+        {"family": f, "cmsgs": [[lv, t, d.hex()] for lv, t, d in cm]} for f, cm in SEND_CASES
+    ]})["sendmsg"]
+    for (family, cm), theirs in zip(SEND_CASES, res, strict=True):
+        try:
+            ctl = so.parse_send_cmsgs(family, cm)
+        except so.SockoptError as e:
+            assert theirs == {"errno": e.errno}, cm
+            continue
+        assert theirs == {"ok": ""}, (cm, ctl)
+    ok = so.parse_send_cmsgs(socket.AF_INET, [(0, so.IP_TTL, _i(5)), (0, so.IP_TOS, b"\x10")])
+    assert (ok.ttl, ok.tos) == (5, 0x10)
