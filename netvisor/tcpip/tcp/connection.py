@@ -59,11 +59,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 M32: Final = 0xFFFFFFFF
-SYN: Final = TcpFlags.SYN
-FIN: Final = TcpFlags.FIN
-RST: Final = TcpFlags.RST
-PSH: Final = TcpFlags.PSH
-NOFLAGS: Final = TcpFlags.NONE
+# Flags as plain ints: IntFlag arithmetic runs in Python and costs microseconds per segment.
+SYN: Final = int(TcpFlags.SYN)
+FIN: Final = int(TcpFlags.FIN)
+RST: Final = int(TcpFlags.RST)
+PSH: Final = int(TcpFlags.PSH)
+NOFLAGS: Final = 0
 
 PAWS_24DAYS: Final = 24 * 86400.0  # RFC 7323 5.5: ts_recent invalid after 24 days idle
 MAX_WSCALE: Final = 14  # RFC 7323 2.3
@@ -427,7 +428,7 @@ class Connection:
         self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
         return field
 
-    def _header(self, seq: int, flags: TcpFlags, *, with_sack: bool = True,
+    def _header(self, seq: int, flags: int, *, with_sack: bool = True,
                 tsval: int | None = None) -> TcpRepr:
         ts = None
         if self.ts_ok:
@@ -819,7 +820,7 @@ class Connection:
                 self.transmit(now)
 
     def _segment_syn_sent(self, rep: TcpRepr, payload: memoryview, now: float) -> None:
-        flags = rep.flags
+        flags = int(rep.flags)
         ack_ok = False
         if rep.ack is not None:
             ack = self.snd_una + seq_diff(rep.ack, self.snd_una & M32)
@@ -898,7 +899,7 @@ class Connection:
     def _paws_reject(self, rep: TcpRepr, now: float) -> bool:
         # RFC 7323 5.3 R1: drop a segment whose TSval is older than TS.Recent,
         # unless TS.Recent is more than 24 days old (5.5). RSTs are exempt (Linux).
-        if not self.ts_ok or rep.timestamps is None or rep.flags & RST:
+        if not self.ts_ok or rep.timestamps is None or int(rep.flags) & RST:
             return False
         tsval = rep.timestamps[0]
         if seq_diff(tsval, self.ts_recent) >= 0:
@@ -908,7 +909,7 @@ class Connection:
         return True
 
     def _segment_synchronized(self, rep: TcpRepr, payload: memoryview, now: float) -> None:
-        flags = rep.flags
+        flags = int(rep.flags)
         st = self.state
         plen = len(payload)
         seg_seq = self.rcv_nxt + seq_diff(rep.seq, self.rcv_nxt & M32)
@@ -1015,7 +1016,7 @@ class Connection:
 
     def _segment_time_wait(self, rep: TcpRepr, seg_seq: int, seg_end: int, acceptable: bool,
                            now: float) -> None:
-        flags = rep.flags
+        flags = int(rep.flags)
         if flags & RST:
             # Linux default (tcp_rfc1337 = 0): an RST kills TIME-WAIT.
             if acceptable:
@@ -1065,7 +1066,7 @@ class Connection:
         acked = ack - prior_una
         if acked > 0:
             self._ack_advanced(rep, ack, now)
-        elif (ack == prior_una and plen == 0 and not rep.flags & (FIN | SYN)
+        elif (ack == prior_una and plen == 0 and not int(rep.flags) & (FIN | SYN)
               and not window_changed and self.flight > 0):
             # RFC 5681 2: a duplicate ACK.
             self.dupacks += 1
@@ -1256,12 +1257,12 @@ class Connection:
                 self.ack_pending = True
             self.unacked_rcv += n
             if self.quickack > 0:
+                # Linux quick-ack mode (start of a connection, TCP_QUICKACK): ACK every segment.
                 self.quickack -= max(1, n // max(self.rcv_mss, 1))
                 self.ack_pending = True
-            elif self.unacked_rcv >= 2 * self.rcv_mss or not self.opts.quickack is True:
-                # RFC 1122 4.2.3.2 / Linux: ACK at least every second full segment.
-                if self.unacked_rcv >= 2 * self.rcv_mss:
-                    self.ack_pending = True
+            elif self.unacked_rcv >= 2 * self.rcv_mss:
+                # RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second full segment.
+                self.ack_pending = True
             if not self.ack_pending and self.delack_at is None:
                 self.delack_at = now + self.ato
             self.wake_pending = True

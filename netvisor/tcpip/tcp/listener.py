@@ -49,7 +49,7 @@ class Listener:
                        rep: TcpRepr, payload: memoryview, nic_id: int, now: float,
                        iss: int | None = None) -> None:
         """A segment for a listening port with no connection (RFC 9293 3.10.7.2)."""
-        flags = rep.flags
+        flags = int(rep.flags)
         if flags & TcpFlags.RST:
             return
         if rep.ack is not None:

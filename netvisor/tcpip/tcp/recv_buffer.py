@@ -34,7 +34,8 @@ class RecvBuffer:
 
     def read(self, n: int, peek: bool = False) -> bytes:
         n = min(n, len(self))
-        out = bytes(self._buf[self._head:self._head + n])
+        with memoryview(self._buf) as mv:
+            out = bytes(mv[self._head:self._head + n])  # one copy
         if not peek:
             self._head += n
             if self._head == len(self._buf):

@@ -41,6 +41,7 @@ OPT_SACK: Final = 5
 OPT_TIMESTAMP: Final = 8
 
 _HDR = struct.Struct("!HHIIBBHHH")
+_ACK_BIT: Final = 0x10
 
 
 class TcpFlags(enum.IntFlag):
@@ -55,6 +56,10 @@ class TcpFlags(enum.IntFlag):
     URG = 0x20
     ECE = 0x40
     CWR = 0x80
+
+
+_FLAGS: Final = tuple(TcpFlags(i) for i in range(256))
+"""Every flags byte as a TcpFlags, built once (enum construction is slow on the hot path)."""
 
 
 class TcpView:
@@ -136,7 +141,8 @@ class TcpRepr:
     dst_port: int
     seq: int
     ack: int | None
-    flags: TcpFlags = TcpFlags.NONE
+    flags: TcpFlags | int = TcpFlags.NONE
+    """Control bits without ACK (plain ints are accepted: the hot path avoids enum ops)."""
     window: int = 0
     urgent: int = 0
     mss: int | None = None
@@ -175,9 +181,8 @@ class TcpRepr:
             if not view.verify_checksum(src, dst):
                 raise MalformedPacket("tcp: bad checksum")
         sport, dport, seq, ackn, off, fl, win, _ck, urg = _HDR.unpack_from(view.buf, 0)
-        flags = TcpFlags(fl)
-        ack = ackn if flags & TcpFlags.ACK else None
-        flags &= ~TcpFlags.ACK
+        ack = ackn if fl & _ACK_BIT else None
+        flags = _FLAGS[fl & ~_ACK_BIT]
         mss = wscale = ts = None
         sack_perm = False
         blocks: tuple[tuple[int, int], ...] = ()
@@ -203,9 +208,9 @@ class TcpRepr:
         total = hl + (len(payload) if payload_len is None else payload_len)
         if offset < 0 or offset + total > len(buf):
             raise ValueError("tcp emit: buffer too small")
-        fl = int(self.flags) & ~int(TcpFlags.ACK)
+        fl = int(self.flags) & ~_ACK_BIT
         if self.ack is not None:
-            fl |= TcpFlags.ACK
+            fl |= _ACK_BIT
         _HDR.pack_into(buf, offset, self.src_port, self.dst_port, self.seq & 0xFFFFFFFF,
                        (self.ack or 0) & 0xFFFFFFFF, (hl // 4) << 4, fl,
                        self.window & 0xFFFF, 0, self.urgent & 0xFFFF)

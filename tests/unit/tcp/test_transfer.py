@@ -194,3 +194,23 @@ def test_both_directions_and_close() -> None:
     net.run(net.now + 61)
     assert cli.conn.state == State.CLOSED
     assert not net.hosts[list(net.hosts)[0]].tcp.conns
+
+
+def test_receive_buffer_autotuning_grows_window() -> None:
+    """Linux-style dynamic right-sizing: a reader that keeps up opens the window past 64 KiB."""
+    net = Net(seed=1, delay=0.01)
+    t = setup_transfer(net, 8_000_000)
+    run_transfer(t, limit=60)
+    c = t.server.conn
+    assert c.window_space() > 1_000_000
+    assert t.client.conn.sndbuf_limit > 16384  # send buffer grew with cwnd
+
+
+def test_so_rcvbuf_locks_autotuning() -> None:
+    net = Net(seed=1, delay=0.01)
+    t = setup_transfer(net, 2_000_000)
+    import struct
+    from netvisor.tcpip.tcp import constants as C
+    t.listener.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, struct.pack("i", 32768))
+    run_transfer(t, limit=60)
+    assert t.server.conn.window_space() == 32768
