@@ -28,8 +28,14 @@ and flushes output in the same scheduling round. Each turn of the loop:
 3. run the stack's timers (and its local loopback deliveries);
 4. flush each NIC's queued frames as one ``write_batch``; frames a link did
    not take stay queued (in order) and a task waits for it to be writable;
-5. sleep until the stack's next deadline, an endpoint becoming readable or
-   writable, or a ``kick()``. Never one await per frame.
+5. sleep until the stack's next deadline, an endpoint becoming writable, or
+   a ``kick()`` that moved the deadline earlier. Never one await per frame.
+
+Received frames do not wake this loop: one reader task per endpoint waits
+for readability and runs the same turn itself (one task switch per batch
+instead of two), and ``kick()`` writes a socket call's output at once from
+the caller's task. Both are safe because trio runs one task at a time and
+a turn never awaits.
 
 Readiness: the Stack calls ``readiness_changed(sock)``; waiters of that
 socket wake and re-check ``sock.poll()`` in :meth:`NetStack.wait`.
@@ -65,8 +71,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 class _Link:
     nic_id: int
     endpoint: Any
-    readable: bool = True            # read once at start; the reader re-arms after
-    drained: trio.Event = field(default_factory=trio.Event)
+    readable: bool = True            # read once at start; then after each readiness
     pending: list[Frame] = field(default_factory=list)
     writer_waiting: bool = False
     closed: bool = False
@@ -168,9 +173,7 @@ class NetStack:
             self._wake.set()
             return
         self._flush()
-        deadline = self.stack.next_deadline()
-        if deadline is not None and deadline < self._sleep_until:
-            self._wake.set()
+        self._wake_if_earlier()
 
     async def wait(self, sock: Socket, events: int) -> int:
         """Wait until ``sock.poll()`` has one of ``events`` (or POLLERR/POLLHUP); return them."""
@@ -244,7 +247,6 @@ class NetStack:
                 busy = True
             else:
                 link.readable = False
-                link.drained.set()
         stack.handle_timer(now)
         self._flush()
         return busy
@@ -273,16 +275,28 @@ class NetStack:
                 self._nursery.start_soon(self._writer, link)
 
     async def _reader(self, link: _Link) -> None:
+        """Wait for ``link`` to be readable, then run the turn right here.
+
+        Running the turn in the task that saw readiness (rather than waking the
+        main loop) saves a task switch per received batch; it is safe because
+        trio runs one task at a time and ``_turn`` never awaits.
+        """
         while not link.closed:
-            if link.readable:
-                await link.drained.wait()
-                continue
-            try:
-                await link.endpoint.wait_readable()
-            except (OSError, trio.ClosedResourceError):
-                return
-            link.drained = trio.Event()
-            link.readable = True
+            if not link.readable:
+                try:
+                    await link.endpoint.wait_readable()
+                except (OSError, trio.ClosedResourceError):
+                    return
+                link.readable = True
+            busy = self._turn()
+            self._wake_if_earlier()
+            if busy:
+                await trio.lowlevel.checkpoint()  # let others run between full batches
+
+    def _wake_if_earlier(self) -> None:
+        """Wake the sleeping main loop when a timer now falls before its wake-up."""
+        deadline = self.stack.next_deadline()
+        if deadline is not None and deadline < self._sleep_until:
             self._wake.set()
 
     async def _writer(self, link: _Link) -> None:
