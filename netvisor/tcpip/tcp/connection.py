@@ -114,7 +114,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -215,6 +215,7 @@ class Connection:
         self.synack_cookie_mss = 0
         self.reordering = host.config.reordering
         self.rack = Rack()
+        self.snd_sml = 0
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -479,6 +480,8 @@ class Connection:
             self.bytes_retrans += n
         else:
             self.bytes_sent += n
+            if n < self.snd_mss:
+                self.snd_sml = end  # Minshall: end of the last small segment
             if self.sack_ok:
                 self.rack.sent(end, now)
             if self.rtt_seq is None and not self.ts_ok:
@@ -588,9 +591,11 @@ class Connection:
                         break
                 if n > mss and n < unsent:
                     n -= n % mss
-                if n < mss and n == unsent and self.flight > 0 and not fin_pending:
-                    # Nagle (RFC 896, RFC 1122 4.2.3.4) unless TCP_NODELAY; CORK holds
-                    # partial segments regardless of what is in flight.
+                if n < mss and n == unsent and self.snd_sml > self.snd_una and not fin_pending:
+                    # Nagle (RFC 896, RFC 1122 4.2.3.4) in Minshall's form, as Linux
+                    # (tcp_minshall_check): hold a small segment only while another
+                    # small one is unacknowledged. TCP_NODELAY turns it off; CORK
+                    # holds partial segments regardless of what is in flight.
                     if not self.opts.nodelay or self.opts.cork:
                         break
                 if n < mss and n == unsent and self.opts.cork:
