@@ -133,6 +133,9 @@ class UdpSocket:
         self.mcast_loop = True
         self.mcast_if: int | None = None
         self.tos = 0
+        self.pmtudisc = C.IP_PMTUDISC_WANT   # Linux default for UDP (ip_no_pmtu_disc=0)
+        self.pmtudisc6 = C.IP_PMTUDISC_WANT
+        self.dontfrag6 = False
         self.error = 0
         self.rxq: deque[tuple[bytes, SockAddr]] = deque()
         self.rx_bytes = 0
@@ -338,6 +341,19 @@ class UdpSocket:
         self._transmit(route, dst, dport, data, ttl)
         return n
 
+    def _dont_fragment(self, dst: IPAddress) -> bool | None:
+        """DF policy for ``dst``: True = EMSGSIZE over the path MTU (IP_PMTUDISC_DO /
+        PROBE, IPV6_DONTFRAG), False = never DF, None = Linux's WANT (DF unless
+        the datagram must be fragmented)."""
+        mode = self.pmtudisc if dst.version == 4 else self.pmtudisc6
+        if dst.version == 6 and self.dontfrag6:
+            return True
+        if mode in (C.IP_PMTUDISC_DO, C.IP_PMTUDISC_PROBE):
+            return True
+        if mode == C.IP_PMTUDISC_DONT or mode > C.IP_PMTUDISC_PROBE:
+            return False
+        return None
+
     def _check_payload(self, data: bytes | memoryview, dst: IPAddress) -> None:
         if len(data) > (MAX_PAYLOAD_V4 if dst.version == 4 else MAX_PAYLOAD_V6):
             raise NetError(errno.EMSGSIZE)
@@ -355,7 +371,7 @@ class UdpSocket:
         struct.pack_into("!H", seg, 6, fold(pseudo_header_sum(src, dst, C.IPPROTO_UDP,
                                                                UDP_HLEN + n)))
         self.stack.output(route, dst, C.IPPROTO_UDP, seg, ttl=ttl, tos=self.tos,
-                          checksum_offset=6,
+                          checksum_offset=6, dont_fragment=self._dont_fragment(dst),
                           multicast_loop=self.mcast_loop and dst.is_multicast)
         self.stack.counters.inc("udp_tx")
 
@@ -500,8 +516,13 @@ class UdpSocket:
                     raise NetError(errno.EINVAL)
                 nic = self._mreq_nic(value[4:], iface_only=False)
                 self._membership(optname == C.IP_ADD_MEMBERSHIP, group, nic)
-            elif optname in (C.IP_MTU_DISCOVER, C.IP_MULTICAST_ALL):
-                pass  # accepted; PMTU behaviour is fixed (IP_PMTUDISC_WANT)
+            elif optname == C.IP_MTU_DISCOVER:
+                v = _int_opt(value)
+                if not 0 <= v <= 5:  # up to IP_PMTUDISC_OMIT
+                    raise NetError(errno.EINVAL)
+                self.pmtudisc = v
+            elif optname == C.IP_MULTICAST_ALL:
+                pass  # accepted; delivery already follows the default (1)
             else:
                 raise NetError(errno.ENOPROTOOPT)
         elif level == C.IPPROTO_IPV6:
@@ -538,6 +559,13 @@ class UdpSocket:
                 self.mcast_if = idx or None
             elif optname == C.IPV6_TCLASS:
                 self.tos = _int_opt(value) & 0xFF
+            elif optname == C.IPV6_MTU_DISCOVER:
+                v = _int_opt(value)
+                if not 0 <= v <= 5:
+                    raise NetError(errno.EINVAL)
+                self.pmtudisc6 = v
+            elif optname == C.IPV6_DONTFRAG:
+                self.dontfrag6 = bool(_int_opt(value))
             elif optname in (C.IPV6_JOIN_GROUP, C.IPV6_LEAVE_GROUP):
                 if len(value) < 20:
                     raise NetError(errno.EINVAL)
@@ -614,7 +642,12 @@ class UdpSocket:
                 C.IP_TTL: self.ttl if self.ttl is not None else self.stack.config.default_ttl,
                 C.IP_TOS: self.tos, C.IP_MULTICAST_TTL: self.mcast_ttl,
                 C.IP_MULTICAST_LOOP: int(self.mcast_loop), C.IP_RECVERR: int(self.recverr),
+                C.IP_MTU_DISCOVER: self.pmtudisc,
             }
+            if optname == C.IP_MTU:
+                if self.remote_addr is None:
+                    raise NetError(errno.ENOTCONN)
+                return _pack_int(self._route(self.remote_addr, None).mtu)
             if optname in table:
                 return _pack_int(table[optname])
         elif level == C.IPPROTO_IPV6 and self.family == C.AF_INET6:
@@ -625,7 +658,12 @@ class UdpSocket:
                 C.IPV6_MULTICAST_HOPS: self.mcast_ttl,
                 C.IPV6_MULTICAST_LOOP: int(self.mcast_loop), C.IPV6_TCLASS: self.tos,
                 C.IPV6_MULTICAST_IF: self.mcast_if or 0,
+                C.IPV6_MTU_DISCOVER: self.pmtudisc6, C.IPV6_DONTFRAG: int(self.dontfrag6),
             }
+            if optname == C.IPV6_MTU:
+                if self.remote_addr is None:
+                    raise NetError(errno.ENOTCONN)
+                return _pack_int(self._route(self.remote_addr, None).mtu)
             if optname in table:
                 return _pack_int(table[optname])
         raise NetError(errno.ENOPROTOOPT)

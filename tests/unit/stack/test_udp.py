@@ -284,3 +284,25 @@ def test_link_local_needs_scope() -> None:
     assert f[IPv6].src.startswith("fe80::") and f[IPv6].dst == "fe80::2"
     feed(s, nic, E / IPv6(src="fe80::2", dst=f[IPv6].src) / UDP(sport=9, dport=f[UDP].sport) / b"r")
     assert u.recvfrom(10) == (b"r", ("fe80::2", 9, 0, nic))
+
+
+def test_pmtudisc_do_gives_emsgsize_and_dont_clears_df() -> None:
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.connect((PEER4, 9))
+    assert struct.unpack("i", u.getsockopt(C.IPPROTO_IP, C.IP_MTU, 4))[0] == 1500
+    u.setsockopt(C.IPPROTO_IP, C.IP_MTU_DISCOVER, struct.pack("i", C.IP_PMTUDISC_DO))
+    assert errno_of(u.send, b"x" * 1473) == errno.EMSGSIZE
+    u.send(b"x" * 1472)
+    (f,) = sent(s, nic)
+    assert f[IP].flags.DF
+    u.setsockopt(C.IPPROTO_IP, C.IP_MTU_DISCOVER, struct.pack("i", C.IP_PMTUDISC_DONT))
+    u.send(b"x" * 100)
+    (f,) = sent(s, nic)
+    assert not f[IP].flags.DF
+    v = s.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    v.setsockopt(C.IPPROTO_IPV6, C.IPV6_DONTFRAG, ONE)
+    assert errno_of(v.sendto, b"x" * 1453, 0, (PEER6, 9)) == errno.EMSGSIZE
+    v.sendto(b"x" * 1452, 0, (PEER6, 9))
+    assert len(sent(s, nic)) == 1
