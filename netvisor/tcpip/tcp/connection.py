@@ -85,7 +85,8 @@ RECEIVING_STATES: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.
 
 class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"[{self.extra['conn']}] {msg}", kwargs
+        extra = self.extra or {}
+        return f"[{extra.get('conn')}] {msg}", kwargs
 
 
 class Connection:
@@ -1021,21 +1022,19 @@ class Connection:
 
     def _segment_time_wait(self, rep: TcpRepr, seg_seq: int, seg_end: int, acceptable: bool,
                            now: float) -> None:
+        """TIME-WAIT input, as Linux tcp_timewait_state_process (tcp_rfc1337 = 0)."""
         flags = int(rep.flags)
+        if seg_seq == self.rcv_nxt and (seg_end == seg_seq or flags & RST):
+            if flags & RST:
+                self._done(now)  # an in-sequence RST kills TIME-WAIT
+            return  # a bare in-sequence ACK: nothing to do
         if flags & RST:
-            # Linux default (tcp_rfc1337 = 0): an RST kills TIME-WAIT.
-            if acceptable:
-                self._done(now)
-            return
-        if flags & SYN:
-            # A new SYN is handled by the transport (tcp_timewait_state_process TW_SYN);
-            # reaching here means it was not acceptable: ACK it.
-            self.ack_pending = True
-            self.send_ack(now)
-            return
-        if flags & FIN:
-            # Retransmitted FIN: ACK it and restart the 2MSL timer (RFC 9293 3.10.7.4).
+            return  # any other RST is ignored
+        # Everything else (retransmitted FIN, old data, a SYN no listener wants) is
+        # ACKed; with an ACK flag the 2MSL timer restarts (RFC 9293 3.10.7.4).
+        if rep.ack is not None:
             self.tw_at = now + self.host.config.time_wait_timeout
+        if self.host.challenge_ack_allowed(now):
             self.send_ack(now)
 
     def _challenge_ack(self, now: float) -> None:

@@ -77,8 +77,8 @@ class Binding:
 
 def normalise(addr: "IPAddress") -> "IPAddress":
     """IPv4-mapped IPv6 (::ffff:a.b.c.d) as IPv4; others unchanged."""
-    if addr.version == 6 and addr.ipv4_mapped is not None:  # type: ignore[union-attr]
-        return addr.ipv4_mapped  # type: ignore[union-attr]
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
     return addr
 
 
@@ -304,7 +304,8 @@ class TcpTransport:
             newer_seq = seq_diff(rep.seq, conn.rcv_nxt & M32) > 0
             newer_ts = (conn.ts_ok and rep.timestamps is not None
                         and seq_diff(rep.timestamps[0], conn.ts_recent) > 0)
-            if newer_seq or newer_ts:
+            lsock = self.find_listener(dst, rep.dst_port, src, rep.src_port)
+            if (newer_seq or newer_ts) and lsock is not None:
                 # RFC 6191 / Linux TCP_TW_SYN: reopen from TIME-WAIT with a larger ISN.
                 iss = (conn.snd_nxt + 65535 + 2) & M32
                 conn._done(now)
