@@ -71,6 +71,7 @@ MAX_WSCALE: Final = 14  # RFC 7323 2.3
 QUICKACK_SEGMENTS: Final = 16  # Linux TCP_MAX_QUICKACKS
 DEFAULT_MSS_V4: Final = 536  # RFC 9293 3.7.1 / RFC 6691 when no MSS option
 DEFAULT_MSS_V6: Final = 1220
+CORK_CEILING: Final = 0.2  # tcp(7): corked output waits at most 200 ms
 TSO_MAX_PAYLOAD: Final = 65535 - 60 - 80
 """Largest payload in one TSO super-segment: IP total length is 16 bits (minus headers)."""
 
@@ -115,7 +116,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -217,6 +218,8 @@ class Connection:
         self.reordering = host.config.reordering
         self.rack = Rack()
         self.snd_sml = 0
+        self.cork_at: float | None = None
+        self.more_pending = False
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -279,7 +282,7 @@ class Connection:
     def next_deadline(self) -> float | None:
         best: float | None = None
         for t in (self.rtx_at, self.persist_at, self.delack_at, self.keepalive_at,
-                  self.tw_at, self.defer_at, self.rack_at, self.tlp_at):
+                  self.tw_at, self.defer_at, self.rack_at, self.tlp_at, self.cork_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -564,8 +567,10 @@ class Connection:
                 self.force_rxt = False
         # 2. New data (RFC 5681, Nagle, SWS, windows).
         limit = self._tso_limit()
+        buf_end = self.sndbuf.end
+        corked = self.opts.cork or self.more_pending
         while True:
-            unsent = self.unsent
+            unsent = buf_end - self.snd_nxt
             fin_pending = self.fin_queued and self.snd_nxt <= self.fin_seq
             if unsent <= 0 and not fin_pending:
                 break
@@ -597,9 +602,13 @@ class Connection:
                     # (tcp_minshall_check): hold a small segment only while another
                     # small one is unacknowledged. TCP_NODELAY turns it off; CORK
                     # holds partial segments regardless of what is in flight.
-                    if not self.opts.nodelay or self.opts.cork:
+                    if not self.opts.nodelay or corked:
                         break
-                if n < mss and n == unsent and self.opts.cork:
+                if n < mss and n == unsent and corked and not fin_pending:
+                    # TCP_CORK / MSG_MORE: hold the partial segment; Linux sends it
+                    # anyway after 200 ms (tcp(7)), hence cork_at.
+                    if self.cork_at is None:
+                        self.cork_at = now + CORK_CEILING
                     break
             if not host.egress_has_room(nic):
                 break
@@ -610,6 +619,8 @@ class Connection:
             self.snd_nxt = end
             if n == 0:
                 break
+        if self.snd_nxt >= buf_end:
+            self.cork_at = None
         self._finish_output(now)
 
     def _finish_output(self, now: float) -> None:
@@ -675,8 +686,9 @@ class Connection:
         if self.flight == 0 and now - self.last_send_at > self.rtt.rto:
             # RFC 5681 4.1: restart window after idle.
             self.cc.on_idle_restart(self.host.config.initial_cwnd_segments)
-        if not more:
-            self.transmit(now)
+        # MSG_MORE holds a partial segment like TCP_CORK until the next plain send.
+        self.more_pending = more
+        self.transmit(now)
         return n
 
     def recv(self, n: int, now: float, peek: bool = False) -> bytes:
@@ -1328,6 +1340,17 @@ class Connection:
             self._on_rto(now)
             if self.dead:
                 return
+        if self.cork_at is not None and now >= self.cork_at:
+            self.cork_at = None
+            if self.state in SENDING_STATES and self.unsent > 0:
+                cork, self.opts.cork = self.opts.cork, False
+                more, self.more_pending = self.more_pending, False
+                nodelay, self.opts.nodelay = self.opts.nodelay, True
+                try:
+                    self.transmit(now)
+                finally:
+                    self.opts.cork, self.opts.nodelay = cork, nodelay
+                    self.more_pending = more and self.unsent > 0
         if self.tlp_at is not None and now >= self.tlp_at:
             self.tlp_at = None
             self._on_tlp(now)

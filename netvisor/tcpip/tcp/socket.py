@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 import errno
 import ipaddress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from netvisor.tcpip.errors import NetError
 from netvisor.tcpip.tcp import sockopts
@@ -45,6 +45,12 @@ from netvisor.tcpip.tcp.transport import V4_ANY, V6_ANY, Binding, normalise
 if TYPE_CHECKING:
     from netvisor.tcpip.api import IPAddress, SockAddr
     from netvisor.tcpip.tcp.transport import TcpTransport
+
+
+SIOCINQ: Final = 0x541B  # = FIONREAD
+SIOCOUTQ: Final = 0x5411  # = TIOCOUTQ
+SIOCOUTQNSD: Final = 0x894B
+SIOCATMARK: Final = 0x8905
 
 
 class SockState(enum.Enum):
@@ -451,6 +457,26 @@ class TcpSocket:
         if lowat and conn.notsent_bytes() >= lowat:
             return False
         return True
+
+    def ioctl(self, request: int) -> int:
+        """Integer socket ioctls as Linux tcp_ioctl: SIOCINQ/FIONREAD, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK."""
+        self._check_open()
+        conn = self.conn
+        if request in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD) and self.listener is not None:
+            raise NetError(errno.EINVAL)
+        if request == SIOCINQ:
+            return len(conn.rcvbuf) if conn is not None else 0
+        if request == SIOCOUTQ:
+            if conn is None or conn.state in (State.SYN_SENT, State.SYN_RECEIVED):
+                return 0
+            return max(0, conn.sndbuf.end - conn.snd_una) if not conn.dead else 0
+        if request == SIOCOUTQNSD:
+            if conn is None or conn.state in (State.SYN_SENT, State.SYN_RECEIVED) or conn.dead:
+                return 0
+            return conn.notsent_bytes()
+        if request == SIOCATMARK:
+            return 0  # urgent data is delivered in line
+        raise NetError(errno.ENOTTY)  # what a program sees for an unknown ioctl
 
     def fileno(self) -> int:  # pragma: no cover - sockets of the stack have no fd
         return -1

@@ -718,3 +718,25 @@ def test_rfc8985_6_rack_time_based_loss_detection() -> None:
     (r, p), = raw.out()
     assert r.seq == base and p == b"r" * 1460  # retransmitted long before the RTO
     assert s.conn.ca_state == 3  # Recovery
+
+
+def test_tcp_cork_ceiling_200ms_and_msg_more() -> None:
+    """tcp(7): corked partial data goes out after at most 200 ms; MSG_MORE corks one call."""
+    raw = Raw()
+    s, _ = raw.client()
+    s.setsockopt(C.IPPROTO_TCP, C.TCP_CORK, struct.pack("i", 1))
+    t0 = raw.ctx.now
+    s.send(b"corked")
+    raw.advance(t0 + 0.199)
+    assert raw.out() == []
+    raw.advance(t0 + 0.2)
+    (seg, p), = raw.out()
+    assert p == b"corked"
+    s.setsockopt(C.IPPROTO_TCP, C.TCP_CORK, struct.pack("i", 0))
+    raw.inject(raw.seg(0, ack=raw.ack_for(6)))
+    raw.out()
+    s.send(b"head", C.MSG_MORE)
+    assert raw.out() == []
+    s.send(b"tail")
+    (seg, p), = raw.out()
+    assert p == b"headtail"

@@ -315,3 +315,17 @@ def test_fake_ctx_is_a_transport_context() -> None:
     raw = Raw()
     with pytest.raises(MalformedPacket):
         raw.inject(TcpRepr(1, 80, 1, None, F.SYN | F.FIN, 0))
+
+
+def test_ioctls_inq_outq_like_linux() -> None:
+    from netvisor.tcpip.tcp.socket import SIOCINQ, SIOCOUTQ, SIOCOUTQNSD
+    raw = Raw()
+    s, _ = raw.client(window=1000, ws=None)
+    s.send(b"a" * 3000)
+    raw.out()
+    assert s.ioctl(SIOCOUTQ) == 3000 and s.ioctl(SIOCOUTQNSD) == 2000
+    raw.inject(raw.seg(0, ack=raw.ack_for(1000), window=1000), b"xyz")
+    assert s.ioctl(SIOCINQ) == 3 and s.ioctl(SIOCOUTQ) == 2000
+    ls = raw.tcp.socket(AF_INET)
+    ls.listen(1)
+    assert err(ls.ioctl, SIOCINQ) == errno.EINVAL
