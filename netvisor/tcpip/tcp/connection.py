@@ -895,6 +895,13 @@ class Connection:
             self.rtt.sample(now - self.rtt_sent_at)
         elif self.ts_ok and rep.timestamps and rep.timestamps[1]:
             self.rtt.sample(((self.ts_now() - rep.timestamps[1]) & M32) / 1000)
+        elif self.syn_retries > 0:
+            # RFC 6298 5.7 / Linux TCP_TIMEOUT_FALLBACK: no sample after a lost
+            # SYN -> RTO of 3 s once data flows.
+            self.rtt.base_rto = max(self.rtt.base_rto, 3.0)
+        if self.syn_retries > 1:
+            # RFC 5681 3.1 / Linux tcp_init_transfer: lost SYNs -> initial window of 1.
+            self.cc.cwnd = self.snd_mss
         self.rtt_seq = None
         self.rcv_space_at = now
 

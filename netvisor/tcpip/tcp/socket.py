@@ -194,7 +194,13 @@ class TcpSocket:
             # Linux: connecting to INADDR_ANY means the loopback address.
             dst = ipaddress.IPv4Address("127.0.0.1") if dst.version == 4 else \
                 ipaddress.IPv6Address("::1")
-        route = self.t.ctx.route(dst, src=bound_src)
+        scope: int | None = None
+        if dst.version == 6 and dst.is_link_local:
+            # Linux: a link-local destination needs a scope id (interface).
+            scope = int(addr[3]) if len(addr) >= 4 and addr[3] else 0
+            if not scope:
+                raise NetError(errno.EINVAL)
+        route = self.t.ctx.route(dst, src=bound_src, bound_nic=scope)
         src = bound_src or route.src
         if b is None:
             nb = Binding(src, 0, self.family, self.opts.v6only, self.opts.reuseaddr,
