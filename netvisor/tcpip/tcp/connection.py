@@ -792,6 +792,12 @@ class Connection:
 
     def _done(self, now: float) -> None:
         """Connection is gone (Linux tcp_done): CLOSED, timers off, shutdown both ways."""
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("done: sent=%d retrans=%d (%d bytes) recoveries=%d tlp=%d dsacks=%d "
+                           "srtt=%s cwnd=%d reordering=%d err=%d", self.bytes_sent,
+                           self.total_retrans, self.bytes_retrans, self.lost_count,
+                           self.rack.probes, self.rack.dsacks, self.rtt.srtt, self.cc.cwnd,
+                           self.reordering, self.sk_err)
         self._set_state(State.CLOSED)
         self.shutdown = SHUTDOWN_MASK
         self.rtx_at = self.persist_at = self.delack_at = self.keepalive_at = None

@@ -61,12 +61,15 @@ class Listener:
             if not flags & TcpFlags.SYN and t.config.syncookies and self._cookie_ack(
                     t, src, dst, rep, payload, nic_id, now):
                 return
+            log.debug("listener %s: ACK from %s:%d matches no request or cookie: RST",
+                      rep.dst_port, src, rep.src_port)
             t.send_reset(src, dst, rep, len(payload))
             return
         if not flags & TcpFlags.SYN:
             return
         if self.accept_full():
             self.overflows += 1
+            log.debug("listener %s: accept queue full, SYN dropped", rep.dst_port)
             return
         cookie = t.config.syncookies == 2 or len(self.syn_queue) >= max(self.backlog, 1)
         if cookie and not t.config.syncookies:

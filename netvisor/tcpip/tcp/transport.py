@@ -320,6 +320,8 @@ class TcpTransport:
             lsock.listener.handle_segment(self, src, dst, rep, payload, nic_id, now, iss)
             return
         self.stats["no_socket"] += 1
+        log.debug("no socket for %s:%d -> %s:%d flags=%#x: RST", src, rep.src_port, dst,
+                  rep.dst_port, int(rep.flags))
         self.send_reset(src, dst, rep, len(payload))
 
     def find_listener(self, dst: "IPAddress", port: int, src: "IPAddress",
