@@ -116,7 +116,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -220,6 +220,7 @@ class Connection:
         self.snd_sml = 0
         self.cork_at: float | None = None
         self.more_pending = False
+        self.pingpong = 0
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -484,6 +485,10 @@ class Connection:
             self.bytes_retrans += n
         else:
             self.bytes_sent += n
+            if n and now - self.last_data_recv_at < self.ato and self.data_segs_in:
+                # Linux tcp_event_data_sent: answering soon after data arrived means
+                # an interactive exchange -> delay ACKs so that they ride on data.
+                self.pingpong = min(self.pingpong + 1, 3)
             if n < self.snd_mss:
                 self.snd_sml = end  # Minshall: end of the last small segment
             if self.sack_ok:
@@ -1285,8 +1290,9 @@ class Connection:
                 # RFC 5681 4.2: ACK at once when a segment fills (part of) a gap.
                 self.ack_pending = True
             self.unacked_rcv += n
-            if self.quickack > 0:
-                # Linux quick-ack mode (start of a connection, TCP_QUICKACK): ACK every segment.
+            if self.quickack > 0 and not self.pingpong:
+                # Linux quick-ack mode (start of a connection, TCP_QUICKACK): ACK every
+                # segment, unless the exchange is interactive (tcp_in_quickack_mode).
                 self.quickack -= max(1, n // max(self.rcv_mss, 1))
                 self.ack_pending = True
             elif self.unacked_rcv >= 2 * self.rcv_mss:
@@ -1384,6 +1390,7 @@ class Connection:
                 return
         if self.delack_at is not None and now >= self.delack_at:
             self.delack_at = None
+            self.pingpong = 0  # Linux tcp_delack_timer_handler leaves pingpong mode
             if self.state in SYNCHRONIZED and self.last_ack_sent != self.rcv_nxt:
                 self.send_ack(now)
             elif self.state in SYNCHRONIZED and self.unacked_rcv:

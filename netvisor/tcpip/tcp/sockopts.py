@@ -158,6 +158,7 @@ def setsockopt(sock: "TcpSocket", level: int, optname: int, value: bytes) -> Non
             o.quickack = bool(v)
             if v and conn is not None and not conn.dead:
                 conn.quickack = max(conn.quickack, 16)
+                conn.pingpong = 0
                 if conn.delack_at is not None:
                     conn.send_ack(now)
                     sock.t.post(conn)

@@ -740,3 +740,21 @@ def test_tcp_cork_ceiling_200ms_and_msg_more() -> None:
     s.send(b"tail")
     (seg, p), = raw.out()
     assert p == b"headtail"
+
+
+def test_interactive_exchange_piggybacks_acks_linux_pingpong() -> None:
+    """Request/response: after the first answer, requests are not ACKed alone (delayed ACK)."""
+    raw = Raw()
+    s, _ = raw.client()
+    off = 0
+    for i in range(3):
+        raw.inject(raw.seg(off, ack=raw.ack_for(i)), b"q")
+        off += 1
+        first = raw.out()
+        assert s.recv(10) == b"q"
+        s.send(b"r")
+        reply = raw.out()
+        assert reply[-1][1] == b"r" and reply[-1][0].ack == (raw.peer_iss + 1 + off) & 0xFFFFFFFF
+        if i >= 1:
+            assert first == []  # the ACK rode on the reply
+    assert s.conn.pingpong >= 1
