@@ -107,7 +107,10 @@ class TcpSocket:
             return (str(ip), port)
         if ip.version == 4:
             return (f"::ffff:{ip}", port, 0, 0)
-        return (str(ip), port, 0, 0)
+        scope = 0
+        if ip.is_link_local and self.conn is not None:
+            scope = self.conn.route.nic_id  # Linux reports sin6_scope_id for link-local
+        return (str(ip), port, 0, scope)
 
     # ------------------------------------------------------------ bind/listen/connect
 

@@ -50,6 +50,14 @@ def tcp_info_bytes(sock: "TcpSocket") -> bytes:
     srtt = conn.rtt.srtt or 0.0
     unacked_segs = -(-conn.flight // mss) if conn.flight > 0 else 0
     sacked_segs = -(-conn.board.sacked // mss) if conn.sack_ok else conn.dupacks
+    # lost_out / retrans_out: holes deemed lost and not yet resent / resent, in segments.
+    lost_end = min(conn._lost_end(), conn.snd_nxt)
+    frm = max(conn.high_rxt, conn.snd_una)
+    lost_bytes = conn.board.hole_bytes(frm, lost_end) if lost_end > frm else 0
+    rx_bytes = conn.board.hole_bytes(conn.snd_una, frm) if conn.ca_state >= CaState.RECOVERY \
+        else 0
+    lost_segs = -(-lost_bytes // mss)
+    retrans_segs = -(-rx_bytes // mss)
     ssthresh = conn.cc.ssthresh
     ssthresh_segs = INFINITE if ssthresh >= INFINITE else ssthresh // mss
     ca_state = conn.ca_state if state in (State.ESTABLISHED, State.CLOSE_WAIT,
@@ -59,7 +67,7 @@ def tcp_info_bytes(sock: "TcpSocket") -> bytes:
         int(state), int(ca_state), min(conn.retransmits, 255), min(conn.probes_out, 255),
         min(conn.rtt.backoff, 255), opts, wscale, 0,
         int(conn.rtt.rto * us), int(conn.ato * us), conn.snd_mss, conn.rcv_mss,
-        unacked_segs, sacked_segs, 0, 0, 0,
+        unacked_segs, sacked_segs, lost_segs, retrans_segs, 0,
         int((now - conn.last_send_at) * ms), int((now - conn.last_send_at) * ms),
         int((now - conn.last_data_recv_at) * ms), int((now - conn.last_ack_recv_at) * ms),
         conn.pmtu, conn.window_space(), int(srtt * us), int(conn.rtt.rttvar * us),

@@ -26,7 +26,7 @@ import itertools
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from netvisor.tcpip.errors import MalformedPacket
+from netvisor.tcpip.errors import MalformedPacket, NetError
 from netvisor.tcpip.tcp.config import TcpConfig
 from netvisor.tcpip.tcp.connection import M32, Connection
 from netvisor.tcpip.tcp.constants import AF_INET, AF_INET6, State
@@ -238,9 +238,15 @@ class TcpTransport:
     # ---------------------------------------------------------------- output
 
     def output(self, conn: Connection, segment: bytearray, gso_size: int) -> None:
-        self.ctx.output(conn.route, conn.raddr, PROTO_TCP, segment,
-                        checksum_offset=16 if conn.route.checksum_offload else -1,
-                        gso_size=gso_size, tos=conn.opts.tos, ttl=conn.opts.ttl)
+        try:
+            self.ctx.output(conn.route, conn.raddr, PROTO_TCP, segment,
+                            checksum_offset=16 if conn.route.checksum_offload else -1,
+                            gso_size=gso_size, tos=conn.opts.tos, ttl=conn.opts.ttl)
+        except NetError as exc:
+            # The route vanished under us (address removed, NIC gone): the segment is
+            # lost like on a wire; retransmission and timeouts deal with it.
+            self.stats["output_errors"] = self.stats.get("output_errors", 0) + 1
+            log.debug("output to %s failed: %s", conn.raddr, exc)
 
     def output_raw(self, route: "Route", dst: "IPAddress", rep: TcpRepr,
                    src: "IPAddress") -> None:

@@ -257,6 +257,7 @@ def test_tcp_info_counts_retransmissions() -> None:
     raw.advance(raw.ctx.now + 0.21)
     f = TCP_INFO.unpack(s.getsockopt(C.IPPROTO_TCP, C.TCP_INFO, 512))
     assert f[2] == 1 and f[1] == 4  # retransmits, ca_state Loss
+    assert f[12] == 1 and f[14] == 0 and f[15] == 1  # unacked, lost, retrans (segments)
     assert f[8 + 24 - 1] == 1  # total_retrans
 
 
