@@ -552,7 +552,10 @@ class Supervisor:
                 if e.errno == errno.EAGAIN:
                     await self.stack.wait(sock, select.POLLIN)
                     continue
+                if e.errno == errno.EBADF:
+                    return
                 es.error = e.errno   # an ICMP error (IP_RECVERR-less): pending SO_ERROR
+                await trio.lowlevel.checkpoint()
                 continue
             while True:
                 try:
@@ -620,6 +623,8 @@ class Supervisor:
                 if e.errno == errno.EAGAIN:
                     await self.stack.wait(es.sock, select.POLLIN)
                     continue
+                if e.errno == errno.EBADF:
+                    return
                 await trio.sleep(0.01)
                 continue
             es.queue.append((conn, addr))
@@ -706,7 +711,7 @@ class Supervisor:
                 return 0
             raise Reply(0, errno.EISCONN)
         if es.state == "listening":
-            raise Reply(0, errno.EINVAL)  # __inet_stream_connect: default case
+            raise Reply(0, errno.EISCONN)  # as Linux answers (measured)
         nonblock = self._nonblocking(n, n.args[0])
         if es.state == "connecting":
             if nonblock:
@@ -716,6 +721,13 @@ class Supervisor:
             raise Reply(0, errno.EAFNOSUPPORT)
         if es.family == socket.AF_INET and fam != socket.AF_INET:
             raise Reply(0, errno.EAFNOSUPPORT)
+        if es.state == "fresh" and es.connect_interrupted:
+            # A completed-with-error connect nobody collected: Linux reports it
+            # to the next connect() (sock_error in __inet_stream_connect).
+            es.connect_interrupted = False
+            err, es.error = es.error, 0
+            if err:
+                raise Reply(0, err)
         if es.error and es.state == "fresh":
             es.error = 0
         try:
@@ -765,11 +777,8 @@ class Supervisor:
             done = es.connect_done
             assert done is not None
             with trio.move_on_after(es.sndtimeo if es.sndtimeo is not None else float("inf")):
-                try:
-                    await done.wait()
-                except trio.Cancelled:
-                    es.connect_interrupted = True
-                    raise
+                await done.wait()
+                es.connect_interrupted = False
                 if es.state == "connected":
                     return 0
                 err, es.error = es.error, 0
@@ -788,6 +797,9 @@ class Supervisor:
         else:
             es.error = err
             es.state = "fresh"
+        # Until a connect() call collects the outcome, the next one answers it
+        # (0 after a completed non-blocking connect, as Linux does).
+        es.connect_interrupted = True
         self._drain_filler(es)
         assert es.connect_done is not None
         es.connect_done.set()

@@ -1,0 +1,158 @@
+"""A Python program exercising the emulated calls and their errnos, run under
+netvisor and directly in a kernel namespace (the reference): same results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_run_basic import STACK, nv_run
+from tests.nsutil import Netns
+
+pytestmark = pytest.mark.namespaces
+
+CALLS_PROGRAM = r'''
+import errno, select, socket, struct, sys, time, os
+
+results = []
+def rec(name, fn):
+    try:
+        v = fn()
+        results.append((name, "ok", v))
+    except OSError as e:
+        results.append((name, "err", errno.errorcode.get(e.errno, e.errno)))
+
+def S(fam=socket.AF_INET, t=socket.SOCK_STREAM):
+    return socket.socket(fam, t)
+
+def opt(s, lvl, o):
+    return s.getsockopt(lvl, o)
+
+# basic options
+t = S()
+rec("so_type", lambda: opt(t, socket.SOL_SOCKET, socket.SO_TYPE))
+rec("so_domain", lambda: opt(t, socket.SOL_SOCKET, socket.SO_DOMAIN))
+rec("so_protocol", lambda: opt(t, socket.SOL_SOCKET, socket.SO_PROTOCOL))
+rec("so_error", lambda: opt(t, socket.SOL_SOCKET, socket.SO_ERROR))
+rec("so_acceptconn", lambda: opt(t, socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+rec("nodelay_set", lambda: t.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
+rec("nodelay_get", lambda: opt(t, socket.IPPROTO_TCP, socket.TCP_NODELAY))
+rec("reuse_set", lambda: t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1))
+rec("reuse_get", lambda: opt(t, socket.SOL_SOCKET, socket.SO_REUSEADDR) != 0)
+rec("keepalive_get", lambda: opt(t, socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+rec("getpeername_fresh", lambda: t.getpeername())
+rec("getsockname_fresh", lambda: t.getsockname())
+rec("shutdown_fresh", lambda: t.shutdown(socket.SHUT_RDWR))
+rec("listen_udp", lambda: S(t=socket.SOCK_DGRAM).listen(1))
+rec("accept_unlistened", lambda: t.accept())
+rec("bind_nonlocal", lambda: S().bind(("10.9.9.9", 0)))
+rec("bind_badfamily", lambda: S(socket.AF_INET6).bind(("127.0.0.1", 0)))
+rec("socketpair_inet", lambda: socket.socketpair(socket.AF_INET, socket.SOCK_STREAM))
+rec("sock_seqpacket_inet", lambda: socket.socket(socket.AF_INET, socket.SOCK_SEQPACKET))
+rec("sock_stream_udpproto", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 17))
+
+# listener
+srv = S(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+rec("bind", lambda: srv.bind(("127.0.0.1", 0)))
+port = srv.getsockname()[1]
+rec("bind_again", lambda: srv.bind(("127.0.0.1", 0)))
+rec("bind_inuse", lambda: S().bind(("127.0.0.1", port)))
+rec("listen", lambda: srv.listen(8))
+rec("acceptconn", lambda: opt(srv, socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+srv.setblocking(False)
+rec("accept_empty_nb", lambda: srv.accept())
+srv.setblocking(True)
+rec("connect_listening", lambda: srv.connect(("127.0.0.1", port)))
+
+c = S()
+rec("connect", lambda: c.connect(("127.0.0.1", port)))
+rec("connect_again", lambda: c.connect(("127.0.0.1", port)))
+rec("peer_port", lambda: c.getpeername() == ("127.0.0.1", port))
+rec("listener_readable", lambda: select.select([srv], [], [], 2)[0] == [srv])
+a, addr = srv.accept()
+rec("accepted_addr", lambda: addr == c.getsockname())
+rec("accepted_name", lambda: a.getsockname() == ("127.0.0.1", port))
+rec("send", lambda: c.send(b"hello"))
+rec("recv", lambda: a.recv(100))
+a.settimeout(0.3)
+rec("recv_timeout", lambda: a.recv(100))
+a.settimeout(None)
+rec("shut_wr", lambda: c.shutdown(socket.SHUT_WR))
+rec("send_after_shut", lambda: c.send(b"x", socket.MSG_NOSIGNAL))
+rec("eof", lambda: a.recv(100))
+rec("a_send", lambda: a.send(b"back"))
+rec("c_recv", lambda: c.recv(100))
+a.close()
+rec("c_eof", lambda: c.recv(100))
+c.close()
+
+# refused: blocking and non-blocking
+r = S()
+rec("connect_refused", lambda: r.connect(("127.0.0.1", 1)))
+r2 = S(); r2.setblocking(False)
+rec("connect_nb", lambda: r2.connect(("127.0.0.1", 1)))
+def wait_out():
+    p = select.poll(); p.register(r2, select.POLLOUT)
+    return bool(p.poll(3000))
+rec("connect_nb_pollout", wait_out)
+rec("connect_nb_soerror", lambda: opt(r2, socket.SOL_SOCKET, socket.SO_ERROR))
+r3 = S(); r3.setblocking(False)
+rec("connect_nb_ok", lambda: r3.connect_ex(("127.0.0.1", port)) in (0, errno.EINPROGRESS))
+rec("connect_nb_ok_poll", lambda: bool(select.select([], [r3], [], 3)[1]))
+rec("connect_nb_ok_err", lambda: opt(r3, socket.SOL_SOCKET, socket.SO_ERROR))
+rec("connect_nb_again", lambda: r3.connect(("127.0.0.1", port)))
+
+# UDP
+u1 = S(t=socket.SOCK_DGRAM); u1.bind(("127.0.0.1", 0))
+u2 = S(t=socket.SOCK_DGRAM); u2.bind(("127.0.0.1", 0))
+rec("udp_sendto", lambda: u2.sendto(b"datagram", u1.getsockname()))
+rec("udp_recvfrom", lambda: u1.recvfrom(100) == (b"datagram", u2.getsockname()))
+rec("udp_trunc", lambda: (u2.sendto(b"0123456789", u1.getsockname()), u1.recvfrom(4)[0]))
+rec("udp_connect", lambda: u2.connect(u1.getsockname()))
+rec("udp_send", lambda: u2.send(b"conn"))
+rec("udp_recv", lambda: u1.recv(100))
+rec("udp_peer", lambda: u2.getpeername() == u1.getsockname())
+def recvmsg_case():
+    u2.send(b"msg")
+    data, anc, flags, addr = u1.recvmsg(100, 1024)
+    return data, flags, addr == u2.getsockname()
+rec("udp_recvmsg", recvmsg_case)
+def sendmsg_case():
+    n = u1.sendmsg([b"ab", b"cd"], [], 0, u2.getsockname())
+    return n, u2.recv(10)
+rec("udp_sendmsg", sendmsg_case)
+u1.settimeout(0.3)
+rec("udp_timeout", lambda: u1.recvfrom(10))
+u1.setblocking(False)
+rec("udp_nb_empty", lambda: u1.recvfrom(10))
+rec("udp_fionread", lambda: (u2.send(b"12345"), time.sleep(0.1),
+                             __import__("fcntl").ioctl(u1, 0x541B, b"\0\0\0\0"))[2])
+rec("udp_empty_dgram", lambda: (u2.send(b""), time.sleep(0.1), u1.recvfrom(10)[0])[2])
+
+# IPv6
+s6 = S(socket.AF_INET6)
+rec("v6only", lambda: opt(s6, socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+rec("v6_bind", lambda: s6.bind(("::1", 0)))
+rec("v6_name", lambda: s6.getsockname()[0])
+u6 = S(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(("::1", 0))
+u7 = S(socket.AF_INET6, socket.SOCK_DGRAM)
+rec("v6_udp", lambda: (u7.sendto(b"six", u6.getsockname()), u6.recvfrom(10)[0]))
+
+for name, kind, v in results:
+    print(name, kind, repr(v))
+'''
+
+
+def test_calls_match_the_kernel(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    ns = make_netns("nvr")
+    prog = tmp_path / "calls.py"
+    prog.write_text(CALLS_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60)
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert len(ref.stdout.splitlines()) > 60
+    assert got.stdout.splitlines() == ref.stdout.splitlines()
