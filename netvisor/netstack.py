@@ -178,6 +178,13 @@ class NetStack:
     async def wait(self, sock: Socket, events: int) -> int:
         """Wait until ``sock.poll()`` has one of ``events`` (or POLLERR/POLLHUP); return them."""
         mask = events | select.POLLERR | select.POLLHUP
+        ready = sock.poll() & mask
+        if ready:
+            # Like every trio async API, a checkpoint even when ready at once:
+            # a caller's loop over an always-ready socket (EOF, pending error)
+            # must not starve the stack loop and other tasks.
+            await trio.lowlevel.checkpoint()
+            return sock.poll() & mask or ready
         while True:
             ready = sock.poll() & mask
             if ready:

@@ -63,6 +63,10 @@ the skb truesize Linux charges; keeps many tiny datagrams from being free)."""
 V4_ANY: Final = IPv4Address(0)
 V6_ANY: Final = IPv6Address(0)
 V4_BCAST: Final = IPv4Address("255.255.255.255")
+GENERIC_SOCKET_OPTIONS: Final = frozenset({
+    C.SO_DONTROUTE, C.SO_KEEPALIVE, C.SO_OOBINLINE, C.SO_NO_CHECK, C.SO_PRIORITY,
+    C.SO_LINGER, C.SO_PASSCRED, C.SO_RCVLOWAT, C.SO_TIMESTAMP, C.SO_TIMESTAMPNS, C.SO_MARK,
+})
 
 
 def _int_opt(value: bytes) -> int:
@@ -144,6 +148,7 @@ class UdpSocket:
         self.shut_wr = False
         self.closed = False
         self.memberships: set[tuple[IPAddress, int]] = set()
+        self.generic_opts: dict[int, bytes] = {}
         self.bind_seq = 0
 
     # -- helpers ---------------------------------------------------------------
@@ -469,6 +474,12 @@ class UdpSocket:
                 if idx and not self.stack.has_nic(idx):
                     raise NetError(errno.ENODEV)
                 self.bound_nic = idx or None
+            elif optname in GENERIC_SOCKET_OPTIONS:
+                # Accepted by Linux sock_setsockopt for any socket; stored and
+                # reported back, no effect on a datagram socket here.
+                if len(value) < (8 if optname == C.SO_LINGER else 4):
+                    raise NetError(errno.EINVAL)
+                self.generic_opts[optname] = bytes(value[:8 if optname == C.SO_LINGER else 4])
             elif optname == C.SO_BINDTODEVICE:
                 name = bytes(value).split(b"\x00", 1)[0].decode(errors="replace")
                 if not name:
@@ -631,6 +642,9 @@ class UdpSocket:
                 C.SO_BROADCAST: int(self.broadcast), C.SO_RCVBUF: self.rcvbuf,
                 C.SO_SNDBUF: self.sndbuf, C.SO_BINDTOIFINDEX: self.bound_nic or 0,
             }
+            if optname in GENERIC_SOCKET_OPTIONS:
+                default = bytes(8) if optname == C.SO_LINGER else _pack_int(0)
+                return self.generic_opts.get(optname, default)
             if optname == C.SO_ERROR:
                 code, self.error = self.error, 0
                 self.stack.readiness_changed(self)

@@ -128,3 +128,28 @@ def test_backpressure_keeps_frames_until_link_takes_them() -> None:
         assert [int.from_bytes(g[:2], "big") for g in got] == list(range(40))
 
     run(check, queue_limit=4)
+
+
+def test_wait_is_a_checkpoint_even_when_ready() -> None:
+    """A loop over an always-ready socket must let other tasks run (trio convention)."""
+    async def main() -> None:
+        ns = NetStack(seed=4)
+        ran = []
+        async with trio.open_nursery() as n:
+            await n.start(ns.serve)
+            s = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            with pytest.raises(NetError):
+                s.shutdown(socket.SHUT_RD)  # ENOTCONN, but EOF from now on (Linux)
+
+            async def other() -> None:
+                ran.append(True)
+
+            n.start_soon(other)
+            for _ in range(10):
+                assert await ns.wait(s, select.POLLIN) & select.POLLIN
+                assert s.recv(10) == b""
+            assert ran
+            n.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

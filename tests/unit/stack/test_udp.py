@@ -306,3 +306,13 @@ def test_pmtudisc_do_gives_emsgsize_and_dont_clears_df() -> None:
     assert errno_of(v.sendto, b"x" * 1453, 0, (PEER6, 9)) == errno.EMSGSIZE
     v.sendto(b"x" * 1452, 0, (PEER6, 9))
     assert len(sent(s, nic)) == 1
+
+
+def test_generic_socket_options_are_accepted() -> None:
+    s, _ = make_stack()
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    linger = struct.pack("ii", 1, 5)
+    u.setsockopt(C.SOL_SOCKET, C.SO_LINGER, linger)  # Linux accepts it on any socket
+    assert u.getsockopt(C.SOL_SOCKET, C.SO_LINGER, 8) == linger
+    u.setsockopt(C.SOL_SOCKET, C.SO_PRIORITY, struct.pack("i", 3))
+    assert u.getsockopt(C.SOL_SOCKET, C.SO_PRIORITY, 4) == struct.pack("i", 3)
