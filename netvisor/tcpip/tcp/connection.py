@@ -563,6 +563,7 @@ class Connection:
                 if not self.force_rxt and self.pipe() >= cwnd:
                     break
                 if not host.egress_has_room(nic):
+                    host.egress_blocked(self, now)
                     self._finish_output(now)
                     return
                 s, e = hole
@@ -616,6 +617,7 @@ class Connection:
                         self.cork_at = now + CORK_CEILING
                     break
             if not host.egress_has_room(nic):
+                host.egress_blocked(self, now)
                 break
             end = self.snd_nxt + n
             if fin_pending and end == self.fin_seq:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROTO_TCP: Final = 6
+EGRESS_RETRY: Final = 0.001  # seconds between retries of egress-blocked connections
 CHALLENGE_ACK_LIMIT: Final = 1000  # per second (Linux tcp_challenge_ack_limit, RFC 5961 7)
 V4_ANY: Final = ipaddress.IPv4Address(0)
 V6_ANY: Final = ipaddress.IPv6Address(0)
@@ -103,6 +104,8 @@ class TcpTransport:
         self._next_ephemeral = ctx.rng.randrange(self.config.ephemeral_ports[0],
                                                  self.config.ephemeral_ports[1] + 1)
         self.stats: dict[str, int] = {"rst_sent": 0, "malformed": 0, "no_socket": 0}
+        self._blocked: set[Connection] = set()
+        self._blocked_retry_at: float | None = None
 
     # ---------------------------------------------------------------- sockets
 
@@ -258,6 +261,32 @@ class TcpTransport:
     def egress_has_room(self, nic_id: int) -> bool:
         return self.ctx.egress_has_room(nic_id)
 
+    def egress_blocked(self, conn: Connection, now: float) -> None:
+        """``conn`` stopped sending because its NIC queue is full (shaper backpressure).
+
+        The network layer has no "room again" callback (Linux has TSQ's), so the
+        blocked connections are retried every EGRESS_RETRY seconds, and at every
+        packet or timer turn, until the queue takes data again.
+        """
+        self._blocked.add(conn)
+        if self._blocked_retry_at is None:
+            self._blocked_retry_at = now + EGRESS_RETRY
+
+    def _retry_blocked(self, now: float) -> None:
+        blocked = self._blocked
+        self._blocked = set()
+        self._blocked_retry_at = None
+        for conn in blocked:
+            if conn.dead:
+                continue
+            if self.ctx.egress_has_room(conn.route.nic_id):
+                conn.transmit(now)
+                self.post(conn)
+            else:
+                self._blocked.add(conn)
+        if self._blocked:
+            self._blocked_retry_at = now + EGRESS_RETRY
+
     def challenge_ack_allowed(self, now: float) -> bool:
         sec = int(now)
         if sec != self._challenge_window:
@@ -320,6 +349,8 @@ class TcpTransport:
         if conn is not None:
             conn.handle_segment(rep, payload, now)
             self.post(conn)
+            if self._blocked and conn in self._blocked and len(self._blocked) > 1:
+                self._retry_blocked(now)
             return
         lsock = self.find_listener(dst, rep.dst_port, src, rep.src_port)
         if lsock is not None and lsock.listener is not None:
@@ -385,6 +416,8 @@ class TcpTransport:
     # ---------------------------------------------------------------- timers
 
     def handle_timer(self, now: float) -> None:
+        if self._blocked_retry_at is not None and now >= self._blocked_retry_at:
+            self._retry_blocked(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             dl, _, conn = heapq.heappop(heap)
@@ -396,10 +429,11 @@ class TcpTransport:
 
     def next_deadline(self) -> float | None:
         heap = self._heap
+        best = self._blocked_retry_at
         while heap:
             dl, _, conn = heap[0]
             if conn.dead or conn.scheduled_at != dl:
                 heapq.heappop(heap)
                 continue
-            return dl
-        return None
+            return dl if best is None or dl < best else best
+        return best

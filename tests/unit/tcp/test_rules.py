@@ -758,3 +758,20 @@ def test_interactive_exchange_piggybacks_acks_linux_pingpong() -> None:
         if i >= 1:
             assert first == []  # the ACK rode on the reply
     assert s.conn.pingpong >= 1
+
+
+def test_egress_blocked_connection_resumes_without_any_ack() -> None:
+    """Backpressure from a queue filled by someone else: the blocked sender is retried."""
+    raw = Raw()
+    s, _ = raw.client()
+    raw.ctx.room = False
+    s.send(b"w" * 1000)
+    assert raw.out() == [] and s.conn.flight == 0
+    d = raw.tcp.next_deadline()
+    assert d is not None and d <= raw.ctx.now + 0.001 + 1e-9
+    raw.advance(raw.ctx.now + 0.005)
+    assert raw.out() == []  # still full: keeps waiting, data stays queued
+    raw.ctx.room = True
+    raw.advance(raw.ctx.now + 0.002)
+    (seg, p), = raw.out()
+    assert p == b"w" * 1000
