@@ -77,6 +77,75 @@ class _Link:
     closed: bool = False
 
 
+def config_from_sysctls(root: str = "/proc/sys") -> StackConfig:
+    """A StackConfig from the Linux sysctls of the current network namespace.
+
+    ``netvisor run --netns`` takes a namespace over the way runsc does; its
+    sysctls (ipfrag_time, icmp_ratelimit, accept_dad, port range, neighbour
+    timers...) then keep applying to the stack. Read inside the namespace
+    (``/proc/sys/net`` shows the reading thread's namespace). Missing or
+    unreadable entries keep the Linux defaults.
+    """
+    cfg = StackConfig()
+
+    def read(path: str) -> list[int] | None:
+        try:
+            with open(f"{root}/{path}") as f:
+                return [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            return None
+
+    def one(path: str) -> int | None:
+        v = read(path)
+        return v[0] if v else None
+
+    simple: list[tuple[str, str, float]] = [
+        ("net/ipv4/ipfrag_time", "ipv4_frag_timeout", 1.0),
+        ("net/ipv6/ip6frag_time", "ipv6_frag_timeout", 1.0),
+        ("net/ipv4/ipfrag_high_thresh", "frag_high_thresh", 1),
+        ("net/ipv4/ip_default_ttl", "default_ttl", 1),
+        ("net/ipv6/conf/default/hop_limit", "default_hop_limit", 1),
+        ("net/ipv4/icmp_ratelimit", "icmp_ratelimit_interval", 0.001),
+        ("net/ipv4/icmp_msgs_per_sec", "icmp_msgs_per_sec", 1),
+        ("net/ipv4/icmp_msgs_burst", "icmp_msgs_burst", 1),
+        ("net/core/rmem_default", "udp_rcvbuf", 1),
+        ("net/core/rmem_max", "rcvbuf_max", 1),
+        ("net/core/wmem_default", "udp_sndbuf", 1),
+        ("net/ipv4/neigh/default/base_reachable_time_ms", "base_reachable_time", 0.001),
+        ("net/ipv4/neigh/default/retrans_time_ms", "retrans_timer", 0.001),
+        ("net/ipv4/neigh/default/delay_first_probe_time", "delay_first_probe_time", 1.0),
+        ("net/ipv4/neigh/default/mcast_solicit", "max_multicast_solicit", 1),
+        ("net/ipv4/neigh/default/ucast_solicit", "max_unicast_solicit", 1),
+        ("net/ipv4/neigh/default/gc_stale_time", "neigh_gc_stale_time", 1.0),
+        ("net/ipv4/neigh/default/unres_qlen_bytes", "neigh_queue_bytes", 1),
+        ("net/ipv6/conf/default/dad_transmits", "dad_transmits", 1),
+    ]
+    for path, attr, scale in simple:
+        v = one(path)
+        if v is not None and v >= 0:
+            setattr(cfg, attr, v * scale if isinstance(scale, float) else int(v * scale))
+    ports = read("net/ipv4/ip_local_port_range")
+    if ports and len(ports) == 2 and 0 < ports[0] <= ports[1] <= 65535:
+        cfg.ephemeral_low, cfg.ephemeral_high = ports
+    bcast = one("net/ipv4/icmp_echo_ignore_broadcasts")
+    if bcast is not None:
+        cfg.icmp_echo_ignore_broadcasts = bool(bcast)
+    # DAD runs unless accept_dad < 1 both for "all" and the interface (addrconf_dad_begin).
+    dad_all, dad_default = one("net/ipv6/conf/all/accept_dad"), one("net/ipv6/conf/default/accept_dad")
+    if dad_all is not None and dad_default is not None and dad_all < 1 and dad_default < 1:
+        cfg.dad_transmits = 0
+    rs = one("net/ipv6/conf/default/router_solicitations")
+    if rs is not None:
+        cfg.router_solicitations = rs if rs >= 0 else 3  # -1 = unlimited; we cap at 3
+    ra = one("net/ipv6/conf/default/accept_ra")
+    if ra is not None:
+        cfg.accept_ra = ra > 0
+    auto = one("net/ipv6/conf/default/autoconf")
+    if auto is not None:
+        cfg.autoconf = auto > 0
+    return cfg
+
+
 class NetStack:
     """Owns a :class:`~netvisor.tcpip.stack.Stack` and its link endpoints (see module doc).
 

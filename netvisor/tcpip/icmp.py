@@ -146,6 +146,8 @@ class IcmpRateLimiter:
             self._global = TokenBucket(cfg.icmp_msgs_per_sec, cfg.icmp_msgs_burst, now)
         if not self._global.take(now):
             return False
+        if cfg.icmp_ratelimit_interval <= 0:
+            return True  # icmp_ratelimit=0: no per-destination limit (Linux)
         bucket = self._peers.get(dst)
         if bucket is None:
             if len(self._peers) >= self.MAX_PEERS:

@@ -153,3 +153,25 @@ def test_wait_is_a_checkpoint_even_when_ready() -> None:
             n.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_config_from_sysctls(tmp_path: "object") -> None:
+    from pathlib import Path
+
+    from netvisor.netstack import config_from_sysctls
+
+    root = Path(str(tmp_path))
+    values = {
+        "net/ipv4/ipfrag_time": "2", "net/ipv6/ip6frag_time": "3",
+        "net/ipv4/icmp_ratelimit": "0", "net/ipv4/ip_local_port_range": "40000\t40100",
+        "net/ipv6/conf/all/accept_dad": "0", "net/ipv6/conf/default/accept_dad": "0",
+        "net/ipv4/neigh/default/retrans_time_ms": "500", "net/ipv4/ip_default_ttl": "garbage",
+    }
+    for rel, text in values.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text + "\n")
+    cfg = config_from_sysctls(str(root))
+    assert (cfg.ipv4_frag_timeout, cfg.ipv6_frag_timeout) == (2.0, 3.0)
+    assert cfg.icmp_ratelimit_interval == 0 and cfg.dad_transmits == 0
+    assert (cfg.ephemeral_low, cfg.ephemeral_high) == (40000, 40100)
+    assert cfg.retrans_timer == 0.5 and cfg.default_ttl == 64  # unreadable: Linux default
