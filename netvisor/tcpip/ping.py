@@ -103,6 +103,7 @@ class PingTransport(UdpTransport):
             return False
         ident = struct.unpack_from("!H", msg, 4)[0]
         self.current_nic = nic_id
+        self.current_dst = dst
         best: UdpSocket | None = None
         best_score = -1
         for s in self.ports.get(ident, ()):

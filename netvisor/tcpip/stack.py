@@ -166,6 +166,9 @@ class Stack:
         self._next_nic = LOOPBACK_NIC
         self._local_addrs: set[IPAddress] = set()
         self._bcast4: set[IPAddress] = set()
+        self.rx_ttl_tos: tuple[int, int] = (0, 0)
+        """TTL/hop limit and TOS/traffic class of the packet being delivered
+        (transports read it for IP_RECVTTL/IP_PKTINFO-style metadata)."""
         self._echo_handlers: list[Callable[[IPAddress, IPAddress, bytes], None]] = []
         self.udp = UdpTransport(self)
         self.register_transport(self.udp)
@@ -1072,6 +1075,7 @@ class Stack:
             self.counters.drop(DropReason.NOT_FOR_US)
             return
         self.counters.inc("ipv4_rx")
+        self.rx_ttl_tos = (pkt[8], pkt[1])
         proto = pkt[9]
         flags_off = (pkt[6] << 8) | pkt[7]
         payload = pkt[ihl:]
@@ -1311,6 +1315,7 @@ class Stack:
                     tentative_dst = a.state is AddrState.TENTATIVE
                     break
         self.counters.inc("ipv6_rx")
+        self.rx_ttl_tos = (pkt[7], ((pkt[0] & 0x0F) << 4) | (pkt[1] >> 4))
         nh = pkt[6]
         nh_field = 6           # offset of the Next Header field that names ``nh``
         off = 40

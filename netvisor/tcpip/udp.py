@@ -106,6 +106,14 @@ class RecvResult:
     length: int
     """Full datagram length (so MSG_TRUNC callers can report it)."""
     truncated: bool
+    dst: IPAddress | None = None
+    """Destination address of the datagram (IP_PKTINFO ipi_addr / ipi6_addr)."""
+    ifindex: int = 0
+    """NIC it arrived on (IP_PKTINFO ipi_ifindex)."""
+    ttl: int = 0
+    """Its TTL / hop limit (IP_RECVTTL, IPV6_RECVHOPLIMIT)."""
+    tos: int = 0
+    """Its TOS / traffic class (IP_RECVTOS, IPV6_RECVTCLASS)."""
 
 
 class UdpSocket:
@@ -141,7 +149,8 @@ class UdpSocket:
         self.pmtudisc6 = C.IP_PMTUDISC_WANT
         self.dontfrag6 = False
         self.error = 0
-        self.rxq: deque[tuple[bytes, SockAddr]] = deque()
+        self.rxq: deque[tuple[bytes, SockAddr, tuple[Any, ...]]] = deque()
+        """(payload, source sockaddr, (dst, ifindex, ttl, tos))"""
         self.rx_bytes = 0
         self.drops = 0
         self.shut_rd = False
@@ -389,14 +398,14 @@ class UdpSocket:
             if self.shut_rd:
                 return RecvResult(b"", self.sockaddr(None, 0), 0, False)
             raise NetError(errno.EAGAIN)
-        data, addr = self.rxq[0]
+        data, addr, meta = self.rxq[0]
         if not flags & C.MSG_PEEK:
             self.rxq.popleft()
             self.rx_bytes -= len(data) + RCV_OVERHEAD
             self.stack.readiness_changed(self)
         n = len(data)
         truncated = n > bufsize
-        return RecvResult(data[:bufsize] if truncated else data, addr, n, truncated)
+        return RecvResult(data[:bufsize] if truncated else data, addr, n, truncated, *meta)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         return self.recvmsg(bufsize, flags).data
@@ -701,7 +710,8 @@ class UdpSocket:
         else:
             addr = (str(src), sport)
         was_empty = not self.rxq
-        self.rxq.append((data, addr))
+        t = self.transport
+        self.rxq.append((data, addr, (t.current_dst, t.current_nic, *self.stack.rx_ttl_tos)))
         self.rx_bytes += cost
         if was_empty:
             self.stack.readiness_changed(self)
@@ -717,6 +727,7 @@ class UdpTransport:
         self.stack = stack
         self.ports: dict[int, list[UdpSocket]] = {}
         self.current_nic = 0
+        self.current_dst: IPAddress | None = None
         self._bind_seq = 0
 
     # -- port table ------------------------------------------------------------
@@ -828,6 +839,7 @@ class UdpTransport:
                 raise MalformedPacket("UDP checksum")
         payload = bytes(seg[UDP_HLEN:])
         self.current_nic = nic_id
+        self.current_dst = dst
         version = dst.version
         candidates = self.ports.get(dport)
         if not candidates:

@@ -79,7 +79,7 @@ def test_reuseport_spreads_flows_but_keeps_each_flow_on_one_socket() -> None:
     counts = [len(x.rxq) for x in group]
     assert sum(counts) == 80 and all(c > 0 for c in counts)
     for x in group:  # each flow's two datagrams landed together
-        sports = [int(a[1]) for _, a in x.rxq]
+        sports = [int(a[1]) for _, a, _meta in x.rxq]
         assert all(sports.count(p) == 2 for p in sports)
 
 
@@ -316,3 +316,17 @@ def test_generic_socket_options_are_accepted() -> None:
     assert u.getsockopt(C.SOL_SOCKET, C.SO_LINGER, 8) == linger
     u.setsockopt(C.SOL_SOCKET, C.SO_PRIORITY, struct.pack("i", 3))
     assert u.getsockopt(C.SOL_SOCKET, C.SO_PRIORITY, 4) == struct.pack("i", 3)
+
+
+def test_recvmsg_reports_destination_nic_ttl_and_tos() -> None:
+    s, nic = make_stack()
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", 4100))
+    feed(s, nic, E / IP(src=PEER4, dst=OUR4, ttl=33, tos=0x28) / UDP(sport=1, dport=4100) / b"m")
+    r = u.recvmsg(100)
+    assert (r.dst, r.ifindex, r.ttl, r.tos) == (ipaddress.ip_address(OUR4), nic, 33, 0x28)
+    v = s.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    v.bind(("::", 4101))
+    feed(s, nic, E / IPv6(src=PEER6, dst=OUR6, hlim=7, tc=0x10) / UDP(sport=1, dport=4101) / b"n")
+    r = v.recvmsg(100)
+    assert (r.dst, r.ifindex, r.ttl, r.tos) == (ipaddress.ip_address(OUR6), nic, 7, 0x10)
