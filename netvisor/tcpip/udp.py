@@ -395,7 +395,10 @@ class UdpSocket:
             raise NetError(errno.EBADF)
         self._take_error()
         if not self.rxq:
-            if self.shut_rd:
+            if self.shut_rd and not flags & C.MSG_DONTWAIT:
+                # Linux __skb_wait_for_more_packets: a *blocking* receive after
+                # SHUT_RD returns 0 at once; a non-blocking one (MSG_DONTWAIT or
+                # O_NONBLOCK, which the caller maps to MSG_DONTWAIT) gets EAGAIN.
                 return RecvResult(b"", self.sockaddr(None, 0), 0, False)
             raise NetError(errno.EAGAIN)
         data, addr, meta = self.rxq[0]

@@ -330,3 +330,13 @@ def test_recvmsg_reports_destination_nic_ttl_and_tos() -> None:
     feed(s, nic, E / IPv6(src=PEER6, dst=OUR6, hlim=7, tc=0x10) / UDP(sport=1, dport=4101) / b"n")
     r = v.recvmsg(100)
     assert (r.dst, r.ifindex, r.ttl, r.tos) == (ipaddress.ip_address(OUR6), nic, 7, 0x10)
+
+
+def test_recv_after_shut_rd_eof_when_blocking_eagain_when_not() -> None:
+    s, _ = make_stack()
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    assert errno_of(u.shutdown, C.SHUT_RD) == errno.ENOTCONN
+    assert u.poll() & (C.POLLIN | C.POLLRDHUP) == C.POLLIN | C.POLLRDHUP
+    assert u.recv(10) == b""
+    assert errno_of(u.recv, 10, C.MSG_DONTWAIT) == errno.EAGAIN
