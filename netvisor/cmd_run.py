@@ -162,11 +162,14 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
     resolv = cleanup.enter_context(_resolv_conf(args.dns))
     sandboxed = spawn(cmd, new_netns=True, resolv_conf=resolv)
     cleanup.callback(sandboxed.close)
-    netlink = None
+    netlink = interfaces = None
     if netstack is not None:
-        from netvisor.syscall.wiring import netlink_factory
+        from netvisor.syscall.wiring import describe, netlink_factory
         netlink = netlink_factory(netstack)
-    code = trio.run(_supervise, sandboxed, provider, netstack, debug, netlink)
+
+        def interfaces() -> Any:
+            return describe(netstack)[0]
+    code = trio.run(_supervise, sandboxed, provider, netstack, debug, netlink, interfaces)
     terminal_foreground_restore()
     for msg in sandboxed.messages:
         _error(msg)
@@ -177,9 +180,10 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
 
 
 async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO | None,
-                     netlink: Any) -> int:
+                     netlink: Any, interfaces: Any) -> int:
     from netvisor.syscall.supervisor import Supervisor
-    supervisor = Supervisor(sandboxed.listener, provider, debug=debug, netlink=netlink)
+    supervisor = Supervisor(sandboxed.listener, provider, debug=debug, netlink=netlink,
+                            interfaces=interfaces)
     async with trio.open_nursery() as nursery:
         if netstack is not None:
             await nursery.start(netstack.serve)

@@ -145,11 +145,13 @@ class Supervisor:
     """Serves one sandbox's seccomp listener from a stack."""
 
     def __init__(self, listener: Listener, provider: Provider, *,
-                 debug: TextIO | None = None, netlink: Any = None) -> None:
+                 debug: TextIO | None = None, netlink: Any = None,
+                 interfaces: Callable[[], Any] | None = None) -> None:
         self.listener = listener
         self.stack = provider
         self.debug = debug
         self.netlink = netlink
+        self.interfaces = interfaces
         self.socks: dict[int, EmuSocket] = {}
         self.sock_dev = -1
         self.pending: dict[int, trio.CancelScope] = {}
@@ -320,9 +322,7 @@ class Supervisor:
         have = struct.unpack("<i", memory.read(n.pid, len_ptr, 4))[0]
         if have < 0:
             raise Reply(0, errno.EINVAL)
-        raw = sockaddr.encode(addr, family)
-        if family == socket.AF_INET6 and addr is None:
-            raw = raw[:2]
+        raw = _encode(addr, family)
         memory.write(n.pid, addr_ptr, raw[:have])
         memory.write(n.pid, len_ptr, struct.pack("<i", len(raw)))
 
@@ -389,7 +389,7 @@ class Supervisor:
             raise Reply(0, errno.ESOCKTNOSUPPORT)
         sup, prog = self._new_pair(socket.SOCK_SEQPACKET)
         es = EmuSocket(socket.AF_NETLINK, base, proto, None, sup)
-        es.netlink = self.netlink()
+        es.netlink = self.netlink(_ns_pid(n.pid))
         es.state = "netlink"
         try:
             self._install(n, es, prog, flags)
@@ -825,7 +825,7 @@ class Supervisor:
     def _getsockname(self, n: Notification) -> int:
         es = self._emulated(n, n.args[0])
         if es.netlink is not None:
-            raw = struct.pack("<HHII", socket.AF_NETLINK, 0, n.pid, 0)
+            raw = struct.pack("<HHII", socket.AF_NETLINK, 0, es.netlink.pid, 0)
             have = struct.unpack("<i", memory.read(n.pid, n.args[2], 4))[0]
             memory.write(n.pid, n.args[1], raw[:max(have, 0)])
             memory.write(n.pid, n.args[2], struct.pack("<i", len(raw)))
@@ -945,16 +945,43 @@ class Supervisor:
         req = n.args[1] & 0xFFFFFFFF
         if es is None or req in (0x541B, 0x5411):
             raise Continue()  # FIONREAD/SIOCOUTQ: the pair's own queue answers
-        if self.netlink is not None and hasattr(self, "ifreq_handler"):
-            return int(self.ifreq_handler(n, req))  # type: ignore[attr-defined]
-        raise Continue()
+        if self.interfaces is None or req & 0xFF00 != 0x8900:
+            raise Continue()
+        return self._ifreq(n, es, req)
+
+    def _ifreq(self, n: Notification, es: EmuSocket, req: int) -> int:
+        """SIOCGIF* answered from the stack's interfaces (H6's ifreq codec)."""
+        from netvisor.syscall import ifreq
+        assert self.interfaces is not None
+        itfs = self.interfaces()
+        ptr = n.args[2]
+        if req == 0x8912:  # SIOCGIFCONF
+            ifc_len, buf = ifreq.decode_ifconf(memory.read(n.pid, ptr, ifreq.IFCONF_SIZE))
+            new_len, data = ifreq.ifconf(itfs, ifc_len, buf_is_null=not buf)
+            if data:
+                memory.write(n.pid, buf, data)
+            memory.write(n.pid, ptr, ifreq.encode_ifconf(new_len, buf))
+            return 0
+        if req not in ifreq.IFREQ_IOCTLS and req != 0x8910:
+            raise Continue()   # setters and the rest: the sandbox's own empty namespace
+        raw = memory.read(n.pid, ptr, ifreq.IFREQ_SIZE)
+        try:
+            out = ifreq.ifreq_ioctl(req, raw, itfs, family=es.family)
+        except ifreq.IoctlError as e:
+            raise Reply(0, e.errno) from None
+        memory.write(n.pid, ptr, out)
+        return 0
 
     # --------------------------------------------------------- datagrams
     def _sendto(self, n: Notification) -> int:
         es = self._emulated(n, n.args[0])
         length = n.args[2] & 0xFFFFFFFF
         flags = n.args[3] & 0xFFFFFFFF
-        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+        if es.netlink is not None:
+            data = memory.read(n.pid, n.args[1], length)
+            self._netlink_request(es, data, n.pid)
+            return length
+        if es.type == socket.SOCK_STREAM:
             raise Continue()  # TCP ignores the address (as Linux does on a connected socket)
         if length > 65535 + 8:
             raise Reply(0, errno.EMSGSIZE)
@@ -979,6 +1006,8 @@ class Supervisor:
                 return None
         finally:
             dup.close()
+        if es.netlink is not None:
+            return data, NL_KERNEL, time.time()
         # Resynchronise the source FIFO: entries of datagrams the program read
         # with plain recv() (untrapped) are skipped by content.
         while es.rxq and es.rxq[0][1] != data:
@@ -1018,7 +1047,7 @@ class Supervisor:
 
     def _recvfrom(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated(n, n.args[0])
-        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+        if es.type == socket.SOCK_STREAM:
             raise Continue()
         size = n.args[2] & 0xFFFFFFFF
         flags = n.args[3] & 0xFFFFFFFF
@@ -1055,7 +1084,7 @@ class Supervisor:
 
     def _recvmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated(n, n.args[0])
-        if es.type == socket.SOCK_STREAM or es.netlink is not None:
+        if es.type == socket.SOCK_STREAM:
             raise Continue()
         hdr_ptr = n.args[1]
         flags = n.args[2] & 0xFFFFFFFF
@@ -1077,7 +1106,7 @@ class Supervisor:
         written = memory.scatter(n.pid, iovs, data[:size])
         out_flags = MSG_TRUNC if len(data) > size else 0
         if name:
-            raw = sockaddr.encode(addr, es.family) if addr is not None else b""
+            raw = _encode(addr, es.family) if addr is not None else b""
             memory.write(n.pid, name, raw[:namelen])
             memory.write(n.pid, hdr_ptr + 8, struct.pack("<I", len(raw)))
         cmsgs = b""
@@ -1174,6 +1203,30 @@ class Supervisor:
             if not data and self._hup(es.sup):
                 return
             self._netlink_request(es, data, 0)
+
+
+NL_KERNEL = ("netlink-kernel",)
+
+
+def _encode(addr: Any, family: int) -> bytes:
+    if family == socket.AF_NETLINK:
+        return struct.pack("<HHII", socket.AF_NETLINK, 0, 0, 0)  # from the kernel: pid 0
+    raw = sockaddr.encode(addr, family)
+    if addr is None and family == socket.AF_INET6:
+        raw = raw[:2]
+    return raw
+
+
+def _ns_pid(tid: int) -> int:
+    """The thread group's pid as the program sees it (last NSpid field)."""
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return tid
 
 
 def _cmsg(level: int, ctype: int, payload: bytes) -> bytes:

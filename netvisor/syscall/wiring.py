@@ -256,7 +256,7 @@ def describe(ns: NetStack) -> tuple[list[Any], list[Any], list[Any]]:
             addrs.append(ifdesc.AddressInfo(a, scope=ifdesc.default_scope(a),
                                             broadcast=ifdesc.ipv4_broadcast(a)))
         for a6 in nic.v6:
-            iface = ipaddress.ip_interface(f"{a6.ip}/{getattr(a6, 'prefixlen', 64)}")
+            iface = a6.iface
             addrs.append(ifdesc.AddressInfo(iface, scope=ifdesc.default_scope(iface)))
         interfaces.append(ifdesc.InterfaceInfo(
             index=nic.id, name=nic.name[:15], mac=nic.mac if not nic.loopback else bytes(6),
@@ -273,28 +273,24 @@ def describe(ns: NetStack) -> tuple[list[Any], list[Any], list[Any]]:
 class _NetlinkAdapter:
     """The supervisor's view of H6's sans-IO NetlinkRouteSocket."""
 
-    def __init__(self, ns: NetStack) -> None:
+    def __init__(self, ns: NetStack, pid: int) -> None:
         from netvisor.syscall.netlink import NetlinkRouteSocket
         self.ns = ns
-        self.nl: Any = None
-        self._cls = NetlinkRouteSocket
+        self.pid = pid
+        self.nl = NetlinkRouteSocket(*describe(ns), pid)
 
     def handle(self, data: bytes, pid: int) -> list[bytes]:
-        interfaces, routes, neighbours = describe(self.ns)
-        if self.nl is None:
-            self.nl = self._cls(interfaces, routes, neighbours, pid or 1)
-        else:
-            self.nl.update(interfaces, routes, neighbours)
+        self.nl.update(*describe(self.ns))
         self.nl.handle_request(data)
         return list(self.nl.replies())
 
 
-def netlink_factory(ns: NetStack) -> Callable[[], _NetlinkAdapter] | None:
+def netlink_factory(ns: NetStack) -> Callable[[int], _NetlinkAdapter] | None:
     try:
         import netvisor.syscall.netlink  # noqa: F401
     except ImportError:
         return None
-    return lambda: _NetlinkAdapter(ns)
+    return lambda pid: _NetlinkAdapter(ns, pid)
 
 
 def print_stats(ns: NetStack) -> None:
