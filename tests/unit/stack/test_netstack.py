@@ -175,3 +175,23 @@ def test_config_from_sysctls(tmp_path: "object") -> None:
     assert cfg.icmp_ratelimit_interval == 0 and cfg.dad_transmits == 0
     assert (cfg.ephemeral_low, cfg.ephemeral_high) == (40000, 40100)
     assert cfg.retrans_timer == 0.5 and cfg.default_ttl == 64  # unreadable: Linux default
+
+
+def test_tcp_connect_to_silent_neighbour_fails_with_ehostunreach() -> None:
+    """Both families: 3 solicitations 1 s apart, then the local host-unreachable
+    (Linux ip_link_failure / ip6_link_failure) ends the SYN-SENT connection."""
+    async def check(a: NetStack, b: NetStack) -> None:
+        for fam, dst in ((socket.AF_INET, "10.0.0.99"), (socket.AF_INET6, "fd00::99")):
+            try:
+                c = a.socket(fam, socket.SOCK_STREAM)
+            except NetError:
+                pytest.skip("no TCP transport")
+            t0 = trio.current_time()
+            with pytest.raises(NetError):
+                c.connect((dst, 80))  # EINPROGRESS
+            a.kick()
+            await a.wait(c, select.POLLOUT)
+            assert int.from_bytes(c.getsockopt(1, 4, 4), "little") == errno.EHOSTUNREACH
+            assert trio.current_time() - t0 == pytest.approx(3.0)
+
+    run(check)
