@@ -1202,6 +1202,9 @@ class Stack:
             for h in self._echo_handlers:
                 h(src, dst, bytes(msg))
             return
+        if type_ == I.ICMP_REDIRECT:
+            self._redirect4_input(nic, msg, src, now)
+            return
         if type_ in (I.ICMP_DEST_UNREACH, I.ICMP_TIME_EXCEEDED, I.ICMP_PARAMETERPROB):
             info_field = struct.unpack_from("!I", msg, 4)[0]
             quoted = msg[8:]
@@ -1552,6 +1555,8 @@ class Stack:
                 self._na_input(nic, msg, src, dst, now)
             elif type_ == I.ICMPV6_RA:
                 self._ra_input(nic, msg, src, now)
+            elif type_ == I.ICMPV6_REDIRECT:
+                self._redirect6_input(nic, msg, src, now)
             return
         if type_ == I.ICMPV6_MLD_QUERY:
             self._mld_query(nic, msg, now)
@@ -1763,6 +1768,55 @@ class Stack:
                                  valid_lifetime=None if valid == INFINITE else valid,
                                  preferred_lifetime=None if preferred == INFINITE else preferred)
                 self.counters.inc("slaac_addresses")
+
+    def _redirect4_input(self, nic: Nic, msg: memoryview, src: IPv4Address, now: float) -> None:
+        """ICMP redirect (RFC 1122 3.2.2.2; Linux accept_redirects=1, secure_redirects=1):
+        accepted only from the current gateway of the destination, for a new
+        gateway on the same link; installs a host route that expires."""
+        if len(msg) < 8 + 28 or msg[1] > 3:
+            self.counters.drop(DropReason.ICMP_IGNORED)
+            return
+        new_gw = IPv4Address(bytes(msg[4:8]))
+        parsed = self._parse_quoted(4, msg[8:])
+        if parsed is None:
+            self.counters.drop(DropReason.MALFORMED)
+            return
+        dst = parsed[2]
+        cur = self.routes.lookup(dst, now=now)
+        on_link = self.routes.lookup(new_gw, nic_id=nic.id, now=now)
+        if cur is None or cur.gateway != src or on_link is None or on_link.gateway is not None \
+                or new_gw in self._local_addrs or new_gw == src:
+            self.counters.drop(DropReason.ICMP_IGNORED)
+            return
+        host = IPv4Network(f"{dst}/32")
+        self.routes.remove(host, nic_id=nic.id)
+        self.routes.add(RouteEntry(host, nic.id, gateway=new_gw, origin="redirect",
+                                   expires_at=now + PMTU_EXPIRES))
+        self.counters.inc("redirects_accepted")
+
+    def _redirect6_input(self, nic: Nic, msg: memoryview, src: IPv6Address, now: float) -> None:
+        """NDP Redirect (RFC 4861 8.1 validity, 8.3 host processing)."""
+        if not src.is_link_local or len(msg) < 40:
+            self.counters.drop(DropReason.NDP_INVALID)
+            return
+        target = IPv6Address(bytes(msg[8:24]))
+        dst = IPv6Address(bytes(msg[24:40]))
+        opts = self._nd_options(msg, 40)
+        cur = self.routes.lookup(dst, nic_id=nic.id, now=now)
+        if opts is None or dst.is_multicast or not (target.is_link_local or target == dst) \
+                or cur is None or cur.gateway != src:
+            # 8.1: the source must be the current first hop for the destination.
+            self.counters.drop(DropReason.NDP_INVALID)
+            return
+        host = IPv6Network(f"{dst}/128")
+        self.routes.remove(host, nic_id=nic.id)
+        self.routes.add(RouteEntry(host, nic.id, gateway=None if target == dst else target,
+                                   metric=0, origin="redirect", expires_at=now + PMTU_EXPIRES))
+        tlla = opts.get(2)
+        if tlla and len(tlla[0]) >= 8:
+            assert nic.ndp is not None
+            nic.ndp.handle_unsolicited(target, bytes(tlla[0][2:8]), now, create=True)
+        self.counters.inc("redirects_accepted")
 
     def _mld_query(self, nic: Nic, msg: memoryview, now: float) -> None:
         if len(msg) < 24:

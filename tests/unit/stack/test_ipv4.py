@@ -268,3 +268,18 @@ def test_packets_from_our_own_address_on_the_wire_are_martians() -> None:
     feed(s, nic, E / IP(src=OUR4, dst=OUR4) / ICMP(type=8))
     assert sent(s, nic) == []
     assert s.counters.drops[DropReason.BAD_SOURCE] == 1
+
+
+def test_icmp_redirect_from_gateway_accepted_others_ignored() -> None:
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    s.add_route("0.0.0.0/0", gateway=PEER4)
+    quoted = bytes(IP(src=OUR4, dst="192.0.2.9") / UDP(sport=1, dport=2))
+    feed(s, nic, E / IP(src=PEER4, dst=OUR4) / ICMP(type=5, code=1, gw="10.0.0.5") / quoted)
+    assert s.route(ip("192.0.2.9")).next_hop == ip("10.0.0.5")
+    assert s.route(ip("192.0.2.10")).next_hop == ip(PEER4)
+    quoted = bytes(IP(src=OUR4, dst="192.0.2.11") / UDP(sport=1, dport=2))
+    feed(s, nic, E / IP(src="10.0.0.77", dst=OUR4) / ICMP(type=5, code=1, gw="10.0.0.5") / quoted)
+    assert s.route(ip("192.0.2.11")).next_hop == ip(PEER4)  # not from our gateway
+    feed(s, nic, E / IP(src=PEER4, dst=OUR4) / ICMP(type=5, code=1, gw="172.16.0.1") / quoted)
+    assert s.route(ip("192.0.2.11")).next_hop == ip(PEER4)  # new gateway not on-link

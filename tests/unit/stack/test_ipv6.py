@@ -250,3 +250,23 @@ def test_port_unreachable_v6_reaches_connected_socket() -> None:
     feed(s, nic, E / IPv6(src=PEER6, dst=OUR6) / ICMPv6DestUnreach(code=4) / bytes(out[IPv6]))
     import errno
     assert int.from_bytes(u.getsockopt(1, 4, 4), "little") == errno.ECONNREFUSED
+
+
+def test_redirect_from_current_router_installs_host_route() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_Redirect  # type: ignore[import-untyped]
+
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    s.add_route("::/0", gateway=PEER_LL, nic_id=nic)
+    better = "fe80::7"
+    red = (E / IPv6(src=PEER_LL, dst=OUR_LL, hlim=255) /
+           ICMPv6ND_Redirect(tgt=better, dst="2001:db8::42") /
+           ICMPv6NDOptDstLLAddr(lladdr="02:00:00:00:00:07"))
+    feed(s, nic, red)
+    assert s.route(ip("2001:db8::42")).next_hop == ip(better)
+    assert s.route(ip("2001:db8::43")).next_hop == ip(PEER_LL)
+    assert s.nics[nic].ndp.get(ip(better)).mac == mac("02:00:00:00:00:07")  # type: ignore[union-attr]
+    # From someone who is not our router for that destination: ignored.
+    feed(s, nic, E / IPv6(src="fe80::66", dst=OUR_LL, hlim=255) /
+         ICMPv6ND_Redirect(tgt="fe80::8", dst="2001:db8::44"))
+    assert s.route(ip("2001:db8::44")).next_hop == ip(PEER_LL)
