@@ -1647,8 +1647,13 @@ class Stack:
             return
         tlla = bytes(opts[2][0][2:8]) if 2 in opts and len(opts[2][0]) >= 8 else None
         assert nic.ndp is not None
+        entry = nic.ndp.get(target)
+        was_router = entry is not None and entry.is_router
         nic.ndp.handle_advertisement(target, tlla, now, solicited=solicited, override=override,
                                      is_router=router)
+        if was_router and not router:
+            # RFC 4861 7.2.5: IsRouter went TRUE -> FALSE: no longer a default router.
+            self.routes.remove(IPv6Network("::/0"), nic_id=nic.id, gateway=target)
 
     def _ndp_solicit(self, nic: Nic, ip: IPAddress, unicast: bytes | None) -> None:
         assert isinstance(ip, IPv6Address)

@@ -270,3 +270,14 @@ def test_redirect_from_current_router_installs_host_route() -> None:
     feed(s, nic, E / IPv6(src="fe80::66", dst=OUR_LL, hlim=255) /
          ICMPv6ND_Redirect(tgt="fe80::8", dst="2001:db8::44"))
     assert s.route(ip("2001:db8::44")).next_hop == ip(PEER_LL)
+
+
+def test_router_that_stops_being_one_leaves_the_default_router_list() -> None:
+    s, nic = make_stack()
+    feed(s, nic, Ether(src=PEER_MAC, dst="33:33:00:00:00:01") /
+         IPv6(src=PEER_LL, dst="ff02::1", hlim=255) / ICMPv6ND_RA(routerlifetime=1800) /
+         ICMPv6NDOptSrcLLAddr(lladdr=PEER_MAC))
+    assert s.route(ip("2001:db8::1")).next_hop == ip(PEER_LL)
+    feed(s, nic, E / IPv6(src=PEER_LL, dst=OUR_LL, hlim=255) /
+         ICMPv6ND_NA(tgt=PEER_LL, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=PEER_MAC))
+    assert s.routes.lookup(ip("2001:db8::1"), now=s.now) is None
