@@ -742,8 +742,10 @@ class Supervisor:
         self.stack.kick()
         es.state = "connecting"
         es.connect_done = trio.Event()
-        if nonblock:
-            self._fill(n, es)
+        # Hold POLLOUT back until the handshake completes. Also for a blocking
+        # connect: a signal may interrupt it, and then the program polls for
+        # POLLOUT (CPython does) before the supervisor can notice the EINTR.
+        self._fill(n, es)
         self._spawn_for(es, self._connect_watch)
         if nonblock:
             raise Reply(0, errno.EINPROGRESS)
