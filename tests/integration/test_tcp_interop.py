@@ -300,3 +300,41 @@ while time.monotonic() < end:
     time.sleep(0.05)  # ~3000 SYNs per 50 ms burst: a flood, not a CPU hog on a 2-core machine
 print("sent", n)
 """
+
+
+# ------------------------------------------------------------------ idle connections
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_10000_idle_connections_memory(make_netns: Any) -> None:
+    """10,000 idle established kernel connections held by netvisor (``--discard``, one task each).
+
+    Issue 3's target: at most 200 MB resident for the whole netvisor process.
+    """
+    ns = make_netns("nvi")
+    proc = tap_host(ns, "--offload")
+    holder = None
+    try:
+        peer(ns, "send", OUR4, DISCARD, 4096, 1)  # warm up
+        before = rss_kib(proc.pid)
+        env = dict(os.environ, PYTHONPATH=str(REPO), NV_PEER_TIMEOUT="60")
+        holder = ns.popen([sys.executable, PEER_TOOL, "idle", OUR4, str(DISCARD), "10000"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env)
+        assert holder.stdout is not None and holder.stdin is not None
+        line = holder.stdout.readline()
+        assert line, holder.communicate(timeout=10)[1].decode()[-2000:]
+        assert json.loads(line)["established"] == 10000
+        time.sleep(2)  # handshakes' last ACKs processed, accept tasks started
+        after = rss_kib(proc.pid)
+        print(f"10,000 idle connections: VmRSS {before} -> {after} KiB "
+              f"({(after - before) / 10000:.1f} KiB each)")
+        # Every connection is still usable afterwards, one check on a fresh one.
+        res = peer(ns, "send", OUR4, DISCARD, MiB, 9)
+        assert res["sha256"] == res["expected"]
+        assert after <= 200 * 1024, after
+    finally:
+        if holder is not None and holder.stdin is not None:
+            holder.stdin.close()
+            holder.wait(timeout=60)
+        assert stop(proc) == 0
