@@ -1381,6 +1381,12 @@ class Stack:
                     self._icmp6_error(nic, pkt, src, dst, I.ICMPV6_PARAMPROB,
                                       I.ICMPV6_HDR_FIELD, off + 2, now)
                     return
+                if frag_off == 0 and self._header_chain_truncated(inner_nh, data):
+                    # RFC 7112 / Linux ipv6frag_thdr_truncated: the first fragment
+                    # must hold the whole header chain: param problem code 3.
+                    self.counters.drop(DropReason.MALFORMED)
+                    self._icmp6_error(nic, pkt, src, dst, I.ICMPV6_PARAMPROB, 3, 0, now)
+                    return
                 key = (6, src, dst, ident)
                 first = (bytes(pkt[:off]), inner_nh, nh_field, nic.id, bytes(pkt)) \
                     if frag_off == 0 else None
@@ -1424,6 +1430,17 @@ class Stack:
             self.counters.drop(DropReason.NO_SOCKET)
             self._icmp6_error(nic, pkt, src, dst, I.ICMPV6_DEST_UNREACH, I.ICMPV6_PORT_UNREACH,
                               0, now)
+
+    @staticmethod
+    def _header_chain_truncated(nh: int, data: memoryview) -> bool:
+        """True when ``data`` (after a Fragment header) ends inside the header chain."""
+        off = 0
+        while nh in (C.IPPROTO_HOPOPTS, C.IPPROTO_ROUTING, C.IPPROTO_DSTOPTS):
+            if off + 2 > len(data):
+                return True
+            nh, off = data[off], off + (data[off + 1] + 1) * 8
+        need = {C.IPPROTO_TCP: 20, C.IPPROTO_UDP: 8, C.IPPROTO_ICMPV6: 8}.get(nh, 0)
+        return off + need > len(data)
 
     def _ipv6_options(self, nic: Nic, pkt: memoryview, off: int, hlen: int, src: IPv6Address,
                       dst: IPv6Address, now: float) -> bool:

@@ -281,3 +281,15 @@ def test_router_that_stops_being_one_leaves_the_default_router_list() -> None:
     feed(s, nic, E / IPv6(src=PEER_LL, dst=OUR_LL, hlim=255) /
          ICMPv6ND_NA(tgt=PEER_LL, R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=PEER_MAC))
     assert s.routes.lookup(ip("2001:db8::1"), now=s.now) is None
+
+
+def test_first_fragment_without_whole_header_chain_is_refused() -> None:
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    # First fragment carrying only 8 bytes of a Destination Options header whose
+    # length says 16, then the UDP header in the next fragment (RFC 7112).
+    dest = bytes([17, 1]) + bytes(14)  # 16-byte DestOpt header, next header UDP
+    feed(s, nic, E / IPv6(src=PEER6, dst=OUR6) /
+         IPv6ExtHdrFragment(nh=60, offset=0, m=1, id=3) / dest[:8])
+    (r,) = sent(s, nic)
+    assert (r[ICMPv6ParamProblem].code, r[ICMPv6ParamProblem].ptr) == (3, 0)
