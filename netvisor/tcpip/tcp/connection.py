@@ -116,7 +116,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -221,6 +221,7 @@ class Connection:
         self.cork_at: float | None = None
         self.more_pending = False
         self.pingpong = 0
+        self.output_pending = False
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -766,6 +767,12 @@ class Connection:
 
     def close(self, now: float) -> None:
         """close(2) on the socket (Linux __tcp_close)."""
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("close: state=%s sent=%d recv=%d retrans=%d cwnd=%d ssthresh=%d "
+                           "snd_wnd=%d max_snd_wnd=%d rcv_window=%d srtt=%s", self.state.name,
+                           self.bytes_sent, self.bytes_received, self.total_retrans,
+                           self.cc.cwnd, self.cc.ssthresh, self.snd_wnd, self.max_snd_wnd,
+                           self.window_space(), self.rtt.srtt)
         self.orphan = True
         self.shutdown = SHUTDOWN_MASK
         unread = len(self.rcvbuf)
@@ -846,9 +853,16 @@ class Connection:
             return
         else:
             self._segment_synchronized(rep, payload, now)
-        if not self.dead:
-            if self.ack_pending and self.state in SYNCHRONIZED:
-                self.transmit(now)
+        if self.dead:
+            return
+        if self.output_pending:
+            self.output_pending = False
+            self.transmit(now)
+            if self.state in SENDING_STATES and self.flight == 0 and self.unsent > 0 \
+                    and self.snd_wnd == 0 and self.persist_at is None:
+                self._arm_persist(now)
+        elif self.ack_pending and self.state in SYNCHRONIZED:
+            self.transmit(now)
 
     def _segment_syn_sent(self, rep: TcpRepr, payload: memoryview, now: float) -> None:
         flags = int(rep.flags)
@@ -1124,10 +1138,9 @@ class Connection:
                 return
         if self.snd_wnd > 0 and self.unsent > 0:
             self.persist_at = None
-        self.transmit(now)
-        if self.state in SENDING_STATES and self.flight == 0 and self.unsent > 0 \
-                and self.snd_wnd == 0 and self.persist_at is None:
-            self._arm_persist(now)
+        # Transmission waits until the segment's text and FIN are processed
+        # (handle_segment), so that what we send acknowledges them too.
+        self.output_pending = True
 
     def _process_sack(self, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
         newly = 0

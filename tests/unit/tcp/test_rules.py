@@ -775,3 +775,28 @@ def test_egress_blocked_connection_resumes_without_any_ack() -> None:
     raw.advance(raw.ctx.now + 0.002)
     (seg, p), = raw.out()
     assert p == b"w" * 1000
+
+
+def test_data_sent_in_answer_acknowledges_the_segment_that_opened_the_window() -> None:
+    """The ACK of a segment rides on the data its ACK released (RFC 9293 3.10.7.4 order)."""
+    raw = Raw()
+    s, _ = raw.client(window=10, ws=None)
+    s.send(b"A" * 25)
+    (first, p1), = raw.out()
+    assert p1 == b"A" * 10
+    raw.inject(raw.seg(0, F.PSH, ack=raw.ack_for(10), window=10), b"xyz")
+    out = raw.out()
+    data = [r for r, p in out if p]
+    assert data and data[0].ack == (raw.peer_iss + 1 + 3) & 0xFFFFFFFF
+    assert len(out) == 1  # no separate pure ACK
+
+
+def test_soft_icmp_error_reported_on_timeout_linux_tcp_write_err() -> None:
+    raw = Raw()
+    s, _ = raw.client(ts=False)
+    s.setsockopt(C.IPPROTO_TCP, C.TCP_USER_TIMEOUT, struct.pack("i", 1000))
+    s.send(b"data")
+    raw.out()
+    raw.tcp.handle_icmp_error(_icmp(raw, s, 3, 1, errno.EHOSTUNREACH, 0), raw.ctx.now)
+    raw.advance(raw.ctx.now + 2)
+    assert errno_of(s.recv, 10) == errno.EHOSTUNREACH
