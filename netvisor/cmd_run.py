@@ -102,12 +102,20 @@ def main(args: argparse.Namespace) -> int:
             debug = open(args.debug, "w", buffering=1)  # noqa: SIM115
         with contextlib.ExitStack() as cleanup:
             return _run_sandboxed(args, cmd, debug, cleanup)
-    except (RunError, SpawnError) as e:
+    except (RunError, SpawnError, _wiring_error()) as e:
         _error(f"error: {e}")
         return EXIT_SETUP_FAILED
     finally:
         if debug is not None and debug is not sys.stderr:
             debug.close()
+
+
+def _wiring_error() -> type[Exception]:
+    try:
+        from netvisor.syscall.wiring import WiringError
+    except ImportError:
+        return RunError
+    return WiringError
 
 
 def _run_host(cmd: list[str]) -> int:
@@ -158,7 +166,15 @@ def _make_stack(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> tupl
 
 def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | None,
                    cleanup: contextlib.ExitStack) -> int:
+    if args.publish and args.network != "sandbox":
+        raise RunError("--publish needs --network=sandbox")
+    if args.netns and args.network != "sandbox":
+        raise RunError("--netns needs --network=sandbox")
     provider, netstack = _make_stack(args, cleanup)
+    if args.publish:
+        from netvisor.syscall.wiring import parse_publish
+        for spec in args.publish:
+            parse_publish(spec)
     resolv = cleanup.enter_context(_resolv_conf(args.dns))
     sandboxed = spawn(cmd, new_netns=True, resolv_conf=resolv)
     cleanup.callback(sandboxed.close)
@@ -169,7 +185,8 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
 
         def interfaces() -> Any:
             return describe(netstack)[0]
-    code = trio.run(_supervise, sandboxed, provider, netstack, debug, netlink, interfaces)
+    code = trio.run(_supervise, sandboxed, provider, netstack, debug, netlink, interfaces,
+                    list(args.publish))
     terminal_foreground_restore()
     for msg in sandboxed.messages:
         _error(msg)
@@ -180,7 +197,7 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
 
 
 async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO | None,
-                     netlink: Any, interfaces: Any) -> int:
+                     netlink: Any, interfaces: Any, publish: list[str]) -> int:
     from netvisor.syscall.supervisor import Supervisor
     supervisor = Supervisor(sandboxed.listener, provider, debug=debug, netlink=netlink,
                             interfaces=interfaces)
@@ -188,6 +205,9 @@ async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO
         if netstack is not None:
             await nursery.start(netstack.serve)
         await nursery.start(supervisor.serve)
+        if netstack is not None and publish:
+            from netvisor.syscall.wiring import serve_publish
+            await nursery.start(serve_publish, netstack, publish)
         nursery.start_soon(_forward_signals, sandboxed)
         sandboxed.go()
         code = await sandboxed.wait()

@@ -63,14 +63,20 @@ def build_netstack(args: argparse.Namespace, cleanup: contextlib.ExitStack
     return ns, ns
 
 
-def _wrap(endpoint: Any, args: argparse.Namespace, cleanup: contextlib.ExitStack) -> Any:
-    """pcap and egress shaper around the NIC's endpoint."""
+def _wrap(endpoint: Any, args: argparse.Namespace, cleanup: contextlib.ExitStack,
+          shaper: Any = None) -> Any:
+    """pcap and egress shaper around the NIC's endpoint (``shaper``: from CNI state)."""
     if args.egress_rate or args.egress_burst:
-        from netvisor.link.shaper import EgressShaper, ShaperConfig, parse_rate, parse_size
+        from netvisor.link.shaper import ShaperConfig, parse_rate, parse_size
         if not (args.egress_rate and args.egress_burst):
             raise WiringError("--egress-rate and --egress-burst go together")
-        endpoint = EgressShaper(endpoint, ShaperConfig(parse_rate(args.egress_rate),
-                                                       parse_size(args.egress_burst)))
+        try:
+            shaper = ShaperConfig(parse_rate(args.egress_rate), parse_size(args.egress_burst))
+        except ValueError as e:
+            raise WiringError(str(e)) from None
+    if shaper is not None:
+        from netvisor.link.shaper import EgressShaper
+        endpoint = EgressShaper(endpoint, shaper)
     if args.pcap:
         from netvisor.link.pcap import PcapSniffer
         try:
@@ -228,14 +234,43 @@ def _take_over(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.ExitS
                 with contextlib.suppress(Exception):
                     r.route("add", dst=dst, gateway=gw, oif=index)
     cleanup.callback(restore)
+    shaper = _cni_state(args, path, cleanup)
     endpoint = PacketEndpoint(ifname, mac=mac, netns=path)
     cleanup.callback(endpoint.close)
-    ns.add_link(_wrap(endpoint, args, cleanup), name=ifname, addresses=addrs,
+    ns.add_link(_wrap(endpoint, args, cleanup, shaper), name=ifname, addresses=addrs,
                 gateway4=gw4, gateway6=gw6, routes=routes, dad=False)
     nic = ns.stack.nic_by_name(ifname)
     for ip, lladdr in neighbours:
         if nic is not None:
             ns.stack.add_neighbor(nic, ip, lladdr)
+
+
+def _cni_state(args: argparse.Namespace, path: str, cleanup: contextlib.ExitStack) -> Any:
+    """Bandwidth and port mappings recorded by netvisor-cni for this namespace, if any."""
+    try:
+        from cni import state as cni_state
+        load = cni_state.load_for_netns
+    except (ImportError, AttributeError):
+        return None
+    try:
+        attachments = load(path)
+    except Exception as e:  # a broken state file must not stop the sandbox
+        log.warning("cannot read CNI state for %s: %s", path, e)
+        return None
+    shaper = None
+    for st in attachments:
+        bw = st.bandwidth
+        if bw is not None and shaper is None and bw.egress_rate:
+            from netvisor.link.shaper import from_cni_bandwidth
+            shaper = from_cni_bandwidth(bw.egress_rate, bw.egress_burst)
+        for pm in st.port_mappings:
+            host = f"{pm.host_ip}:" if pm.host_ip else ""
+            args.publish.append(f"{host}{pm.host_port}:{pm.container_port}/{pm.protocol}")
+    if attachments and hasattr(cni_state, "mark_taken_over"):
+        with contextlib.suppress(Exception):
+            cni_state.mark_taken_over(path, os.getpid())
+            cleanup.callback(cni_state.clear_taken_over, path, os.getpid())
+    return shaper
 
 
 def _write(procpath: str, value: str, netns: str) -> None:
@@ -296,3 +331,162 @@ def netlink_factory(ns: NetStack) -> Callable[[int], _NetlinkAdapter] | None:
 def print_stats(ns: NetStack) -> None:
     sys.stderr.write(json.dumps({"counters": ns.stack.counters.snapshot()}, sort_keys=True)
                      + "\n")
+
+
+# ------------------------------------------------------------------ publish
+def parse_publish(spec: str) -> tuple[str, int, int, str]:
+    """``[HOSTIP:]HOSTPORT:PORT[/udp]`` -> (host ip, host port, port, "tcp"|"udp")."""
+    proto = "tcp"
+    body = spec
+    if "/" in spec:
+        body, proto = spec.rsplit("/", 1)
+        proto = proto.lower()
+        if proto not in ("tcp", "udp"):
+            raise WiringError(f"--publish {spec}: protocol must be tcp or udp")
+    parts = body.rsplit(":", 2)
+    try:
+        if len(parts) == 3:
+            host = parts[0].strip("[]")
+            ipaddress.ip_address(host)
+            hport, port = int(parts[1]), int(parts[2])
+        elif len(parts) == 2:
+            host, hport, port = "0.0.0.0", int(parts[0]), int(parts[1])
+        else:
+            raise ValueError
+    except ValueError:
+        raise WiringError(f"--publish {spec}: expected [HOSTIP:]HOSTPORT:PORT[/udp]") from None
+    if not (0 < hport < 65536 and 0 < port < 65536):
+        raise WiringError(f"--publish {spec}: ports must be 1..65535")
+    return host, hport, port, proto
+
+
+async def serve_publish(ns: NetStack, specs: list[str], *,
+                        task_status: Any = None) -> None:
+    """Forward host ports (kernel sockets here) to ports of the sandbox's stack."""
+    import trio
+    targets = {4: None, 6: None}
+    for nic in ns.stack.nics.values():
+        if not nic.loopback:
+            for a in nic.v4:
+                targets[4] = targets[4] or str(a.ip)
+    parsed = [parse_publish(s) for s in specs]
+    async with trio.open_nursery() as nursery:
+        for host, hport, port, proto in parsed:
+            family = trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET
+            target = targets[4] or "127.0.0.1"
+            sock = trio.socket.socket(family, trio.socket.SOCK_STREAM if proto == "tcp"
+                                      else trio.socket.SOCK_DGRAM)
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            await sock.bind((host, hport))
+            if proto == "tcp":
+                sock.listen(128)
+                nursery.start_soon(_publish_tcp, ns, sock, target, port)
+            else:
+                nursery.start_soon(_publish_udp, ns, sock, target, port)
+        if task_status is not None:
+            task_status.started()
+
+
+async def _publish_tcp(ns: NetStack, listener: Any, target: str, port: int) -> None:
+    import trio
+    async with trio.open_nursery() as nursery:
+        while True:
+            conn, _ = await listener.accept()
+            nursery.start_soon(_proxy_tcp, ns, conn, target, port)
+
+
+async def _proxy_tcp(ns: NetStack, conn: Any, target: str, port: int) -> None:
+    import errno
+    import select
+    import socket
+
+    import trio
+
+    from netvisor.tcpip.errors import NetError
+    s = ns.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        try:
+            s.connect((target, port))
+        except NetError as e:
+            if e.errno != errno.EINPROGRESS:
+                return
+        ns.kick()
+        await ns.wait(s, select.POLLOUT)
+        if int.from_bytes(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR, 4)[:4], "little"):
+            return
+
+        async def up() -> None:
+            while data := await conn.recv(65536):
+                view = memoryview(data)
+                while view:
+                    try:
+                        view = view[s.send(view):]
+                        ns.kick()
+                    except NetError as e:
+                        if e.errno != errno.EAGAIN:
+                            return
+                        await ns.wait(s, select.POLLOUT)
+            with contextlib.suppress(NetError):
+                s.shutdown(socket.SHUT_WR)
+            ns.kick()
+
+        async def down() -> None:
+            while True:
+                try:
+                    data = s.recv(65536)
+                    ns.kick()
+                except NetError as e:
+                    if e.errno != errno.EAGAIN:
+                        return
+                    await ns.wait(s, select.POLLIN)
+                    continue
+                if not data:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_WR)
+                    return
+                await conn.sendall(data) if hasattr(conn, "sendall") else await conn.send(data)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(up)
+            nursery.start_soon(down)
+    except OSError:
+        pass
+    finally:
+        s.close()
+        ns.kick()
+        conn.close()
+
+
+async def _publish_udp(ns: NetStack, sock: Any, target: str, port: int) -> None:
+    """One stack socket per client address; replies go back from the host port."""
+    import errno
+    import select
+    import socket
+
+    import trio
+
+    from netvisor.tcpip.errors import NetError
+    peers: dict[Any, Any] = {}
+
+    async def back(client: Any, s: Any) -> None:
+        while True:
+            try:
+                data = s.recv(65536)
+            except NetError as e:
+                if e.errno != errno.EAGAIN:
+                    return
+                await ns.wait(s, select.POLLIN)
+                continue
+            await sock.sendto(data, client)
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            data, client = await sock.recvfrom(65536)
+            s = peers.get(client)
+            if s is None:
+                s = peers[client] = ns.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.connect((target, port))
+                nursery.start_soon(back, client, s)
+            with contextlib.suppress(NetError):
+                s.send(data)
+            ns.kick()

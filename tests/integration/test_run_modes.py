@@ -1,0 +1,109 @@
+"""netvisor run options: --publish, --dns, --debug, --netns take-over, errors."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_run_basic import STACK, _http_server, nv_popen, nv_run
+from tests.nsutil import Netns, veth_pair
+
+pytestmark = pytest.mark.namespaces
+
+SERVER = r'''
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8000)); s.listen()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 8001))
+print("listening", flush=True)
+d, a = u.recvfrom(100); u.sendto(d.upper(), a)
+c, a = s.accept()
+c.sendall(b"published:" + c.recv(100)); c.close()
+'''
+
+CLIENT = r'''
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+u.sendto(b"udp", ("127.0.0.1", 18001)); print(u.recvfrom(100)[0].decode())
+c = socket.create_connection(("127.0.0.1", 18000), timeout=5); c.sendall(b"hi")
+print(c.recv(100).decode())
+'''
+
+
+def test_publish_tcp_and_udp(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    ns = make_netns("nvr")
+    (tmp_path / "srv.py").write_text(SERVER)
+    proc = nv_popen(ns, [f"--stack={STACK}", "--publish", "18000:8000",
+                         "--publish", "127.0.0.1:18001:8001/udp"],
+                    [sys.executable, str(tmp_path / "srv.py")], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
+    time.sleep(0.3)
+    (tmp_path / "cl.py").write_text(CLIENT)
+    r = ns.run([sys.executable, str(tmp_path / "cl.py")], timeout=30)
+    assert r.stdout.split() == ["UDP", "published:hi"]
+    assert proc.wait(timeout=20) == 0
+
+
+def test_dns_option_writes_resolv_conf(make_netns: Callable[[str], Netns]) -> None:
+    ns = make_netns("nvr")
+    r = nv_run(ns, [f"--stack={STACK}", "--dns", "10.231.255.53"], ["cat", "/etc/resolv.conf"])
+    assert r.stdout == "nameserver 10.231.255.53\n"
+    assert "10.231.255.53" not in Path("/etc/resolv.conf").read_text()
+
+
+def test_debug_logs_trapped_calls(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    ns = make_netns("nvr")
+    log = tmp_path / "calls.log"
+    r = nv_run(ns, [f"--stack={STACK}", "--network=none", f"--debug={log}"],
+               [sys.executable, "-c", "import socket; s = socket.socket(); "
+                "s.bind(('127.0.0.1', 0)); s.connect(('127.0.0.1', 1))"])
+    assert r.returncode == 1 and "ConnectionRefusedError" in r.stderr
+    text = log.read_text()
+    assert "(emulated inet/stream)" in text
+    assert "bind(" in text and ") = 0" in text
+    assert "connect(" in text and "ECONNREFUSED" in text
+
+
+def test_usage_errors(make_netns: Callable[[str], Netns]) -> None:
+    ns = make_netns("nvr")
+    r = nv_run(ns, ["--network=bogus"], ["true"])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    r = nv_run(ns, [f"--stack={STACK}", "--publish", "nonsense"], ["true"])
+    assert r.returncode == 125 and r.stderr.startswith("netvisor: error: --publish nonsense")
+    r = nv_run(ns, [f"--stack={STACK}", "--netns", "/run/netns/nvr-none-such"], ["true"])
+    assert r.returncode == 125 and "no such namespace" in r.stderr
+
+
+def test_netns_take_over_and_restore(make_netns: Callable[[str], Netns],
+                                     tmp_path: Path) -> None:
+    """runsc style: the stack takes the namespace's interface and gives it back."""
+    upstream, target = make_netns("nvr"), make_netns("nvr")
+    veth_pair(upstream, "nvru0", target, "nvrt0")
+    upstream.ip("addr", "add", "10.231.250.1/24", "dev", "nvru0")
+    target.ip("addr", "add", "10.231.250.2/24", "dev", "nvrt0")
+    target.ip("route", "add", "default", "via", "10.231.250.1")
+    (tmp_path / "hello.txt").write_text("through the taken-over veth\n")
+    _http_server(upstream, tmp_path, "10.231.250.1", 8080)
+    r = nv_run(upstream, [f"--stack={STACK}", "--netns", target.path],
+               ["sh", "-c", "ip -o -4 addr show nvrt0; "
+                            "curl -sS http://10.231.250.1:8080/hello.txt"])
+    assert r.returncode == 0, r.stderr
+    assert "10.231.250.2/24" in r.stdout
+    assert r.stdout.endswith("through the taken-over veth\n")
+    assert "10.231.250.2/24" in target.ip("-4", "addr", "show", "nvrt0")
+    assert "default via 10.231.250.1" in target.ip("route")
+
+
+def test_host_mode_runs_unsandboxed(make_netns: Callable[[str], Netns]) -> None:
+    ns = make_netns("nvr")
+    ns.ip("addr", "add", "10.231.255.7/32", "dev", "lo")
+    r = nv_run(ns, ["--network=host"], ["ip", "-o", "addr"])
+    assert "10.231.255.7" in r.stdout and r.returncode == 0
+    assert nv_run(ns, ["--network=host"], ["nvr-no-such-command"]).returncode == 127
+    assert socket.AF_INET  # keep the import used for readers of the file
