@@ -214,3 +214,66 @@ def test_so_rcvbuf_locks_autotuning() -> None:
     t.listener.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, struct.pack("i", 32768))
     run_transfer(t, limit=60)
     assert t.server.conn.window_space() == 32768
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_heavy_loss_both_directions_half_close_and_full_teardown(seed: int) -> None:
+    """25% loss, 10% duplication, 30% reordering, lost SYNs/FINs: both streams arrive,
+    both half-closes are seen, and every connection is gone after TIME-WAIT."""
+    import random
+    net = Net(seed=seed, loss=0.25, dup=0.1, reorder=0.3)
+    cfg = TcpConfig(time_wait_timeout=5)
+    a = net.add("10.0.0.1", cfg)
+    b = net.add("10.0.0.2", cfg)
+    ls = b.tcp.socket(AF_INET)
+    ls.bind(("10.0.0.2", 80))
+    ls.listen(8)
+    c = a.tcp.socket(AF_INET)
+    with pytest.raises(NetError):
+        c.connect(("10.0.0.2", 80))
+    da, db = random.Random(seed).randbytes(30000), random.Random(seed + 1).randbytes(20000)
+    st: dict[str, Any] = {"s": None, "sa": 0, "sb": 0, "ga": bytearray(), "gb": bytearray(),
+                          "ca": False, "cb": False, "ea": False, "eb": False}
+
+    def app() -> None:
+        if st["s"] is None:
+            try:
+                st["s"], _ = ls.accept()
+            except NetError:
+                return
+        s = st["s"]
+        if c.conn.state in (State.ESTABLISHED, State.CLOSE_WAIT):
+            while st["sa"] < len(da):
+                try:
+                    st["sa"] += c.send(da[st["sa"]:])
+                except NetError:
+                    break
+            if st["sa"] == len(da) and not st["ca"]:
+                c.shutdown(1)
+                st["ca"] = True
+        while st["sb"] < len(db):
+            try:
+                st["sb"] += s.send(db[st["sb"]:])
+            except NetError:
+                break
+        if st["sb"] == len(db) and not st["cb"]:
+            s.shutdown(1)
+            st["cb"] = True
+        for sock, key, ek in ((c, "ga", "ea"), (s, "gb", "eb")):
+            while not st[ek]:
+                try:
+                    d = sock.recv(65536)
+                except NetError:
+                    break
+                if not d:
+                    st[ek] = True
+                    break
+                st[key] += d
+
+    net.run(1000, app, stop=lambda: st["ea"] and st["eb"])
+    assert st["ea"] and st["eb"]
+    assert bytes(st["ga"]) == db and bytes(st["gb"]) == da
+    c.close()
+    st["s"].close()
+    net.run(net.now + 600)
+    assert not a.tcp.conns and not b.tcp.conns and not a.tcp.ports
