@@ -15,23 +15,21 @@ _COMPACT_AT: Final = 256 * 1024
 class SendBuffer:
     """Unacknowledged + unsent data; ``base`` is the sequence number of the first byte."""
 
-    __slots__ = ("_buf", "_head", "base")
+    __slots__ = ("_buf", "_head", "base", "end")
 
     def __init__(self, base: int) -> None:
         self._buf = bytearray()
         self._head = 0
         self.base = base
+        self.end = base
+        """Sequence number just after the last queued byte (kept, not computed: hot)."""
 
     def __len__(self) -> int:
-        return len(self._buf) - self._head
-
-    @property
-    def end(self) -> int:
-        """Sequence number just after the last queued byte."""
-        return self.base + len(self._buf) - self._head
+        return self.end - self.base
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
+        self.end += len(data)
 
     def copy_into(self, out: bytearray, at: int, start: int, end: int) -> None:
         """Copy bytes [start, end) (sequence numbers) into ``out[at:]``."""
@@ -41,7 +39,7 @@ class SendBuffer:
 
     def consume(self, upto: int) -> int:
         """Drop bytes before ``upto`` (they were acknowledged); return how many."""
-        n = min(max(0, upto - self.base), len(self))
+        n = min(max(0, upto - self.base), self.end - self.base)
         if n:
             self._head += n
             self.base += n
