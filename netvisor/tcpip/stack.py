@@ -114,9 +114,16 @@ _NO_ICMP_ERROR_V4: Final = frozenset((I.ICMP_DEST_UNREACH, I.ICMP_SOURCE_QUENCH,
                                       I.ICMP_TIME_EXCEEDED, I.ICMP_PARAMETERPROB))
 
 
+def _is_mcast(addr: IPAddress) -> bool:
+    """``addr.is_multicast`` without building an IPv4Network per call (hot path)."""
+    if addr.version == 4:
+        return int(addr) >> 28 == 14   # 224.0.0.0/4
+    return int(addr) >> 120 == 0xFF    # ff00::/8
+
+
 def _scope6(addr: IPv6Address) -> int:
     """RFC 6724 3.1 scope: 1 interface, 2 link, 5 site, 14 global."""
-    if addr.is_multicast:
+    if _is_mcast(addr):
         return addr.packed[1] & 0x0F
     if addr.is_link_local or addr == V6_LOOPBACK:
         return 2
@@ -165,7 +172,11 @@ class Stack:
         self._ip_id = self.rng.randrange(65536)
         self._next_nic = LOOPBACK_NIC
         self._local_addrs: set[IPAddress] = set()
-        self._bcast4: set[IPAddress] = set()
+        # The same as integers per family: hashing an int is ~10x cheaper than
+        # hashing an ipaddress object (hash(hex(int))), and this is per packet.
+        self._local4: set[int] = set()
+        self._local6: set[int] = set()
+        self._bcast4: set[int] = {0xFFFFFFFF}
         self.rx_ttl_tos: tuple[int, int] = (0, 0)
         """TTL/hop limit and TOS/traffic class of the packet being delivered
         (transports read it for IP_RECVTTL/IP_PKTINFO-style metadata)."""
@@ -307,6 +318,7 @@ class Stack:
                 raise NetError(errno.EEXIST, f"{iface} exists")
             nic.v4.append(iface)
             self._local_addrs.add(iface.ip)
+            self._sync_local()
             self._refresh_broadcasts()
             if _route and not nic.loopback and iface.network.prefixlen < 32:
                 self.routes.add(RouteEntry(iface.network, nic_id, metric=0, src=iface.ip,
@@ -326,6 +338,7 @@ class Stack:
             a.dad_at = now + self.rng.uniform(0, self.config.dad_max_delay)
         nic.v6.append(a)
         self._local_addrs.add(iface.ip)
+        self._sync_local()
         if not nic.loopback:
             self._join(nic, solicited_node(iface.ip))
             if _route and iface.network.prefixlen < 128 and not iface.ip.is_link_local:
@@ -343,6 +356,7 @@ class Stack:
             self._refresh_broadcasts()
             if not any(a.ip == iface.ip for n in self.nics.values() for a in n.v4):
                 self._local_addrs.discard(iface.ip)
+                self._sync_local()
             if not any(a.network == iface.network for a in nic.v4):
                 self.routes.remove(iface.network, nic_id=nic_id, gateway=None)
             return
@@ -355,6 +369,7 @@ class Stack:
         nic.v6.remove(a)
         if not any(n.v6_addr(a.ip) for n in self.nics.values()):
             self._local_addrs.discard(a.ip)
+            self._sync_local()
         if not nic.loopback:
             self._leave(nic, solicited_node(a.ip))
             if not a.ip.is_link_local and not any(b.iface.network == a.iface.network for b in nic.v6):
@@ -402,10 +417,19 @@ class Stack:
     # ------------------------------------------------------- address queries
 
     def is_local_address(self, addr: IPAddress) -> bool:
-        if addr in self._local_addrs:
-            return True
-        # Linux: all of 127.0.0.0/8 is local while lo carries 127.0.0.1/8.
-        return addr.version == 4 and addr.packed[0] == 127
+        ip = int(addr)
+        if addr.version == 4:
+            # Linux: all of 127.0.0.0/8 is local while lo carries 127.0.0.1/8.
+            return ip in self._local4 or ip >> 24 == 127
+        return ip in self._local6
+
+    def _is_configured(self, addr: IPAddress) -> bool:
+        """One of the addresses configured on a NIC (not the rest of 127/8)."""
+        return int(addr) in (self._local4 if addr.version == 4 else self._local6)
+
+    def _sync_local(self) -> None:
+        self._local4 = {int(a) for a in self._local_addrs if a.version == 4}
+        self._local6 = {int(a) for a in self._local_addrs if a.version == 6}
 
     def is_tentative(self, addr: IPAddress) -> bool:
         if addr.version != 6:
@@ -421,14 +445,12 @@ class Stack:
 
     def is_broadcast(self, addr: IPAddress) -> bool:
         """255.255.255.255 or the directed broadcast of a local IPv4 subnet."""
-        if addr.version != 4:
-            return False
-        return addr == V4_BCAST or addr in self._bcast4
+        return addr.version == 4 and int(addr) in self._bcast4
 
     def _refresh_broadcasts(self) -> None:
         """Directed broadcast addresses of every local IPv4 subnet (/31 and /32 have none)."""
-        self._bcast4 = {a.network.broadcast_address for n in self.nics.values() for a in n.v4
-                        if a.network.prefixlen < 31}
+        self._bcast4 = {int(a.network.broadcast_address) for n in self.nics.values()
+                        for a in n.v4 if a.network.prefixlen < 31} | {0xFFFFFFFF}
 
     def default_multicast_nic(self, group: IPAddress) -> int | None:
         """The NIC a membership without an interface uses (Linux: route to the group)."""
@@ -454,7 +476,7 @@ class Stack:
             mtu = min(LOOPBACK_MTU, IPV4_MAX_MTU if dst.version == 4 else IPV6_MAX_MTU)
             return Route(src, None, LOOPBACK_NIC, mtu, 0, True)
         entry: RouteEntry | None
-        if dst.is_multicast or dst == V4_BCAST:
+        if _is_mcast(dst) or dst == V4_BCAST:
             nic_id = bound_nic
             if nic_id is None:
                 entry = self.routes.lookup(dst, now=now)
@@ -646,15 +668,15 @@ class Stack:
                                  df=False, checksum_offset=checksum_offset, complete=False)
             self._local.append((dst.version, pkt))
             return
-        if multicast_loop and dst.is_multicast and nic.groups.get(dst, 0) > 0:
+        if multicast_loop and _is_mcast(dst) and nic.groups.get(dst, 0) > 0:
             copy = self._build_ip(src, dst, protocol, transport, 1, tos, df=False,
                                   checksum_offset=checksum_offset, complete=False)
             self._local.append((dst.version, copy))
         if ttl is None:
             if dst.version == 4:
-                ttl = 1 if dst.is_multicast else self.config.default_ttl
+                ttl = 1 if _is_mcast(dst) else self.config.default_ttl
             else:
-                ttl = 1 if dst.is_multicast else (nic.hop_limit or self.config.default_hop_limit)
+                ttl = 1 if _is_mcast(dst) else (nic.hop_limit or self.config.default_hop_limit)
         if dst.version == 4:
             self._output_v4(nic, route, src, dst, protocol, transport, ttl, tos, dont_fragment,
                             checksum_offset, gso_size)
@@ -817,7 +839,7 @@ class Stack:
             return
         if link_dst is not None:
             mac: bytes | None = link_dst
-        elif dst.is_multicast:
+        elif _is_mcast(dst):
             mac = multicast_mac(dst)
         elif ethertype == ETH_P_IP and (dst == V4_BCAST or self.is_broadcast(dst)):
             mac = BROADCAST_MAC
@@ -978,11 +1000,11 @@ class Stack:
         spa = IPv4Address(bytes(buf[14:18]))
         tpa = IPv4Address(bytes(buf[24:28]))
         assert nic.arp is not None
-        if sha[0] & 1 or spa.is_multicast or spa == V4_BCAST:
+        if sha[0] & 1 or _is_mcast(spa) or spa == V4_BCAST:
             self.counters.drop(DropReason.ARP_INVALID)
             return
         self.counters.inc("arp_rx")
-        target_local = tpa in self._local_addrs and tpa.packed[0] != 127
+        target_local = self._is_configured(tpa) and tpa.packed[0] != 127
         if spa == V4_ANY:
             # RFC 5227 ARP probe: answer if it asks for one of our addresses.
             if op == 1 and target_local:
@@ -1024,9 +1046,9 @@ class Stack:
     # ------------------------------------------------------------------- IPv4
 
     def _accepts_v4(self, nic: Nic, dst: IPv4Address) -> bool:
-        if dst in self._local_addrs:
+        if self._is_configured(dst):
             return True
-        if dst.is_multicast:
+        if _is_mcast(dst):
             return self._joined(nic, dst)
         if dst == V4_BCAST:
             return True
@@ -1055,8 +1077,8 @@ class Stack:
             return
         src = IPv4Address(bytes(pkt[12:16]))
         dst = IPv4Address(bytes(pkt[16:20]))
-        if src.is_multicast or src == V4_BCAST or (not nic.loopback and (
-                src.packed[0] == 127 or src in self._local_addrs)):
+        if _is_mcast(src) or src == V4_BCAST or (not nic.loopback and (
+                src.packed[0] == 127 or self._is_configured(src))):
             # Linux fib_validate_source: a martian (loopback, multicast, or one
             # of our own addresses arriving from a wire) is dropped.
             self.counters.drop(DropReason.BAD_SOURCE)
@@ -1147,7 +1169,7 @@ class Stack:
                      src: IPv4Address, dst: IPv4Address, type_: int, code: int, now: float,
                      info: int = 0) -> None:
         """Send an ICMP error about a received packet (RFC 1122 3.2.2 rules)."""
-        if dst.is_multicast or self.is_broadcast(dst) or src == V4_ANY or src.is_multicast \
+        if _is_mcast(dst) or self.is_broadcast(dst) or src == V4_ANY or _is_mcast(src) \
                 or self.is_broadcast(src):
             return
         if (header[6] << 8 | header[7]) & 0x1FFF:
@@ -1180,7 +1202,7 @@ class Stack:
         type_, code = msg[0], msg[1]
         self.counters.inc("icmp_rx")
         if type_ == I.ICMP_ECHO:
-            if (dst.is_multicast or self.is_broadcast(dst)) and self.config.icmp_echo_ignore_broadcasts:
+            if (_is_mcast(dst) or self.is_broadcast(dst)) and self.config.icmp_echo_ignore_broadcasts:
                 self.counters.drop(DropReason.ICMP_IGNORED)
                 return
             reply = bytearray(msg)
@@ -1188,7 +1210,7 @@ class Stack:
             reply[2:4] = b"\x00\x00"
             struct.pack_into("!H", reply, 2, checksum(reply))
             try:
-                route = self.route(src, src=dst if dst in self._local_addrs else None)
+                route = self.route(src, src=dst if self._is_configured(dst) else None)
             except NetError:
                 self.counters.drop(DropReason.NO_ROUTE)
                 return
@@ -1276,9 +1298,9 @@ class Stack:
     # ------------------------------------------------------------------- IPv6
 
     def _accepts_v6(self, nic: Nic, dst: IPv6Address) -> bool:
-        if dst.is_multicast:
+        if _is_mcast(dst):
             return self._joined(nic, dst)
-        return dst in self._local_addrs
+        return self._is_configured(dst)
 
     def _joined(self, nic: Nic, group: IPAddress) -> bool:
         """Group joined on ``nic``; looped-back multicast counts joins on any NIC."""
@@ -1302,7 +1324,7 @@ class Stack:
         pkt = buf[:40 + plen]
         src = IPv6Address(bytes(pkt[8:24]))
         dst = IPv6Address(bytes(pkt[24:40]))
-        if src.is_multicast or (not nic.loopback and src == V6_LOOPBACK):
+        if _is_mcast(src) or (not nic.loopback and src == V6_LOOPBACK):
             self.counters.drop(DropReason.BAD_SOURCE)
             return
         if not self._accepts_v6(nic, dst):
@@ -1311,7 +1333,7 @@ class Stack:
                                else DropReason.NOT_FOR_US)
             return
         tentative_dst = False
-        if not dst.is_multicast:
+        if not _is_mcast(dst):
             for n in self.nics.values():
                 a = n.v6_addr(dst)
                 if a is not None:
@@ -1465,7 +1487,7 @@ class Stack:
                 i += 2 + olen
                 continue
             self.counters.drop(DropReason.IPV6_OPTION)
-            if action == 2 or (action == 3 and not dst.is_multicast):
+            if action == 2 or (action == 3 and not _is_mcast(dst)):
                 self._icmp6_error(nic, pkt, src, dst, I.ICMPV6_PARAMPROB, I.ICMPV6_UNK_OPTION,
                                   i, now, allow_multicast=True)
             return False
@@ -1475,9 +1497,9 @@ class Stack:
                      type_: int, code: int, info: int, now: float, *,
                      allow_multicast: bool = False) -> None:
         """Send an ICMPv6 error about a received packet (RFC 4443 2.4 rules)."""
-        if src == V6_ANY or src.is_multicast:
+        if src == V6_ANY or _is_mcast(src):
             return
-        if dst.is_multicast and not (allow_multicast or type_ == I.ICMPV6_PKT_TOOBIG):
+        if _is_mcast(dst) and not (allow_multicast or type_ == I.ICMPV6_PKT_TOOBIG):
             return
         # (e.1) never about an ICMPv6 error message: find the upper layer.
         parsed = self._parse_quoted(6, memoryview(bytes(pkt[:200])))
@@ -1489,7 +1511,7 @@ class Stack:
             return
         quote = bytes(pkt[:ICMP_QUOTE_V6])
         try:
-            reply_src = dst if (not dst.is_multicast and self._is_usable_local(dst)) else None
+            reply_src = dst if (not _is_mcast(dst) and self._is_usable_local(dst)) else None
             route = self.route(src, src=reply_src, bound_nic=nic.id if src.is_link_local else None)
         except NetError:
             return
@@ -1521,7 +1543,7 @@ class Stack:
             reply[0] = I.ICMPV6_ECHO_REPLY
             reply[2:4] = b"\x00\x00"
             try:
-                route = self.route(src, src=None if dst.is_multicast else dst,
+                route = self.route(src, src=None if _is_mcast(dst) else dst,
                                    bound_nic=nic.id if src.is_link_local and not nic.loopback
                                    else None)
             except NetError:
@@ -1604,7 +1626,7 @@ class Stack:
             return
         target = IPv6Address(bytes(msg[8:24]))
         opts = self._nd_options(msg, 24)
-        if opts is None or target.is_multicast:
+        if opts is None or _is_mcast(target):
             self.counters.drop(DropReason.NDP_INVALID)
             return
         slla = bytes(opts[1][0][2:8]) if 1 in opts and len(opts[1][0]) >= 8 else None
@@ -1651,7 +1673,7 @@ class Stack:
         router, solicited, override = bool(flags & 0x80), bool(flags & 0x40), bool(flags & 0x20)
         target = IPv6Address(bytes(msg[8:24]))
         opts = self._nd_options(msg, 24)
-        if opts is None or target.is_multicast or (dst.is_multicast and solicited):
+        if opts is None or _is_mcast(target) or (_is_mcast(dst) and solicited):
             self.counters.drop(DropReason.NDP_INVALID)
             return
         self.counters.inc("ndp_na_rx")
@@ -1807,7 +1829,7 @@ class Stack:
         cur = self.routes.lookup(dst, now=now)
         on_link = self.routes.lookup(new_gw, nic_id=nic.id, now=now)
         if cur is None or cur.gateway != src or on_link is None or on_link.gateway is not None \
-                or new_gw in self._local_addrs or new_gw == src:
+                or self._is_configured(new_gw) or new_gw == src:
             self.counters.drop(DropReason.ICMP_IGNORED)
             return
         host = IPv4Network(f"{dst}/32")
@@ -1825,7 +1847,7 @@ class Stack:
         dst = IPv6Address(bytes(msg[24:40]))
         opts = self._nd_options(msg, 40)
         cur = self.routes.lookup(dst, nic_id=nic.id, now=now)
-        if opts is None or dst.is_multicast or not (target.is_link_local or target == dst) \
+        if opts is None or _is_mcast(dst) or not (target.is_link_local or target == dst) \
                 or cur is None or cur.gateway != src:
             # 8.1: the source must be the current first hop for the destination.
             self.counters.drop(DropReason.NDP_INVALID)

@@ -81,6 +81,13 @@ def _pack_int(v: int) -> bytes:
     return int(v).to_bytes(4, "little", signed=True)
 
 
+def _is_mcast(addr: IPAddress) -> bool:
+    """``addr.is_multicast`` without building an IPv4Network per call (hot path)."""
+    if addr.version == 4:
+        return int(addr) >> 28 == 14
+    return int(addr) >> 120 == 0xFF
+
+
 def unmap(addr: IPAddress) -> IPAddress:
     """::ffff:a.b.c.d -> a.b.c.d; anything else unchanged."""
     if isinstance(addr, IPv6Address) and addr.ipv4_mapped is not None:
@@ -194,7 +201,7 @@ class UdpSocket:
                 if self.v6only:
                     raise NetError(errno.EINVAL, "v4-mapped address on an IPV6_V6ONLY socket")
                 return ip.ipv4_mapped, port, None
-            if ip.is_link_local or ip.is_multicast and (ip.packed[1] & 0x0F) <= 2:
+            if ip.is_link_local or _is_mcast(ip) and (ip.packed[1] & 0x0F) <= 2:
                 scope = scope if scope is not None else self.bound_nic
         return ip, port, scope
 
@@ -237,10 +244,10 @@ class UdpSocket:
             if scope is None:
                 raise NetError(errno.EINVAL, "link-local bind needs a scope id")
         wildcard = ip == V4_ANY or ip == V6_ANY
-        if not wildcard and not ip.is_multicast and not self.stack.is_local_address(ip) \
+        if not wildcard and not _is_mcast(ip) and not self.stack.is_local_address(ip) \
                 and not (isinstance(ip, IPv4Address) and self.stack.is_broadcast(ip)):
             raise NetError(errno.EADDRNOTAVAIL, f"{ip} is not a local address")
-        if isinstance(ip, IPv6Address) and not wildcard and not ip.is_multicast \
+        if isinstance(ip, IPv6Address) and not wildcard and not _is_mcast(ip) \
                 and self.stack.is_tentative(ip):
             # Linux: a tentative address cannot be bound (ipv6_chk_addr skips it).
             raise NetError(errno.EADDRNOTAVAIL, f"{ip} is tentative")
@@ -302,9 +309,9 @@ class UdpSocket:
 
     def _route(self, dst: IPAddress, scope: int | None) -> Any:
         nic = scope if scope is not None else self.bound_nic
-        if dst.is_multicast and nic is None and self.mcast_if is not None:
+        if _is_mcast(dst) and nic is None and self.mcast_if is not None:
             nic = self.mcast_if
-        src = self.local_addr if self.local_addr is not None and not self.local_addr.is_multicast \
+        src = self.local_addr if self.local_addr is not None and not _is_mcast(self.local_addr) \
             and not self.stack.is_broadcast(self.local_addr) else None
         if src is not None and src.version != dst.version:
             raise NetError(errno.ENETUNREACH)
@@ -351,7 +358,7 @@ class UdpSocket:
         route = self._route(dst, scope)
         if not self.local_port:
             self.transport.bind_port(self, 0)
-        ttl = self.mcast_ttl if dst.is_multicast else self.ttl
+        ttl = self.mcast_ttl if _is_mcast(dst) else self.ttl
         self._transmit(route, dst, dport, data, ttl)
         return n
 
@@ -386,7 +393,7 @@ class UdpSocket:
                                                                UDP_HLEN + n)))
         self.stack.output(route, dst, C.IPPROTO_UDP, seg, ttl=ttl, tos=self.tos,
                           checksum_offset=6, dont_fragment=self._dont_fragment(dst),
-                          multicast_loop=self.mcast_loop and dst.is_multicast)
+                          multicast_loop=self.mcast_loop and _is_mcast(dst))
         self.stack.counters.inc("udp_tx")
 
     def recvmsg(self, bufsize: int, flags: int = 0) -> RecvResult:
@@ -535,7 +542,7 @@ class UdpSocket:
                 if len(value) < 8:
                     raise NetError(errno.EINVAL)
                 group = IPv4Address(bytes(value[:4]))
-                if not group.is_multicast:
+                if not _is_mcast(group):
                     raise NetError(errno.EINVAL)
                 nic = self._mreq_nic(value[4:], iface_only=False)
                 self._membership(optname == C.IP_ADD_MEMBERSHIP, group, nic)
@@ -593,7 +600,7 @@ class UdpSocket:
                 if len(value) < 20:
                     raise NetError(errno.EINVAL)
                 group6 = IPv6Address(bytes(value[:16]))
-                if not group6.is_multicast:
+                if not _is_mcast(group6):
                     raise NetError(errno.EINVAL)
                 idx = int.from_bytes(value[16:20], "little")
                 if idx and not self.stack.has_nic(idx):
@@ -848,7 +855,7 @@ class UdpTransport:
         if not candidates:
             return False
         stack = self.stack
-        if dst.is_multicast or (version == 4 and stack.is_broadcast(dst)):
+        if _is_mcast(dst) or (version == 4 and stack.is_broadcast(dst)):
             delivered = False
             for s in list(candidates):
                 if self._score(s, version, src, sport, dst, nic_id) < 0:
