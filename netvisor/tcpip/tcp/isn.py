@@ -33,6 +33,10 @@ class IsnGenerator:
                        rport.to_bytes(2, "big"))
         return (f + int(now * 250_000)) & 0xFFFFFFFF
 
+    def port_offset(self, laddr: IPAddress, raddr: IPAddress, rport: int) -> int:
+        """RFC 6056 3.3.3 F(local, remote, secret): where the ephemeral port search starts."""
+        return self._hash(b"port", laddr.packed, raddr.packed, rport.to_bytes(2, "big"))
+
     def ts_offset(self, laddr: IPAddress, raddr: IPAddress) -> int:
         """Per address pair TSval offset (Linux secure_tcp_ts_off, RFC 7323 7.1)."""
         return self._hash(b"ts", laddr.packed, raddr.packed)

@@ -104,6 +104,7 @@ class TcpTransport:
         self._next_ephemeral = ctx.rng.randrange(self.config.ephemeral_ports[0],
                                                  self.config.ephemeral_ports[1] + 1)
         self.stats: dict[str, int] = {"rst_sent": 0, "malformed": 0, "no_socket": 0}
+        self._eph_counter = ctx.rng.randrange(1 << 16)
         self._blocked: set[Connection] = set()
         self._blocked_retry_at: float | None = None
 
@@ -154,13 +155,22 @@ class TcpTransport:
         """A free port in ip_local_port_range (Linux __inet_hash_connect, simplified)."""
         lo, hi = self.config.ephemeral_ports
         span = hi - lo + 1
-        start = self._next_ephemeral
+        if raddr is not None:
+            # RFC 6056 3.3.3 (Algorithm 3, Linux __inet_hash_connect): a keyed hash of
+            # the addresses picks where to start, a counter moves on each time.
+            h = self.isn_gen.port_offset(b.addr, raddr, rport)
+            start = lo + (h + self._eph_counter) % span
+        else:
+            start = self._next_ephemeral
         for i in range(span):
             port = lo + (start - lo + i) % span
             b.port = port
             if port in self.ports and (raddr is None or self._port_busy_for(b, raddr, rport)):
                 continue
-            self._next_ephemeral = lo + (port - lo + 1) % span
+            if raddr is not None:
+                self._eph_counter += i + 1
+            else:
+                self._next_ephemeral = lo + (port - lo + 1) % span
             return port
         from netvisor.tcpip.errors import NetError
         import errno

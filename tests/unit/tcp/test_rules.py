@@ -800,3 +800,31 @@ def test_soft_icmp_error_reported_on_timeout_linux_tcp_write_err() -> None:
     raw.tcp.handle_icmp_error(_icmp(raw, s, 3, 1, errno.EHOSTUNREACH, 0), raw.ctx.now)
     raw.advance(raw.ctx.now + 2)
     assert errno_of(s.recv, 10) == errno.EHOSTUNREACH
+
+
+def test_syn_flood_backlog_16_state_bounded_and_legit_client_completes() -> None:
+    """RFC 4987: 3000 spoofed SYNs leave at most ``backlog`` half-open connections; a
+    real client (timestamps on, as Linux) still connects through a cookie."""
+    import random as _random
+    raw = Raw()
+    ls = raw.tcp.socket(AF_INET)
+    ls.bind(("10.0.0.2", 80))
+    ls.listen(16)
+    rnd = _random.Random(7)
+    for _ in range(3000):
+        src = IP(f"10.{rnd.randrange(1, 250)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}")
+        rep = TcpRepr(rnd.randrange(1024, 65535), 80, rnd.getrandbits(32), None, F.SYN, 512,
+                      0, 1460)
+        data = rep.to_bytes(src=src, dst=raw.addr)
+        raw.tcp.handle_packet(src, raw.addr, memoryview(bytes(data)), raw.ctx.now,
+                              checksum_valid=False, nic_id=1)
+    raw.out()
+    assert len(raw.tcp.conns) <= 16 and len(ls.listener.syn_queue) <= 16
+    assert ls.listener.cookies_sent >= 3000 - 16
+    syn = TcpRepr(41000, 80, 555, None, F.SYN, 65535, 0, 1460, 7, True, (), (9, 0))
+    raw.inject(syn)
+    (sa, _), = raw.out()
+    raw.inject(TcpRepr(41000, 80, 556, (sa.seq + 1) & 0xFFFFFFFF, F.NONE, 512,
+                       timestamps=(10, sa.timestamps[0])))
+    child, addr = ls.accept()
+    assert addr == ("10.0.0.1", 41000) and child.conn.snd_wscale == 7
