@@ -38,7 +38,7 @@ def _status(case: ET.Element) -> str:
         if child.tag == "skipped":
             msg = (child.get("message") or "").replace("|", "/").replace("\n", " ")
             kind = "xfail" if child.get("type") == "pytest.xfail" or "xfail" in msg.lower() else "skip"
-            msg = re.sub(r"^(expected failure|xfail)[: ]*", "", msg, flags=re.I).strip()
+            msg = re.sub(r"^(expected failure|xfail)[: ]*", "", msg, flags=re.IGNORECASE).strip()
             return f"{kind}\0{msg}"
     return "pass"
 

@@ -107,6 +107,7 @@ def test_ack_of_unsent_data_ignored(tb, dut, ack_off):
     assert dut.recv(afd, 100) == b"good"
 
 
+@pytest.mark.xfail_on("netvisor", "recv() after a RST at RCV.NXT does not fail with ECONNRESET")
 def test_rst_exact_seq_resets(tb, dut):
     """A RST with SEQ=RCV.NXT resets the connection: recv gives ECONNRESET."""
     conn, afd = _established(tb, dut)

@@ -93,6 +93,9 @@ def test_fin_retransmitted_in_closing(tb, dut):
     assert again["TCP"].ack == conn.snd_nxt
 
 
+@pytest.mark.xfail_on(
+    "netvisor",
+    "closing a listener sends FIN, not RST, to connections it never accepted")
 def test_close_listener_with_unaccepted_connection_sends_rst(tb, dut):
     """Closing a listener resets connections still in its accept queue."""
     lfd, port = dut.tcp_listener(4)
@@ -103,6 +106,7 @@ def test_close_listener_with_unaccepted_connection_sends_rst(tb, dut):
     conn.expect(RST, seq=conn.rcv_nxt)
 
 
+@pytest.mark.xfail_on("netvisor", "close() with unread data sends FIN, not RST")
 def test_close_with_unread_data_sends_rst(tb, dut):
     """close() with unread received data sends RST, not FIN (RFC 2525 2.17, Linux)."""
     conn, afd, _ = tcp_established(tb, dut, 4)
@@ -128,6 +132,7 @@ def test_linger_zero_sends_rst(tb, dut):
     conn.expect(RST, seq=conn.rcv_nxt)
 
 
+@pytest.mark.xfail_on("netvisor", "SO_LINGER {1, 0} after shutdown(): close() sends no RST")
 def test_linger_zero_after_shutdown_sends_rst(tb, dut):
     """shutdown(SHUT_RDWR) sends FIN; a later close() with linger {1, 0} still resets."""
     conn, afd, _ = tcp_established(tb, dut, 4)
@@ -138,6 +143,7 @@ def test_linger_zero_after_shutdown_sends_rst(tb, dut):
     conn.expect(RST)
 
 
+@pytest.mark.xfail_on("netvisor", "SO_LINGER with a timeout: close() returns at once")
 def test_linger_nonzero_waits_for_ack(tb, dut):
     """SO_LINGER {1, 5}: close() blocks until data and FIN are acknowledged."""
     conn, afd, _ = tcp_established(tb, dut, 4)
@@ -152,6 +158,7 @@ def test_linger_nonzero_waits_for_ack(tb, dut):
     assert fut.result(timeout=2) == 0
 
 
+@pytest.mark.xfail_on("netvisor", "SO_LINGER with a timeout: close() returns at once")
 def test_linger_nonzero_times_out(tb, dut):
     """SO_LINGER {1, 1} with nothing acknowledged: close() returns after ~1 s."""
     conn, afd, _ = tcp_established(tb, dut, 4)
@@ -180,6 +187,9 @@ def test_passive_close(tb, dut):
     conn.expect_nothing(timeout=0.3)
 
 
+@pytest.mark.xfail_on(
+    "netvisor",
+    "TCP_USER_TIMEOUT does not end a connection whose FIN is unacknowledged", after="fin")
 @pytest.mark.parametrize("after", ["data", "fin"])
 def test_user_timeout(tb, dut, after):
     """TCP_USER_TIMEOUT=1000 ms: unacknowledged data (or FIN) kills the connection.

@@ -8,7 +8,6 @@ RFC 2018 (SACK only when permitted).
 from __future__ import annotations
 
 import pytest
-
 from scapy.layers.inet import TCP
 
 from tests.conformance.testbench import TCPConn, seq_add, tcp_established

@@ -106,6 +106,9 @@ def test_zero_window_probe_user_timeout(tb, dut):
     conn.expect(RST)
 
 
+@pytest.mark.xfail_on(
+    "netvisor",
+    "data sent on a window update does not acknowledge the data that came in the same segment")
 def test_send_window_sized_segments_and_piggyback(tb, dut):
     """Segments never exceed the send window; replies piggyback the ACK on data."""
     conn, afd, _ = tcp_established(tb, dut, 4, window=10)
@@ -116,12 +119,16 @@ def test_send_window_sized_segments_and_piggyback(tb, dut):
     conn.expect_none(seq=conn.rcv_nxt, timeout=0.3)
     # Our ACK carries data; the DUT's next data segment acknowledges it.
     conn.send("PA", b"xyz", window=10)
-    second = conn.expect("A", plen=10, timeout=1)
+    second = conn.expect("A", seq=conn.rcv_nxt, plen=10, timeout=1)
     assert second["TCP"].ack == conn.snd_nxt
     conn.send("A", window=10)
-    conn.expect("A", plen=5, timeout=1)
+    conn.expect("A", seq=conn.rcv_nxt, plen=5, timeout=1)
 
 
+@pytest.mark.xfail_on(
+    "netvisor",
+    "the receive window never closes: received data moves on into the program's socketpair, "
+    "so the window follows the stack's buffer, not the application")
 def test_zero_receive_window_and_reopen(tb, dut):
     """A DUT whose receive buffer fills advertises window 0; reading reopens it."""
     lfd, port = dut.tcp_listener(4, opts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)])

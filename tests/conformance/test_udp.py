@@ -186,6 +186,12 @@ def _udp_then_unreach(tb, dut, family, fd, port, connect: bool):
     time.sleep(0.1)
 
 
+@pytest.mark.xfail_on(
+    "netvisor",
+    "ICMP port unreachable is not reported to connected UDP sockets", how="send")
+@pytest.mark.xfail_on(
+    "netvisor",
+    "ICMP port unreachable is not reported to connected UDP sockets", how="recv")
 @FAMILIES
 @pytest.mark.parametrize("how", ["recv", "send", "so_error"])
 def test_icmp_error_reported_on_connected_socket(tb, dut, family, how):
@@ -218,6 +224,9 @@ def test_icmp_error_not_reported_on_unconnected_socket(tb, dut, family):
     dut.sendto(fd, b"again", dut.tb_addr(family, TB_PORT))
 
 
+@pytest.mark.xfail_on(
+    "netvisor",
+    "ICMP port unreachable does not wake a blocked recv() on a connected UDP socket")
 @FAMILIES
 def test_icmp_error_wakes_blocking_recv(tb, dut, family):
     """A recv() blocked on a connected socket returns ECONNREFUSED when the error arrives."""

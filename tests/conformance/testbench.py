@@ -595,7 +595,10 @@ class Dut:
     name: str
     sock_path: str
     topo: Topology
-    call_timeout: float = 15.0
+    # A call that takes longer is a wedged DUT (blocking calls a case expects
+    # to wait go through background() and are bounded by the case itself).
+    call_timeout: float = 5.0
+    wedged: bool = False  # a control call timed out: the DUT needs a restart
     _conn: socket.socket | None = field(default=None, repr=False)
     _rf: Any = field(default=None, repr=False)
 
@@ -606,6 +609,8 @@ class Dut:
         return s, s.makefile("rb")
 
     def call(self, op: str, *args: Any) -> Any:
+        if self.wedged:
+            raise DutError(110, f"DUT call {op}: not sent, an earlier call timed out")
         if self._conn is None:
             self._conn, self._rf = self._connect()
         return self._roundtrip(self._conn, self._rf, op, args)
@@ -615,7 +620,10 @@ class Dut:
         try:
             line = rf.readline()
         except TimeoutError:
-            raise DutError(110, f"DUT call {op}{tuple(args)!r} timed out") from None
+            if conn is self._conn:
+                self.wedged = True
+            raise DutError(110, f"DUT call {op}{tuple(args)!r} timed out "
+                                f"after {self.call_timeout:.0f}s (DUT wedged?)") from None
         if not line:
             raise DutError(104, f"DUT server closed the control connection during {op}")
         reply = json.loads(line)
@@ -756,12 +764,7 @@ def tcp_established_active(tb: Testbench, dut: Dut, family: int = 4, *, window: 
 
 
 TCP_INFO_FMT = "B" * 8 + "I" * 24
-TCP_INFO_FIELDS = (
-    "state ca_state retransmits probes backoff options wscale flags "
-    "rto ato snd_mss rcv_mss unacked sacked lost retrans fackets "
-    "last_data_sent last_ack_sent last_data_recv last_ack_recv "
-    "pmtu rcv_ssthresh rtt rttvar snd_ssthresh snd_cwnd advmss reordering "
-    "rcv_rtt rcv_space total_retrans").split()
+TCP_INFO_FIELDS = ["state", "ca_state", "retransmits", "probes", "backoff", "options", "wscale", "flags", "rto", "ato", "snd_mss", "rcv_mss", "unacked", "sacked", "lost", "retrans", "fackets", "last_data_sent", "last_ack_sent", "last_data_recv", "last_ack_recv", "pmtu", "rcv_ssthresh", "rtt", "rttvar", "snd_ssthresh", "snd_cwnd", "advmss", "reordering", "rcv_rtt", "rcv_space", "total_retrans"]
 
 
 def tcp_info(dut: Dut, fd: int) -> dict[str, int]:

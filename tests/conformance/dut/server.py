@@ -27,7 +27,8 @@ import socket
 import struct
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _sockets: dict[int, socket.socket] = {}
 _lock = threading.Lock()
@@ -171,23 +172,32 @@ def op_linger(fd: int, onoff: int, seconds: int) -> int:
     return 0
 
 
+def _abort(s: socket.socket) -> None:
+    """Wake threads blocked on ``s``, then close it with RST rather than FIN.
+
+    SHUT_RD wakes threads blocked in accept/recv/connect without sending
+    anything; SO_LINGER {1, 0} makes close abort (RST) rather than leave FIN
+    retransmissions behind to clutter the next case's capture.
+    """
+    for how in ("shutdown", "linger", "close"):
+        try:
+            if how == "shutdown":
+                s.shutdown(socket.SHUT_RD)
+            elif how == "linger":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            else:
+                s.close()
+        except OSError:
+            pass
+
+
 def op_closeall() -> int:
     """Close every socket (between test cases); returns how many were open."""
     with _lock:
         socks = list(_sockets.values())
         _sockets.clear()
     for s in socks:
-        # SHUT_RD wakes threads blocked in accept/recv/connect without sending
-        # anything; SO_LINGER {1, 0} makes close abort (RST) rather than leave
-        # FIN retransmissions behind to clutter the next case's capture.
-        for fn in (lambda: s.shutdown(socket.SHUT_RD),
-                   lambda: s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                        struct.pack("ii", 1, 0)),
-                   s.close):
-            try:
-                fn()
-            except OSError:
-                pass
+        _abort(s)
     return len(socks)
 
 
@@ -209,7 +219,7 @@ def handle(line: bytes) -> dict[str, Any]:
         return {"ret": -1, "errno": errno_mod.EINVAL, "error": f"bad request: {exc!r}"}
     try:
         return {"ret": _enc(fn(*args)), "errno": 0}
-    except socket.timeout:
+    except TimeoutError:
         return {"ret": -1, "errno": errno_mod.EAGAIN, "error": "timed out"}
     except OSError as exc:
         return {"ret": -1, "errno": exc.errno or errno_mod.EIO, "error": str(exc)}
