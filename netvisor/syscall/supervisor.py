@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import ipaddress
 import logging
 import os
 import select
@@ -91,6 +92,16 @@ class Continue(Exception):
     """Raised inside a handler: let the kernel run the call (not ours)."""
 
 
+@dataclass(frozen=True, slots=True)
+class RxMeta:
+    """What recvmsg's control messages report about one datagram."""
+
+    stamp: float
+    dst: Any = None
+    ifindex: int = 0
+    ttl: int = 0
+
+
 @dataclass(eq=False)
 class EmuSocket:
     """One emulated socket: the stack's socket and our end of the pair."""
@@ -111,11 +122,12 @@ class EmuSocket:
     reset: bool = False
     queue: collections.deque[tuple[Any, Any]] = field(default_factory=collections.deque)
     queue_changed: trio.Event = field(default_factory=trio.Event)
-    rxq: collections.deque[tuple[Any, bytes, float]] = field(default_factory=collections.deque)
+    rxq: collections.deque[tuple[Any, bytes, RxMeta]] = field(default_factory=collections.deque)
+    cmsg: set[str] = field(default_factory=set)   # requested ancillary data
+    owner: tuple[int, int] = (0, 0)               # (tid, fd) last seen using it
     rx_changed: trio.Event = field(default_factory=trio.Event)
     rcvtimeo: float | None = None
     sndtimeo: float | None = None
-    timestamp: bool = False
     scopes: list[trio.CancelScope] = field(default_factory=list)
     netlink: Any = None
 
@@ -280,6 +292,7 @@ class Supervisor:
             raise Continue() from None
         es = self.socks.get(st.st_ino)
         if es is not None and st.st_dev == self.sock_dev:
+            es.owner = (n.pid, fd)
             return es
         return None
 
@@ -342,6 +355,7 @@ class Supervisor:
         try:
             fd = self.listener.addfd(n.id, prog.fileno(), cloexec=bool(flags & SOCK_CLOEXEC),
                                      send=True)
+            es.owner = (n.pid, fd)
         except OSError:
             del self.socks[es.ino]
             prog.close()
@@ -504,11 +518,34 @@ class Supervisor:
             self.stack.kick()
 
     def _on_reset(self, es: EmuSocket, err: int) -> None:
-        """The connection is gone (RST, timeout): EOF now, ECONNRESET on write."""
+        """The connection is gone (RST, timeout): ECONNRESET for the program.
+
+        An AF_UNIX stream end closed with unread data gives its peer
+        ECONNRESET after the data already queued (unix_release_sock), as a
+        TCP RST does: so one byte is sent from the program's end (a copy taken
+        from the process that last used it) into ours, and ours is closed.
+        If no copy can be taken: EOF now and ECONNRESET at the next write.
+        """
         if es.reset:
             return
         es.reset = True
         es.error = err
+        tid, fd = es.owner
+        try:
+            pidfd = os.pidfd_open(tid, PIDFD_THREAD)
+            try:
+                dup = os.fstat(newfd := pidfd_getfd(pidfd, fd)) and socket.socket(fileno=newfd)
+            finally:
+                os.close(pidfd)
+            try:
+                if os.fstat(dup.fileno()).st_ino == es.ino:
+                    dup.send(b"\0", socket.MSG_DONTWAIT)
+                    self._teardown(es)
+                    return
+            finally:
+                dup.close()
+        except OSError:
+            pass
         try:
             es.sup.shutdown(socket.SHUT_WR)
         except OSError:
@@ -545,9 +582,17 @@ class Supervisor:
     async def _down_dgram(self, es: EmuSocket) -> None:
         """Stack -> program for UDP: datagrams into the pair, sources into rxq."""
         sock, sup = es.sock, es.sup
+        recvmsg = getattr(sock, "recvmsg", None)
         while True:
             try:
-                data, addr = sock.recvfrom(65536)
+                if recvmsg is not None:
+                    r = recvmsg(65536)
+                    data, addr = r.data, r.addr
+                    meta = RxMeta(time.time(), getattr(r, "dst", None),
+                                  getattr(r, "ifindex", 0), getattr(r, "ttl", 0))
+                else:
+                    data, addr = sock.recvfrom(65536)
+                    meta = RxMeta(time.time())
             except NetError as e:
                 if e.errno == errno.EAGAIN:
                     await self.stack.wait(sock, select.POLLIN)
@@ -565,7 +610,7 @@ class Supervisor:
                     await trio.lowlevel.wait_writable(sup)
                 except OSError:
                     return
-            es.rxq.append((addr, data, time.time()))
+            es.rxq.append((addr, data, meta))
             if len(es.rxq) > 4096:
                 es.rxq.popleft()
             es.wake_rx()
@@ -860,8 +905,21 @@ class Supervisor:
                 else:
                     es.sndtimeo = t
                 return 0
-            if opt == SO_TIMESTAMP_OLD:
-                es.timestamp = bool(len(value) >= 4 and struct.unpack_from("<i", value)[0])
+        on = len(value) >= 4 and struct.unpack_from("<i", value)[0] != 0
+        key = _CMSG_OPTS.get((level, opt))
+        if key is not None:
+            if len(value) < 1:
+                raise Reply(0, errno.EINVAL)
+            if on:
+                es.cmsg.add(key)
+            else:
+                es.cmsg.discard(key)
+            try:
+                es.sock.setsockopt(level, opt, value)
+            except NetError as e:
+                if e.errno != errno.ENOPROTOOPT:
+                    raise
+            return 0   # the supervisor writes these control messages itself
         es.sock.setsockopt(level, opt, value)
         self.stack.kick()
         return 0
@@ -912,6 +970,8 @@ class Supervisor:
             t = es.rcvtimeo if opt == SO_RCVTIMEO_OLD else es.sndtimeo
             t = t or 0.0
             value = struct.pack("<qq", int(t), int(round((t - int(t)) * 1e6)))
+        elif (level, opt) in _CMSG_OPTS:
+            value = struct.pack("<i", int(_CMSG_OPTS[(level, opt)] in es.cmsg))
         else:
             value = es.sock.getsockopt(level, opt, have)
         value = value[:have]
@@ -1009,7 +1069,7 @@ class Supervisor:
         finally:
             dup.close()
         if es.netlink is not None:
-            return data, NL_KERNEL, time.time()
+            return data, NL_KERNEL, RxMeta(time.time())
         # Resynchronise the source FIFO: entries of datagrams the program read
         # with plain recv() (untrapped) are skipped by content.
         while es.rxq and es.rxq[0][1] != data:
@@ -1017,7 +1077,7 @@ class Supervisor:
         if es.rxq:
             addr, _, stamp = es.rxq[0] if flags & MSG_PEEK else es.rxq.popleft()
         else:
-            addr, stamp = None, time.time()
+            addr, stamp = None, RxMeta(time.time())
         return data, addr, stamp
 
     def _recv_common(self, n: Notification, es: EmuSocket, fd: int, flags: int,
@@ -1054,7 +1114,7 @@ class Supervisor:
         size = n.args[2] & 0xFFFFFFFF
         flags = n.args[3] & 0xFFFFFFFF
 
-        def deliver(data: bytes, addr: Any, stamp: float) -> int:
+        def deliver(data: bytes, addr: Any, stamp: RxMeta) -> int:
             memory.write(n.pid, n.args[1], data[:size])
             self._write_addr(n, addr, es.family, n.args[4], n.args[5])
             return len(data) if flags & MSG_TRUNC else min(len(data), size)
@@ -1096,14 +1156,14 @@ class Supervisor:
             memory.read(n.pid, hdr_ptr, self._MSGHDR.size))
         iovs = memory.read_iovecs(n.pid, iov, iovlen)
 
-        def deliver(data: bytes, addr: Any, stamp: float) -> int:
+        def deliver(data: bytes, addr: Any, stamp: RxMeta) -> int:
             return self._fill_msghdr(n, es, hdr_ptr, iovs, name, namelen, ctl, ctllen,
                                      flags, data, addr, stamp)
         return self._recv_common(n, es, n.args[0], flags, deliver)
 
     def _fill_msghdr(self, n: Notification, es: EmuSocket, hdr_ptr: int,
                      iovs: list[tuple[int, int]], name: int, namelen: int, ctl: int,
-                     ctllen: int, flags: int, data: bytes, addr: Any, stamp: float) -> int:
+                     ctllen: int, flags: int, data: bytes, addr: Any, stamp: RxMeta) -> int:
         size = sum(length for _, length in iovs)
         written = memory.scatter(n.pid, iovs, data[:size])
         out_flags = MSG_TRUNC if len(data) > size else 0
@@ -1111,11 +1171,7 @@ class Supervisor:
             raw = _encode(addr, es.family) if addr is not None else b""
             memory.write(n.pid, name, raw[:namelen])
             memory.write(n.pid, hdr_ptr + 8, struct.pack("<I", len(raw)))
-        cmsgs = b""
-        if ctl and ctllen and es.timestamp:
-            sec = int(stamp)
-            cmsgs += _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD,
-                           struct.pack("<qq", sec, int((stamp - sec) * 1e6)))
+        cmsgs = _control_messages(es, stamp) if ctl and ctllen else b""
         if ctl:
             if len(cmsgs) > ctllen:
                 cmsgs = b""
@@ -1164,13 +1220,13 @@ class Supervisor:
                     pass
             return count
 
-        def deliver(data: bytes, addr: Any, stamp: float) -> int:
+        def deliver(data: bytes, addr: Any, stamp: RxMeta) -> int:
             self._recv_into_mmsg(n, es, vec, flags, data, addr, stamp)
             return take_rest(1)
         return self._recv_common(n, es, n.args[0], flags, deliver)
 
     def _recv_into_mmsg(self, n: Notification, es: EmuSocket, hdr: int, flags: int,
-                        data: bytes, addr: Any, stamp: float) -> None:
+                        data: bytes, addr: Any, stamp: RxMeta) -> None:
         name, namelen, iov, iovlen, ctl, ctllen, _ = self._MSGHDR.unpack(
             memory.read(n.pid, hdr, self._MSGHDR.size))
         iovs = memory.read_iovecs(n.pid, iov, iovlen)
@@ -1229,6 +1285,35 @@ def _ns_pid(tid: int) -> int:
     except (OSError, ValueError):
         pass
     return tid
+
+
+# (level, option) -> the ancillary data recvmsg then adds (ip(7), ipv6(7), socket(7)).
+_CMSG_OPTS = {(SOL_SOCKET, SO_TIMESTAMP_OLD): "timestamp", (IPPROTO_IP, IP_PKTINFO): "pktinfo",
+              (IPPROTO_IP, IP_RECVTTL): "ttl", (IPPROTO_IPV6, 49): "pktinfo6",
+              (IPPROTO_IPV6, 51): "hoplimit"}
+
+
+def _control_messages(es: EmuSocket, meta: RxMeta) -> bytes:
+    """Control messages for one datagram, in the order Linux emits them
+    (sock_recv_timestamp, then ip_cmsg_recv: PKTINFO before TTL)."""
+    out = b""
+    if "timestamp" in es.cmsg:
+        sec = int(meta.stamp)
+        out += _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD,
+                     struct.pack("<qq", sec, int((meta.stamp - sec) * 1e6)))
+    dst = meta.dst
+    if "pktinfo" in es.cmsg and dst is not None and dst.version == 4:
+        out += _cmsg(IPPROTO_IP, IP_PKTINFO, struct.pack("<i4s4s", meta.ifindex, dst.packed,
+                                                         dst.packed))
+    if "ttl" in es.cmsg and meta.ttl:
+        out += _cmsg(IPPROTO_IP, IP_TTL, struct.pack("<i", meta.ttl))
+    if "pktinfo6" in es.cmsg and dst is not None:
+        d6 = dst if dst.version == 6 else ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff"
+                                                                 + dst.packed)
+        out += _cmsg(IPPROTO_IPV6, 50, d6.packed + struct.pack("<i", meta.ifindex))
+    if "hoplimit" in es.cmsg and meta.ttl:
+        out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", meta.ttl))
+    return out
 
 
 def _cmsg(level: int, ctype: int, payload: bytes) -> bytes:

@@ -156,3 +156,33 @@ def test_calls_match_the_kernel(make_netns: Callable[[str], Netns], tmp_path: Pa
     assert got.returncode == 0, got.stderr
     assert len(ref.stdout.splitlines()) > 60
     assert got.stdout.splitlines() == ref.stdout.splitlines()
+
+
+RST_PROGRAM = r'''
+import socket, struct, time, errno
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+c = socket.create_connection(srv.getsockname())
+a, _ = srv.accept()
+a.sendall(b"before")
+time.sleep(0.2)
+a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); a.close()
+time.sleep(0.3)
+for i in range(3):
+    try: print("recv", c.recv(100))
+    except OSError as e: print("recv", errno.errorcode[e.errno])
+try: print("send", c.send(b"x", socket.MSG_NOSIGNAL))
+except OSError as e: print("send", errno.errorcode[e.errno])
+'''
+
+
+def test_reset_reaches_the_program_like_linux(make_netns: Callable[[str], Netns],
+                                              tmp_path: Path) -> None:
+    """SO_LINGER 0 close -> RST: queued data first, then ECONNRESET once, then EOF, EPIPE."""
+    ns = make_netns("nvr")
+    prog = tmp_path / "rst.py"
+    prog.write_text(RST_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60)
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert ref.stdout.splitlines()[1] == "recv ECONNRESET"
+    assert got.stdout.splitlines() == ref.stdout.splitlines()
