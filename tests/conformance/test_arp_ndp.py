@@ -24,6 +24,8 @@ from scapy.layers.inet6 import (
 )
 from scapy.layers.l2 import ARP, Ether
 
+from tests.conformance.testbench import ExpectError
+
 _host = itertools.count(20 + os.getpid() % 100)
 MAC2 = "02:4e:56:58:00:22"
 MAC3 = "02:4e:56:58:00:33"
@@ -206,3 +208,37 @@ def test_neighbour_learned_from_solicitation(tb, dut, family):
         dut.sendto(fd, b"direct", (me, TB_PORT, 0, 0))
     p = _udp_from_dut(tb, family, me, b"direct")
     assert p[Ether].dst == MAC2
+
+
+def test_arp_probe_for_dut_address_answered(tb, dut):
+    """An ARP probe (sender IP 0.0.0.0, RFC 5227 2.1.1) for the DUT's address is answered."""
+    tb.send(Ether(src=MAC2, dst="ff:ff:ff:ff:ff:ff")
+            / ARP(op=1, hwsrc=MAC2, psrc="0.0.0.0", hwdst="00:00:00:00:00:00",
+                  pdst=tb.topo.dut_ip4))
+    p = tb.expect(lambda p: ARP in p and p[ARP].op == 2 and p[ARP].psrc == tb.topo.dut_ip4,
+                  desc="ARP reply defending the address")
+    assert p[ARP].hwsrc == tb.topo.dut_mac
+
+
+def test_ns_for_link_local_answered(tb, dut):
+    """A solicitation for the DUT's link-local address (EUI-64 of its MAC) gets an NA."""
+    mac = bytes.fromhex(tb.topo.dut_mac.replace(":", ""))
+    eui = bytes([mac[0] ^ 2]) + mac[1:3] + b"\xff\xfe" + mac[3:]
+    ll = socket.inet_ntop(socket.AF_INET6, b"\xfe\x80" + b"\0" * 6 + eui)
+    me = "fe80::4e56:58ff:fe00:22"
+    group, gmac = _solicited_node(ll)
+    ns = (Ether(src=MAC2, dst=gmac) / IPv6(src=me, dst=group, hlim=255)
+          / ICMPv6ND_NS(tgt=ll) / ICMPv6NDOptSrcLLAddr(lladdr=MAC2))
+    # A DUT that has just started may still be running DAD on its link-local
+    # address (RFC 4862 5.4, about 1 s) and must not answer for it yet: retry.
+    for _ in range(6):
+        tb.send(ns)
+        try:
+            p = tb.expect(lambda p: ICMPv6ND_NA in p and p[ICMPv6ND_NA].tgt == ll, 0.5,
+                          "NA for link-local")
+            break
+        except ExpectError:
+            continue
+    else:
+        raise ExpectError(f"no NA for {ll} within 3 s; pcap: {tb.pcap_path}")
+    assert p[ICMPv6NDOptDstLLAddr].lladdr == tb.topo.dut_mac and p[ICMPv6ND_NA].S == 1

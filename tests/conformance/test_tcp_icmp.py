@@ -115,3 +115,25 @@ def test_port_unreachable_in_syn_rcvd_ignored_for_listener(tb, dut):
     other.connect()
     fd, addr = dut.accept(lfd)
     assert addr[1] == other.sport
+
+
+@pytest.mark.parametrize("family,mtu", [(4, 1000), (6, 1280)], ids=["v4", "v6"])
+def test_path_mtu_lowers_segment_size(tb, dut, family, mtu):
+    """Fragmentation needed / packet too big lowers the DUT's segment size (RFC 1191, RFC 8201).
+
+    The lost segment is resent in pieces that fit the reported MTU.
+    """
+    conn, afd, _ = tcp_established(tb, dut, family)
+    dut.send(afd, b"p" * 1400)
+    big = conn.expect("A", plen=1400, update=False)
+    if family == 4:
+        tb.send(tb.ip4() / ICMP(type=3, code=4, nexthopmtu=mtu) / Raw(bytes(big[IP])[:28 + 40]))
+    else:
+        from scapy.layers.inet6 import ICMPv6PacketTooBig
+
+        # As much of the packet as fits in the minimum MTU (RFC 4443 2.4 c).
+        tb.send(tb.ip6() / ICMPv6PacketTooBig(mtu=mtu) / Raw(bytes(big[IPv6])[:1280 - 48]))
+    hdr = 40 if family == 4 else 60
+    p = conn.expect("A", seq=big[TCP].seq, timeout=2, update=False)
+    assert 0 < len(p[TCP].payload) <= mtu - hdr
+    assert len(p[IP if family == 4 else IPv6]) <= mtu

@@ -120,3 +120,11 @@ def test_no_sack_blocks_without_permission(tb, dut):
     conn.send("PA", b"later", seq=seq_add(hole, 10))
     dup = conn.expect("A", ack=hole)
     assert "SAck" not in dict(dup[TCP].options)
+
+
+def test_tcp_maxseg_lowers_announced_mss(tb, dut):
+    """TCP_MAXSEG set on a listener lowers the MSS its SYN-ACK announces."""
+    lfd, port = dut.tcp_listener(4, opts=[(6, 2, 800)])  # IPPROTO_TCP, TCP_MAXSEG
+    conn = TCPConn(tb, 4, dport=port)
+    synack = conn.connect()
+    assert dict(synack[TCP].options)["MSS"] == 800

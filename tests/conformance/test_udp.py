@@ -258,3 +258,56 @@ def test_icmp_error_for_other_port_ignored(tb, dut):
     tb.send(tb.ip4() / ICMP(type=3, code=3) / Raw(bytes(quoted)))
     time.sleep(0.1)
     assert dut.getsockopt(fd, socket.SOL_SOCKET, socket.SO_ERROR) == 0
+
+
+@FAMILIES
+def test_large_datagram_fragmented(tb, dut, family):
+    """A 3000-byte datagram leaves in MTU-sized fragments that reassemble to it."""
+    from scapy.layers.inet6 import IPv6ExtHdrFragment
+
+    fd, port = dut.udp_socket(family)
+    data = bytes(i % 251 for i in range(3000))
+    dut.sendto(fd, data, dut.tb_addr(family, TB_PORT))
+    parts: dict[int, bytes] = {}
+    while sum(len(v) for v in parts.values()) < 3008:
+        if family == 4:
+            p = tb.expect(lambda p: tb.from_dut(p, 4) and p[IP].proto == 17
+                          and (p[IP].flags.MF or p[IP].frag), desc="IPv4 fragment")
+            assert len(p[IP]) <= 1500
+            parts[p[IP].frag * 8] = bytes(p[IP].payload)
+        else:
+            p = tb.expect(lambda p: tb.from_dut(p, 6) and IPv6ExtHdrFragment in p,
+                          desc="IPv6 fragment")
+            assert len(p[IPv6]) <= 1500
+            parts[p[IPv6ExtHdrFragment].offset * 8] = bytes(p[IPv6ExtHdrFragment].payload)
+    whole = b"".join(parts[k] for k in sorted(parts))
+    assert whole[8:] == data and UDP(whole[:8]).dport == TB_PORT
+
+
+@FAMILIES
+def test_connected_socket_filters_other_sources(tb, dut, family):
+    """A connected UDP socket receives only from its peer address and port."""
+    fd, port = dut.udp_socket(family)
+    dut.connect(fd, dut.tb_addr(family, TB_PORT))
+    tb.send(udp_to_dut(tb, family, port, b"wrong port", sport=TB_PORT + 1))
+    tb.send(udp_to_dut(tb, family, port, b"right"))
+    assert dut.recv(fd, 100) == b"right"
+    assert_nothing_queued(dut, fd)
+
+
+@FAMILIES
+def test_fragmented_datagram_delivered(tb, dut, family):
+    """A datagram the TB sends in fragments is reassembled and delivered whole."""
+    from scapy.layers.inet import fragment
+    from scapy.layers.inet6 import IPv6ExtHdrFragment, fragment6
+
+    fd, port = dut.udp_socket(family)
+    data = bytes(i % 249 for i in range(4000))
+    if family == 4:
+        frags = fragment(tb.ip4(id=4242) / UDP(sport=TB_PORT, dport=port) / Raw(data), 1480)
+    else:
+        frags = fragment6(tb.ip6() / IPv6ExtHdrFragment(id=4242) / UDP(sport=TB_PORT, dport=port)
+                          / Raw(data), 1500)
+    for f in reversed(frags):
+        tb.send(f)
+    assert dut.recv(fd, 8000) == data
