@@ -311,3 +311,67 @@ def test_fragmented_datagram_delivered(tb, dut, family):
     for f in reversed(frags):
         tb.send(f)
     assert dut.recv(fd, 8000) == data
+
+
+# ------------------------------------------------- bind x destination matrix
+# (packetimpact udp_send_recv / generic_dgram_socket_send_recv): which bound
+# address receives which destination. A socket bound to the wildcard gets
+# everything addressed to the host (multicast only for joined groups); one
+# bound to a specific unicast, broadcast or multicast address gets only
+# datagrams sent to exactly that address.
+V4_BINDS = {"any": "0.0.0.0", "unicast": None, "subnet-bcast": "10.247.0.255",
+            "limited-bcast": "255.255.255.255", "mcast": "239.1.2.3"}
+V4_DSTS = {"unicast": None, "subnet-bcast": "10.247.0.255",
+           "limited-bcast": "255.255.255.255", "mcast": "239.1.2.3"}
+POLLIN = 1
+
+
+def _dst_mac(dst: str, dut_mac: str) -> str:
+    if dst.startswith("239."):
+        return "01:00:5e:01:02:03"
+    if dst.endswith(".255"):
+        return "ff:ff:ff:ff:ff:ff"
+    return dut_mac
+
+
+@pytest.mark.parametrize("dst", list(V4_DSTS))
+@pytest.mark.parametrize("bind", list(V4_BINDS))
+def test_v4_bind_destination_matrix(tb, dut, bind, dst):
+    """Delivery of unicast/broadcast/multicast datagrams to sockets bound to each kind of address."""
+    bind_ip = V4_BINDS[bind] or tb.topo.dut_ip4
+    dst_ip = V4_DSTS[dst] or tb.topo.dut_ip4
+    fd = dut.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dut.setsockopt(fd, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Membership is host state: join on every socket so that only the binding decides.
+    dut.setsockopt(fd, socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                   socket.inet_aton("239.1.2.3") + socket.inet_aton(tb.topo.dut_ip4))
+    dut.bind(fd, (bind_ip, 0))
+    port = int(dut.getsockname(fd)[1])
+    tb.send(Ether(src=tb.topo.tb_mac, dst=_dst_mac(dst_ip, tb.topo.dut_mac))
+            / IP(src=tb.topo.tb_ip4, dst=dst_ip, ttl=1) / UDP(sport=TB_PORT, dport=port)
+            / Raw(dst.encode()))
+    expected = bind == "any" or bind == dst
+    if expected:
+        assert dut.poll(fd, POLLIN, 1000) & POLLIN, f"{dst} datagram not delivered to {bind} socket"
+        assert dut.recv(fd, 100) == dst.encode()
+    else:
+        assert dut.poll(fd, POLLIN, 200) == 0, f"{dst} datagram delivered to {bind} socket"
+
+
+@pytest.mark.parametrize("dst", ["unicast", "all-nodes"])
+@pytest.mark.parametrize("bind", ["any", "unicast"])
+def test_v6_bind_destination_matrix(tb, dut, bind, dst):
+    """IPv6: a wildcard socket gets unicast and all-nodes multicast; a unicast-bound one only unicast."""
+    fd, port = dut.udp_socket(6, host="::" if bind == "any" else None)
+    if dst == "unicast":
+        pkt = udp_to_dut(tb, 6, port, b"v6 " + dst.encode())
+    else:
+        pkt = (Ether(src=tb.topo.tb_mac, dst="33:33:00:00:00:01")
+               / IPv6(src=tb.topo.tb_ip6, dst="ff02::1", hlim=1)
+               / UDP(sport=TB_PORT, dport=port) / Raw(b"v6 " + dst.encode()))
+    tb.send(pkt)
+    if bind == "any" or dst == "unicast":
+        assert dut.poll(fd, POLLIN, 1000) & POLLIN
+        assert dut.recv(fd, 100) == b"v6 " + dst.encode()
+    else:
+        assert dut.poll(fd, POLLIN, 200) == 0
