@@ -901,9 +901,9 @@ class Supervisor:
                 t = _timeval(value)
                 if opt in (SO_RCVTIMEO_OLD, SO_RCVTIMEO_NEW):
                     es.rcvtimeo = t
-                    self._kernel_setsockopt(n, level, opt, value)
                 else:
                     es.sndtimeo = t
+                self._kernel_setsockopt(n, level, opt, value)
                 return 0
         on = len(value) >= 4 and struct.unpack_from("<i", value)[0] != 0
         key = _CMSG_OPTS.get((level, opt))
@@ -925,8 +925,8 @@ class Supervisor:
         return 0
 
     def _kernel_setsockopt(self, n: Notification, level: int, opt: int, value: bytes) -> None:
-        """Mirror a receive timeout onto the program's end: its own read() then
-        times out as Linux's would (the data plane is the pair)."""
+        """Mirror a timeout onto the program's end: its own read()/write() then
+        time out as Linux's would (the data plane is the pair)."""
         try:
             dup = self._dup_from(n, n.args[0])
         except OSError:

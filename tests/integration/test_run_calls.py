@@ -186,3 +186,50 @@ def test_reset_reaches_the_program_like_linux(make_netns: Callable[[str], Netns]
     assert got.returncode == 0, got.stderr
     assert ref.stdout.splitlines()[1] == "recv ECONNRESET"
     assert got.stdout.splitlines() == ref.stdout.splitlines()
+
+
+SHARING_PROGRAM = r'''
+import os, socket, threading, array, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+port = srv.getsockname()[1]
+# 1. a forked child accepts on the inherited listener and serves
+pid = os.fork()
+if pid == 0:
+    c, _ = srv.accept()
+    c.sendall(b"from-child:" + c.recv(10)); c.close(); os._exit(0)
+cl = socket.create_connection(("127.0.0.1", port)); cl.sendall(b"ping")
+print(cl.recv(100)); os.waitpid(pid, 0)
+# 2. a socket passed over SCM_RIGHTS to another process keeps working
+a, b = socket.socketpair()
+cl2 = socket.create_connection(("127.0.0.1", port))
+srv_side, _ = srv.accept()
+pid = os.fork()
+if pid == 0:
+    msg, anc, flags, addr = a.recvmsg(10, socket.CMSG_LEN(4))
+    fd = array.array("i", anc[0][2])[0]
+    s = socket.socket(fileno=fd)
+    s.sendall(b"via-scm-rights"); print("peer", s.getpeername()[1] == port, flush=True); os._exit(0)
+b.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [cl2.fileno()]))])
+cl2.close()   # the child's copy keeps the connection
+os.waitpid(pid, 0)
+print(srv_side.recv(100))
+# 3. a dup of the listener, accepting in a thread while the main thread connects
+d = os.dup(srv.fileno()); ds = socket.socket(fileno=d)
+print("dup name", ds.getsockname()[1] == port)
+got = []
+t = threading.Thread(target=lambda: got.append(ds.accept()[0].recv(10))); t.start()
+c4 = socket.create_connection(("127.0.0.1", port)); c4.sendall(b"thread"); t.join()
+print(got)
+'''
+
+
+def test_fork_scm_rights_dup_threads(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    """Emulated sockets keep their identity across fork, SCM_RIGHTS, dup and threads."""
+    ns = make_netns("nvr")
+    prog = tmp_path / "share.py"
+    prog.write_text(SHARING_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60)
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert len(ref.stdout.splitlines()) == 5
+    assert got.stdout.splitlines() == ref.stdout.splitlines()
