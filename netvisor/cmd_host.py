@@ -211,7 +211,7 @@ async def _tcp_echo(ns: NetStack, port: int) -> None:
         log.info("no TCP transport: UDP echo only")
         return
     lst.bind(("::", port, 0, 0))
-    lst.listen(128)
+    lst.listen(4096)  # Linux somaxconn default (5.4+): many clients may connect at once
     ns.kick()
     async with trio.open_nursery() as nursery:
         while True:
