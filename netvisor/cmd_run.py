@@ -110,6 +110,15 @@ def main(args: argparse.Namespace) -> int:
             debug.close()
 
 
+def _raise_fd_limit() -> None:
+    """Each emulated socket holds one fd here: use the whole hard limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _wiring_error() -> type[Exception]:
     try:
         from netvisor.syscall.wiring import WiringError
@@ -170,6 +179,7 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
         raise RunError("--publish needs --network=sandbox")
     if args.netns and args.network != "sandbox":
         raise RunError("--netns needs --network=sandbox")
+    _raise_fd_limit()
     provider, netstack = _make_stack(args, cleanup)
     if args.publish:
         from netvisor.syscall.wiring import parse_publish
