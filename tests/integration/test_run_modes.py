@@ -107,3 +107,40 @@ def test_host_mode_runs_unsandboxed(make_netns: Callable[[str], Netns]) -> None:
     assert "10.231.255.7" in r.stdout and r.returncode == 0
     assert nv_run(ns, ["--network=host"], ["nvr-no-such-command"]).returncode == 127
     assert socket.AF_INET  # keep the import used for readers of the file
+
+
+def test_dns_resolution_over_udp(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    """glibc's resolver (UDP: connect, sendmmsg, poll, recvfrom) against dnsmasq outside."""
+    ns = make_netns("nvr")
+    ns.ip("addr", "add", "10.231.255.53/32", "dev", "lo")
+    ns.popen(["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+              "--listen-address=10.231.255.53", f"--pid-file={tmp_path / 'dnsmasq.pid'}",
+              "--address=/myhost.nvr/10.231.255.77",
+              "--address=/myhost.nvr/fd6e:7672:ffff::77"],
+             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while ns.run(["sh", "-c", "ss -lun | grep -q 10.231.255.53:53"], check=False).returncode:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = nv_run(ns, [f"--stack={STACK}", "--dns", "10.231.255.53"], [sys.executable, "-c",
+               "import socket; print(sorted({a[4][0] for a in "
+               "socket.getaddrinfo('myhost.nvr', 80, proto=socket.IPPROTO_TCP)}))"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['10.231.255.77', 'fd6e:7672:ffff::77']"
+
+
+def test_pcap_and_stats(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    ns = make_netns("nvr")
+    ns.ip("addr", "add", "10.231.255.1/32", "dev", "lo")
+    (tmp_path / "index.html").write_text("x" * 5000)
+    _http_server(ns, tmp_path, "0.0.0.0", 8080)
+    pcap = tmp_path / "cap.pcap"
+    r = nv_run(ns, [f"--stack={STACK}", f"--pcap={pcap}", "--stats"],
+               ["curl", "-sS", "-o", "/dev/null", "http://10.231.255.1:8080/index.html"])
+    assert r.returncode == 0, r.stderr
+    assert '"counters"' in r.stderr
+    data = pcap.read_bytes()
+    assert data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") and len(data) > 5000
+    shown = subprocess.run(["tcpdump", "-nr", str(pcap), "tcp port 8080"], capture_output=True,
+                           text=True)
+    assert "10.231.255.1.8080" in shown.stdout
