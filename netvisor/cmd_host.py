@@ -271,7 +271,7 @@ async def _run(args: argparse.Namespace) -> int:
         if args.peer_address:
             try:
                 _configure_peer(endpoint.ifindex, args.peer_address)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - pyroute2 raises its own types; report any
                 endpoint.close()
                 return _fail(f"cannot address {args.tap}: {exc}", 1)
         name = args.tap

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class StackConfig:
     """Tunables of :class:`netvisor.tcpip.stack.Stack`."""
 
-    rng: "random.Random | None" = None
+    rng: random.Random | None = None
     """All randomness (ephemeral ports, IP IDs, timer jitter) comes from here.
     Required by the Stack; the core may not create one (sans-IO rule), so the
     driver (``NetStack(seed=...)``) or the test hands in ``random.Random(seed)``."""

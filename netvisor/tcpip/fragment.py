@@ -21,8 +21,9 @@ IPv4 and IPv6 since the 2018 FragmentSmack fixes:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Final, Hashable
+from typing import Any, Final
 
 from netvisor.tcpip.counters import Counters, DropReason
 

@@ -110,7 +110,7 @@ def icmpv6_errno(type_: int, code: int) -> tuple[int, bool]:
 class TokenBucket:
     """A token bucket refilled continuously (``rate`` tokens/s, depth ``burst``)."""
 
-    __slots__ = ("rate", "burst", "tokens", "updated_at")
+    __slots__ = ("burst", "rate", "tokens", "updated_at")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate = rate

@@ -33,8 +33,9 @@ import enum
 import ipaddress
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from netvisor.tcpip.config import StackConfig
 
@@ -80,7 +81,7 @@ ReleaseFn = Callable[[NeighborEntry, list[Any]], None]
 class NeighborCache:
     """The neighbour table of one NIC and one protocol (ARP or NDP)."""
 
-    def __init__(self, config: StackConfig, rng: "random.Random", *, solicit: SolicitFn,
+    def __init__(self, config: StackConfig, rng: random.Random, *, solicit: SolicitFn,
                  on_resolved: ReleaseFn, on_failed: ReleaseFn,
                  on_drop: Callable[[int], None] | None = None) -> None:
         self.config = config

@@ -85,8 +85,8 @@ class Nic:
     hop_limit: int | None = None        # from an RA Cur Hop Limit
     groups: Counter[IPAddress] = field(default_factory=Counter)  # joined multicast groups
     txq: deque[Frame] = field(default_factory=deque)
-    arp: "NeighborCache | None" = None
-    ndp: "NeighborCache | None" = None
+    arp: NeighborCache | None = None
+    ndp: NeighborCache | None = None
     rs_sent: int = 0
     rs_at: float | None = None
     igmp_v2_until: float = 0.0          # IGMPv2 querier seen (RFC 3376 7.2.1)

@@ -30,7 +30,7 @@ ECHO_REQUEST = {C.IPPROTO_ICMP: 8, C.IPPROTO_ICMPV6: 128}
 class PingSocket(UdpSocket):
     """A datagram socket that sends echo requests and receives their replies."""
 
-    def __init__(self, transport: "PingTransport", family: int) -> None:
+    def __init__(self, transport: PingTransport, family: int) -> None:
         super().__init__(transport, family)
         self.protocol = transport.protocol
 
@@ -66,7 +66,7 @@ class PingSocket(UdpSocket):
 class PingTransport(UdpTransport):
     """Identifier table and reply demultiplexing for one ICMP version."""
 
-    def __init__(self, stack: "Stack", protocol: int) -> None:
+    def __init__(self, stack: Stack, protocol: int) -> None:
         super().__init__(stack)
         self.protocol = protocol
 

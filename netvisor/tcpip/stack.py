@@ -38,12 +38,13 @@ import ipaddress
 import logging
 import struct
 from collections import deque
-from typing import Any, Callable, Final, Sequence, overload
+from collections.abc import Callable, Sequence
+from typing import Any, Final, overload
 
 from netvisor.frame import GSO_NONE, GSO_TCPV4, GSO_TCPV6, Frame
 from netvisor.tcpip import consts as C
 from netvisor.tcpip import icmp as I
-from netvisor.tcpip.api import IcmpError, Route, Socket, Transport
+from netvisor.tcpip.api import IcmpError, Route, Socket
 from netvisor.tcpip.config import StackConfig
 from netvisor.tcpip.counters import Counters, DropReason
 from netvisor.tcpip.errors import MalformedPacket, NetError, Truncated
@@ -59,8 +60,8 @@ from netvisor.tcpip.nic import (
     multicast_mac,
     solicited_node,
 )
-from netvisor.tcpip.route import RouteEntry, RoutingTable
 from netvisor.tcpip.ping import PingTransport
+from netvisor.tcpip.route import RouteEntry, RoutingTable
 from netvisor.tcpip.udp import UdpTransport
 from netvisor.tcpip.wire.checksum import checksum, fold, partial_sum, pseudo_header_sum
 
@@ -536,7 +537,7 @@ class Stack:
             for cand in n.v6:
                 if cand.state is AddrState.TENTATIVE:
                     continue
-                if n.loopback and not dst == V6_LOOPBACK:
+                if n.loopback and dst != V6_LOOPBACK:
                     continue
                 if cand.ip.is_link_local and n is not nic:
                     continue
@@ -731,8 +732,8 @@ class Stack:
             hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, True, 0, False)
             pkt = hdr + bytes(transport)
             thl = (transport[12] >> 4) * 4
-            frame_meta = dict(csum_start=ETH_HLEN + 20, csum_offset=checksum_offset,
-                              gso_type=GSO_TCPV4, gso_size=gso_size, hdr_len=ETH_HLEN + 20 + thl)
+            frame_meta = {"csum_start": ETH_HLEN + 20, "csum_offset": checksum_offset,
+                              "gso_type": GSO_TCPV4, "gso_size": gso_size, "hdr_len": ETH_HLEN + 20 + thl}
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, frame_meta)
             return
         if 20 + n <= mtu:
@@ -742,7 +743,7 @@ class Stack:
             meta: dict[str, int] | None = None
             if checksum_offset >= 0:
                 if nic.checksum_offload:
-                    meta = dict(csum_start=ETH_HLEN + 20, csum_offset=checksum_offset)
+                    meta = {"csum_start": ETH_HLEN + 20, "csum_offset": checksum_offset}
                     pkt = hdr + bytes(transport)
                 else:
                     tp = bytearray(transport)
@@ -784,8 +785,8 @@ class Stack:
                 raise NetError(errno.EMSGSIZE, "GSO asked of a NIC without it")
             hdr = struct.pack("!IHBB16s16s", first, n, protocol, hop, src.packed, dst.packed)
             thl = (transport[12] >> 4) * 4
-            meta = dict(csum_start=ETH_HLEN + 40, csum_offset=checksum_offset,
-                        gso_type=GSO_TCPV6, gso_size=gso_size, hdr_len=ETH_HLEN + 40 + thl)
+            meta = {"csum_start": ETH_HLEN + 40, "csum_offset": checksum_offset,
+                        "gso_type": GSO_TCPV6, "gso_size": gso_size, "hdr_len": ETH_HLEN + 40 + thl}
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, hdr + bytes(transport),
                               meta)
             return
@@ -794,7 +795,7 @@ class Stack:
             meta2: dict[str, int] | None = None
             if checksum_offset >= 0:
                 if nic.checksum_offload:
-                    meta2 = dict(csum_start=ETH_HLEN + 40, csum_offset=checksum_offset)
+                    meta2 = {"csum_start": ETH_HLEN + 40, "csum_offset": checksum_offset}
                     pkt = hdr + bytes(transport)
                 else:
                     tp = bytearray(transport)
@@ -1346,13 +1347,12 @@ class Stack:
         off = 40
         first_hdr = True
         while True:
-            if nh == C.IPPROTO_HOPOPTS:
-                if not first_hdr:
-                    # RFC 8200 4.1: Hop-by-Hop only right after the base header.
-                    self._icmp6_error(nic, pkt, src, dst, I.ICMPV6_PARAMPROB,
-                                      I.ICMPV6_UNK_NEXTHDR, nh_field, now)
-                    self.counters.drop(DropReason.MALFORMED)
-                    return
+            if nh == C.IPPROTO_HOPOPTS and not first_hdr:
+                # RFC 8200 4.1: Hop-by-Hop only right after the base header.
+                self._icmp6_error(nic, pkt, src, dst, I.ICMPV6_PARAMPROB,
+                                  I.ICMPV6_UNK_NEXTHDR, nh_field, now)
+                self.counters.drop(DropReason.MALFORMED)
+                return
             first_hdr = False
             if nh in (C.IPPROTO_HOPOPTS, C.IPPROTO_DSTOPTS):
                 if len(pkt) < off + 2:

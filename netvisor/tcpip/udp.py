@@ -151,7 +151,7 @@ class UdpSocket:
     type: int = C.SOCK_DGRAM
     protocol: int = C.IPPROTO_UDP
 
-    def __init__(self, transport: "UdpTransport", family: int) -> None:
+    def __init__(self, transport: UdpTransport, family: int) -> None:
         self.transport = transport
         self.stack = transport.stack
         self.family = family
@@ -258,9 +258,9 @@ class UdpSocket:
         if self.local_port:
             raise NetError(errno.EINVAL, "already bound")
         ip, port, scope = self._parse_addr(addr)
-        if self.family == C.AF_INET6 and isinstance(ip, IPv6Address) and ip.is_link_local:
-            if scope is None:
-                raise NetError(errno.EINVAL, "link-local bind needs a scope id")
+        if self.family == C.AF_INET6 and isinstance(ip, IPv6Address) and ip.is_link_local \
+                and scope is None:
+            raise NetError(errno.EINVAL, "link-local bind needs a scope id")
         wildcard = ip == V4_ANY or ip == V6_ANY
         if not wildcard and not _is_mcast(ip) and not self.stack.is_local_address(ip) \
                 and not (isinstance(ip, IPv4Address) and self.stack.is_broadcast(ip)):
@@ -368,9 +368,9 @@ class UdpSocket:
         self._check_payload(data, dst)
         if isinstance(dst, IPv4Address) and self.stack.is_broadcast(dst) and not self.broadcast:
             raise NetError(errno.EACCES, "broadcast without SO_BROADCAST")
-        if self.local_addr is not None and self.local_addr.version != dst.version:
-            if not (self.family == C.AF_INET6 and self.local_addr == V6_ANY):
-                raise NetError(errno.ENETUNREACH if self.family == C.AF_INET6 else errno.EINVAL)
+        if self.local_addr is not None and self.local_addr.version != dst.version \
+                and not (self.family == C.AF_INET6 and self.local_addr == V6_ANY):
+            raise NetError(errno.ENETUNREACH if self.family == C.AF_INET6 else errno.EINVAL)
         if self.family == C.AF_INET6 and isinstance(dst, IPv4Address) and self.v6only:
             raise NetError(errno.ENETUNREACH)
         route = self._route(dst, scope)
@@ -753,7 +753,7 @@ class UdpTransport:
 
     protocol: int = C.IPPROTO_UDP
 
-    def __init__(self, stack: "Stack") -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.ports: dict[int, list[UdpSocket]] = {}
         self.current_nic = 0

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from tests.integration.test_host_tap import (
-    OUR4, OUR6, TAP, counters, kernel_python, our_mac, ping, start_tap_host, stop,
+    OUR4,
+    OUR6,
+    TAP,
+    counters,
+    kernel_python,
+    our_mac,
+    ping,
+    start_tap_host,
+    stop,
 )
 
 pytestmark = pytest.mark.namespaces

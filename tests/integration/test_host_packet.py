@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_host_tap import counters, kernel_python, ping, start_host, stop, wait_kernel_ipv6
+from tests.integration.test_host_tap import (
+    counters,
+    kernel_python,
+    ping,
+    start_host,
+    stop,
+    wait_kernel_ipv6,
+)
 from tests.nsutil import veth_pair
 
 pytestmark = pytest.mark.namespaces

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP, UDP, TCP  # type: ignore[import-untyped]
+from scapy.layers.inet import ICMP, IP, TCP, UDP  # type: ignore[import-untyped]
 from scapy.layers.inet6 import (  # type: ignore[import-untyped]
-    ICMPv6DestUnreach, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA, IPv6, IPv6ExtHdrFragment,
+    ICMPv6DestUnreach,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    IPv6,
+    IPv6ExtHdrFragment,
 )
 from scapy.layers.l2 import ARP, Ether  # type: ignore[import-untyped]
 from scapy.packet import fuzz  # type: ignore[import-untyped]

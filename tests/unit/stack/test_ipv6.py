@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from scapy.layers.inet import UDP  # type: ignore[import-untyped]
 from scapy.layers.inet6 import (  # type: ignore[import-untyped]
+    HBHOptUnknown,
     ICMPv6DestUnreach,
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
@@ -24,10 +26,8 @@ from scapy.layers.inet6 import (  # type: ignore[import-untyped]
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
     IPv6ExtHdrRouting,
-    HBHOptUnknown,
     fragment6,
 )
-from scapy.layers.inet import UDP  # type: ignore[import-untyped]
 from scapy.layers.l2 import Ether  # type: ignore[import-untyped]
 from scapy.packet import Raw  # type: ignore[import-untyped]
 
@@ -36,7 +36,17 @@ from netvisor.tcpip.neighbor import NeighborState
 from netvisor.tcpip.nic import AddrState
 
 from .helpers import (
-    OUR6, OUR_MAC, PEER6, PEER_LL, PEER_MAC, feed, learn_peer, mac, make_stack, sent, tick,
+    OUR6,
+    OUR_MAC,
+    PEER6,
+    PEER_LL,
+    PEER_MAC,
+    feed,
+    learn_peer,
+    mac,
+    make_stack,
+    sent,
+    tick,
 )
 
 ip = ipaddress.ip_address

@@ -17,8 +17,8 @@ from .helpers import OUR4, PEER4, PEER_MAC, feed, make_stack, sent, tick
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from scapy.contrib.igmpv3 import IGMPv3, IGMPv3gr, IGMPv3mq, IGMPv3mr  # type: ignore[import-untyped]
     from scapy.contrib.igmp import IGMP  # type: ignore[import-untyped]
+    from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mq, IGMPv3mr  # type: ignore[import-untyped]
 
 
 def joined_stack():  # type: ignore[no-untyped-def]

@@ -155,7 +155,7 @@ def test_wait_is_a_checkpoint_even_when_ready() -> None:
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-def test_config_from_sysctls(tmp_path: "object") -> None:
+def test_config_from_sysctls(tmp_path: object) -> None:
     from pathlib import Path
 
     from netvisor.netstack import config_from_sysctls

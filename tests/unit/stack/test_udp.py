@@ -12,7 +12,6 @@ import pytest
 from scapy.layers.inet import IP, UDP  # type: ignore[import-untyped]
 from scapy.layers.inet6 import ICMPv6MLReport2, IPv6  # type: ignore[import-untyped]
 from scapy.layers.l2 import Ether  # type: ignore[import-untyped]
-from scapy.packet import Raw  # type: ignore[import-untyped]
 
 from netvisor.tcpip import consts as C
 
@@ -21,7 +20,19 @@ with warnings.catch_warnings():  # scapy 2.6+ moved IGMPv3; the contrib layout i
     from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mr  # type: ignore[import-untyped]
 from netvisor.tcpip.errors import NetError
 
-from .helpers import OUR4, OUR6, OUR_MAC, PEER4, PEER6, PEER_MAC, feed, learn_peer, make_stack, sent, tick
+from .helpers import (
+    OUR4,
+    OUR6,
+    OUR_MAC,
+    PEER4,
+    PEER6,
+    PEER_MAC,
+    feed,
+    learn_peer,
+    make_stack,
+    sent,
+    tick,
+)
 
 E = Ether(src=PEER_MAC, dst=OUR_MAC)
 ONE = struct.pack("i", 1)
