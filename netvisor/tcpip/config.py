@@ -39,6 +39,7 @@ class StackConfig:
     neigh_queue_bytes: int = 212992          # Linux unres_qlen_bytes (= SK_WMEM_MAX)
     neigh_gc_stale_time: float = 60.0        # Linux gc_stale_time: unused STALE entries go
     neigh_failed_linger: float = 3.0         # FAILED entries are kept this long (then removed)
+    neigh_max_entries: int = 1024            # Linux gc_thresh3: hard cap per table
 
     # IPv6 address configuration (RFC 4862, RFC 4861 10).
     dad_transmits: int = 1                   # DupAddrDetectTransmits / Linux dad_transmits

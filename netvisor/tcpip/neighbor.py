@@ -117,6 +117,21 @@ class NeighborCache:
             e.queue_bytes = 0
             self._on_resolved(e, items)
 
+    def _make_room(self) -> bool:
+        """Keep the table under ``neigh_max_entries`` (Linux gc_thresh3): evict the
+        least recently used entry that is neither permanent nor resolving, or
+        refuse the new one (a flood of forged sources must not grow memory)."""
+        if len(self.entries) < self.config.neigh_max_entries:
+            return True
+        victims = [e for e in self.entries.values()
+                   if e.state not in (NeighborState.PERMANENT, NeighborState.INCOMPLETE)]
+        if not victims:
+            return False
+        victim = min(victims, key=lambda e: e.used_at)
+        del self.entries[victim.ip]
+        self._deadline_dirty = True
+        return True
+
     # -- queries and transmit path ------------------------------------------------
 
     def get(self, ip: IPAddress) -> NeighborEntry | None:
@@ -135,6 +150,9 @@ class NeighborCache:
                 self._set_state(e, NeighborState.DELAY, now + self.config.delay_first_probe_time)
             return e.mac
         if e is None or e.state is NeighborState.FAILED:
+            if e is None and not self._make_room():
+                self._on_drop(1)
+                return None
             e = NeighborEntry(ip, NeighborState.INCOMPLETE, used_at=now)
             self.entries[ip] = e
             e.probes = 1
@@ -220,7 +238,7 @@ class NeighborCache:
         """
         e = self.entries.get(ip)
         if e is None:
-            if not create:
+            if not create or not self._make_room():
                 return
             e = self.entries[ip] = NeighborEntry(ip, NeighborState.STALE, mac=mac, used_at=now)
             if is_router is not None:

@@ -105,6 +105,9 @@ V6_ROUTE_METRIC: Final = 256       # Linux IP6_RT_PRIO_USER / prefix routes
 V6_RA_ROUTE_METRIC: Final = 1024   # Linux IP6_RT_PRIO_ADDRCONF (RA default router)
 INFINITE: Final = 0xFFFFFFFF
 PMTU_EXPIRES: Final = 600.0        # Linux net.ipv4.route.mtu_expires
+MAX_PMTU_ENTRIES: Final = 4096    # bound on learnt path MTUs (Linux keeps them in bounded dst caches)
+MAX_RA_ROUTES: Final = 64          # bound on routes learnt from Router Advertisements
+MAX_SLAAC_ADDRESSES: Final = 16    # Linux net.ipv6.conf.*.max_addresses
 IGMPV2_COMPAT_TIMEOUT: Final = 400.0  # RFC 3376 8.12 Older Version Querier Present Timeout
 IPV4_MAX_MTU: Final = 65535       # Linux IP_MAX_MTU: the IPv4 total length field
 IPV6_MAX_MTU: Final = 65535 + 40  # Linux IP6_MAX_MTU: payload length field + header
@@ -938,6 +941,10 @@ class Stack:
         return nic is not None and bool(nic.txq)
 
     def _note_pmtu(self, dst: IPAddress, mtu: int) -> None:
+        if dst not in self._pmtu and len(self._pmtu) >= MAX_PMTU_ENTRIES:
+            # Forged "fragmentation needed" for many destinations must not grow
+            # memory: forget the oldest entry (dicts keep insertion order).
+            self._pmtu.pop(next(iter(self._pmtu)))
         old = self._pmtu.get(dst)
         if old is None or mtu < old[0] or old[1] <= self.now:
             self._pmtu[dst] = (mtu, self.now + PMTU_EXPIRES)
@@ -1788,8 +1795,11 @@ class Stack:
         if net.is_link_local or net.is_multicast or preferred > valid:
             return
         if pflags & 0x80:  # on-link (RFC 4861 6.3.4)
-            self.routes.remove(net, nic_id=nic.id, gateway=None)
-            if valid:
+            existed = self.routes.remove(net, nic_id=nic.id, gateway=None)
+            if valid and not existed and sum(1 for r in self.routes if r.origin == "ra") \
+                    >= MAX_RA_ROUTES:
+                self.counters.drop(DropReason.NDP_INVALID)  # too many RA routes: ignore more
+            elif valid:
                 self.routes.add(RouteEntry(net, nic.id, metric=V6_ROUTE_METRIC, origin="ra",
                                            expires_at=None if valid == INFINITE else now + valid))
         if pflags & 0x40 and self.config.autoconf and plen == 64:  # SLAAC (RFC 4862 5.5.3)
@@ -1807,7 +1817,7 @@ class Stack:
                 a.preferred_until = None if preferred == INFINITE else now + preferred
                 if a.state is AddrState.DEPRECATED and preferred:
                     a.state = AddrState.PREFERRED
-            elif valid:
+            elif valid and sum(1 for b in nic.v6 if b.origin == "slaac") < MAX_SLAAC_ADDRESSES:
                 self.add_address(nic.id, IPv6Interface(f"{ip}/64"), _origin="slaac", _route=False,
                                  valid_lifetime=None if valid == INFINITE else valid,
                                  preferred_lifetime=None if preferred == INFINITE else preferred)

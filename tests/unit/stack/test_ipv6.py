@@ -303,3 +303,14 @@ def test_first_fragment_without_whole_header_chain_is_refused() -> None:
          IPv6ExtHdrFragment(nh=60, offset=0, m=1, id=3) / dest[:8])
     (r,) = sent(s, nic)
     assert (r[ICMPv6ParamProblem].code, r[ICMPv6ParamProblem].ptr) == (3, 0)
+
+
+def test_router_advertisement_floods_are_bounded() -> None:
+    s, nic = make_stack()
+    for i in range(40):
+        feed(s, nic, Ether(src=PEER_MAC, dst="33:33:00:00:00:01") /
+             IPv6(src=PEER_LL, dst="ff02::1", hlim=255) / ICMPv6ND_RA(routerlifetime=0) /
+             ICMPv6NDOptPrefixInfo(prefix=f"2001:db8:{i:x}::", prefixlen=64, L=1, A=1,
+                                   validlifetime=3600, preferredlifetime=1800))
+    slaac = [a for a in s.addresses(nic) if str(a).startswith("2001:db8:")]
+    assert len(slaac) == 16  # Linux max_addresses

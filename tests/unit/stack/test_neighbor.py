@@ -144,3 +144,14 @@ def test_permanent_entries_never_change() -> None:
     e = r.cache.get(IP)
     assert e.state is NeighborState.PERMANENT and e.mac == MAC  # type: ignore[union-attr]
     assert r.cache.next_deadline() is None
+
+
+def test_table_is_bounded_evicting_least_recently_used() -> None:
+    r = Recorder(neigh_max_entries=4)
+    for i in range(4):
+        r.cache.handle_unsolicited(ipaddress.ip_address(f"10.0.0.{10 + i}"), MAC, float(i))
+    r.cache.resolve(ipaddress.ip_address("10.0.0.11"), "p", 10, 5.0)  # used: not the victim
+    r.cache.handle_unsolicited(ipaddress.ip_address("10.0.0.99"), MAC, 6.0)
+    assert len(r.cache.entries) == 4
+    assert r.cache.get(ipaddress.ip_address("10.0.0.10")) is None  # least recently used
+    assert r.cache.get(ipaddress.ip_address("10.0.0.11")) is not None
