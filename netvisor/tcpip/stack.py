@@ -111,6 +111,9 @@ MAX_SLAAC_ADDRESSES: Final = 16    # Linux net.ipv6.conf.*.max_addresses
 IGMPV2_COMPAT_TIMEOUT: Final = 400.0  # RFC 3376 8.12 Older Version Querier Present Timeout
 IPV4_MAX_MTU: Final = 65535       # Linux IP_MAX_MTU: the IPv4 total length field
 IPV6_MAX_MTU: Final = 65535 + 40  # Linux IP6_MAX_MTU: payload length field + header
+LOCAL_BACKLOG: Final = 10000
+"""Packets waiting for local delivery; more are dropped (Linux netdev_max_backlog is
+1000 per CPU; larger here because one turn delivers them all)."""
 LOCAL_BATCH: Final = 10000
 """Locally looped packets processed per handle_timer call (bounds a turn)."""
 
@@ -670,12 +673,12 @@ class Stack:
         if self.is_local_address(dst) or nic.loopback:
             pkt = self._build_ip(src, dst, protocol, transport, ttl or 64, tos,
                                  df=False, checksum_offset=checksum_offset, complete=False)
-            self._local.append((dst.version, pkt))
+            self._loop_back(dst.version, pkt)
             return
         if multicast_loop and _is_mcast(dst) and nic.groups.get(dst, 0) > 0:
             copy = self._build_ip(src, dst, protocol, transport, 1, tos, df=False,
                                   checksum_offset=checksum_offset, complete=False)
-            self._local.append((dst.version, copy))
+            self._loop_back(dst.version, copy)
         if ttl is None:
             if dst.version == 4:
                 ttl = 1 if _is_mcast(dst) else self.config.default_ttl
@@ -687,6 +690,13 @@ class Stack:
         else:
             self._output_v6(nic, route, src, dst, protocol, transport, ttl, tos, dont_fragment,
                             checksum_offset, gso_size)
+
+    def _loop_back(self, version: int, packet: bytes) -> None:
+        """Queue a packet for local delivery (Linux lo -> netif_rx backlog)."""
+        if len(self._local) >= LOCAL_BACKLOG:
+            self.counters.drop(DropReason.TX_QUEUE_FULL)  # netdev_max_backlog overflow
+            return
+        self._local.append((version, packet))
 
     def _complete_csum(self, data: bytearray, offset: int) -> None:
         """Finish a partial checksum (the field holds the pseudo-header sum)."""
@@ -839,7 +849,7 @@ class Stack:
                      link_dst: bytes | None = None) -> None:
         """Resolve the link-layer destination and queue the frame."""
         if nic.loopback:
-            self._local.append((4 if ethertype == ETH_P_IP else 6, packet))
+            self._loop_back(4 if ethertype == ETH_P_IP else 6, packet)
             return
         if link_dst is not None:
             mac: bytes | None = link_dst

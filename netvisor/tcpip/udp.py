@@ -56,6 +56,7 @@ IPAddress = IPv4Address | IPv6Address
 UDP_HLEN: Final = 8
 MAX_PAYLOAD_V4: Final = 65535 - 20 - 8
 MAX_PAYLOAD_V6: Final = 65535 - 8
+IGMP_MAX_MEMBERSHIPS: Final = 20  # Linux net.ipv4.igmp_max_memberships (per socket)
 RCV_OVERHEAD: Final = 768
 """Bytes charged per queued datagram on top of its payload (a stand-in for
 the skb truesize Linux charges; keeps many tiny datagrams from being free)."""
@@ -663,6 +664,9 @@ class UdpSocket:
         if join:
             if key in self.memberships:
                 raise NetError(errno.EADDRINUSE)
+            if group.version == 4 and sum(1 for g, _ in self.memberships if g.version == 4) \
+                    >= IGMP_MAX_MEMBERSHIPS:
+                raise NetError(errno.ENOBUFS)  # Linux net.ipv4.igmp_max_memberships
             self.memberships.add(key)
             self.stack.join_group(nic, group)
         else:
