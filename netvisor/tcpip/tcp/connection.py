@@ -16,6 +16,11 @@ window avoidance on both sides, zero-window probing with backoff, RFC 6691
 MSS, RFC 5927 ICMP validation and RFC 1191/8201 PMTU, keepalive,
 TCP_USER_TIMEOUT, TIME_WAIT and FIN_WAIT_2 timeouts.
 
+Layout: this module holds the TCB fields and the input side (opening,
+SEGMENT ARRIVES, ACK processing and recovery entry, segment text, closing,
+ICMP); ``output.py`` the send path and ``timers.py`` timer expiry, bound
+into :class:`Connection` as methods.
+
 Deliberate departures (documented where they happen):
 
 * Sequence numbers are unwrapped at the boundary: every received SEQ/ACK is
@@ -33,24 +38,37 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from netvisor.tcpip.tcp import congestion
 from netvisor.tcpip.tcp.constants import (
+    DEFAULT_MSS_V4,
+    DEFAULT_MSS_V6,
+    FIN,
+    M32,
+    MAX_WSCALE,
+    PAWS_24DAYS,
+    QUICKACK_SEGMENTS,
     RCV_SHUTDOWN,
-    SEND_SHUTDOWN,
+    RECEIVING_STATES,
+    RST,
+    SENDING_STATES,
     SHUTDOWN_MASK,
+    SYN,
+    SYNCHRONIZED,
     CaState,
     State,
 )
+from netvisor.tcpip.tcp import output as _output
+from netvisor.tcpip.tcp import timers as _timers
 from netvisor.tcpip.tcp.options import SockOpts
-from netvisor.tcpip.tcp.rack import WC_DELACK, Rack
+from netvisor.tcpip.tcp.rack import Rack
 from netvisor.tcpip.tcp.recv_buffer import RecvBuffer
 from netvisor.tcpip.tcp.rtt import RttEstimator
-from netvisor.tcpip.tcp.sack import Scoreboard, receiver_blocks
+from netvisor.tcpip.tcp.sack import Scoreboard
 from netvisor.tcpip.tcp.send_buffer import SendBuffer
 from netvisor.tcpip.wire.seq import seq_diff
-from netvisor.tcpip.wire.tcp import TcpFlags, TcpRepr
+from netvisor.tcpip.wire.tcp import TcpRepr
 
 if TYPE_CHECKING:
     from netvisor.tcpip.api import IPAddress, Route
@@ -58,30 +76,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-M32: Final = 0xFFFFFFFF
-# Flags as plain ints: IntFlag arithmetic runs in Python and costs microseconds per segment.
-SYN: Final = int(TcpFlags.SYN)
-FIN: Final = int(TcpFlags.FIN)
-RST: Final = int(TcpFlags.RST)
-PSH: Final = int(TcpFlags.PSH)
-NOFLAGS: Final = 0
 
-PAWS_24DAYS: Final = 24 * 86400.0  # RFC 7323 5.5: ts_recent invalid after 24 days idle
-MAX_WSCALE: Final = 14  # RFC 7323 2.3
-QUICKACK_SEGMENTS: Final = 16  # Linux TCP_MAX_QUICKACKS
-DEFAULT_MSS_V4: Final = 536  # RFC 9293 3.7.1 / RFC 6691 when no MSS option
-DEFAULT_MSS_V6: Final = 1220
-CORK_CEILING: Final = 0.2  # tcp(7): corked output waits at most 200 ms
-TSO_MAX_PAYLOAD: Final = 65535 - 60 - 80
-"""Largest payload in one TSO super-segment: IP total length is 16 bits (minus headers)."""
-
-SYNCHRONIZED: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
-                                 State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK,
-                                 State.TIME_WAIT})
-CAN_SEND_DATA: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
-SENDING_STATES: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
-                                   State.CLOSING, State.LAST_ACK})
-RECEIVING_STATES: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 
 
 class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -387,300 +382,6 @@ class Connection:
             self.rtt_sent_at = now
 
     # ------------------------------------------------------------------ output
-
-    def _emit(self, rep: TcpRepr, start: int, end: int, now: float) -> None:
-        n = end - start
-        hl = rep.header_len
-        out = bytearray(hl + n)
-        if n:
-            self.sndbuf.copy_into(out, hl, start, end)
-        offload = self.route.checksum_offload
-        rep.emit(out, 0, src=self.laddr, dst=self.raddr, payload_len=n,
-                 checksum="partial" if offload else "full")
-        gso = self.snd_mss if (n > self.snd_mss and self.route.gso_max_size > 0) else 0
-        self.host.output(self, out, gso)
-        self.segs_out += 1
-        self.last_send_at = now
-        if rep.ack is not None:
-            self.last_ack_sent = self.rcv_nxt
-            self.ack_pending = False
-            self.delack_at = None
-            self.unacked_rcv = 0
-            self.dsack = None
-
-    def _select_window(self) -> int:
-        """The window field to send (Linux __tcp_select_window, RFC 1122 4.2.3.3 SWS).
-
-        Never shrinks the right edge already advertised (RFC 9293 3.8.6.2.2);
-        opens it only by at least min(MSS, half the buffer).
-        """
-        space = self.window_space()
-        free = space - len(self.rcvbuf) - self.rcvbuf.ooo_bytes
-        if self.shutdown & RCV_SHUTDOWN and self.orphan:
-            free = max(free, 0)
-        free = max(0, free)
-        cur = max(0, self.rcv_adv - self.rcv_nxt)
-        max_wnd = 65535 << self.rcv_wscale
-        free = min(free, max_wnd)
-        if free < cur:
-            new = cur
-        elif free - cur < min(self.rcv_mss, space // 2) and cur > 0:
-            new = cur
-        elif free < min(self.rcv_mss, space // 2) and cur == 0:
-            new = 0
-        else:
-            new = free
-        field = min(65535, (new + (1 << self.rcv_wscale) - 1) >> self.rcv_wscale
-                    if new == cur else new >> self.rcv_wscale)
-        self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
-        return field
-
-    def _header(self, seq: int, flags: int, *, with_sack: bool = True,
-                tsval: int | None = None) -> TcpRepr:
-        ts = None
-        if self.ts_ok:
-            ts = (self.ts_now() if tsval is None else tsval, self.ts_recent)
-        blocks: tuple[tuple[int, int], ...] = ()
-        if self.sack_ok and with_sack and (self.rcvbuf.ooo or self.dsack):
-            chosen = receiver_blocks(self.rcvbuf.ooo_blocks(), self.rcvbuf.last_ooo, self.dsack,
-                                     3 if ts else 4)
-            blocks = tuple((s & M32, e & M32) for s, e in chosen)
-        wnd = self._select_window()
-        return TcpRepr(self.lport, self.rport, seq & M32, self.rcv_nxt & M32, flags, wnd, 0,
-                       None, None, False, blocks, ts)
-
-    def send_ack(self, now: float) -> None:
-        """A pure ACK (also window updates, duplicate ACKs, challenge ACKs)."""
-        self._emit(self._header(self.snd_nxt, NOFLAGS), 0, 0, now)
-
-    def send_rst(self, now: float) -> None:
-        """<SEQ=SND.NXT><CTL=RST,ACK> (RFC 9293 3.10.7.4, Linux tcp_send_active_reset)."""
-        rep = TcpRepr(self.lport, self.rport, self.snd_nxt & M32, self.rcv_nxt & M32, RST, 0)
-        self._emit(rep, 0, 0, now)
-
-    def _tso_limit(self) -> int:
-        mss = self.snd_mss
-        gmax = self.route.gso_max_size
-        if gmax <= 0:
-            return mss
-        payload = min(gmax, 65535) - (20 if self.raddr.version == 4 else 40) - 60
-        payload = min(payload, TSO_MAX_PAYLOAD)
-        return max(mss, payload - payload % mss)
-
-    def _send_range(self, start: int, end: int, now: float, retrans: bool) -> None:
-        """Send sequence range [start, end) (data, plus FIN when it covers fin_seq)."""
-        flags = NOFLAGS
-        data_end = end
-        if self.fin_queued and end > self.fin_seq:
-            flags |= FIN
-            data_end = self.fin_seq
-        if data_end > start and data_end == self.sndbuf.end:
-            flags |= PSH
-        rep = self._header(start, flags)
-        self._emit(rep, start, max(start, data_end), now)
-        n = max(0, data_end - start)
-        if n:
-            self.data_segs_out += 1
-        if retrans:
-            self.total_retrans += 1
-            self.bytes_retrans += n
-        else:
-            self.bytes_sent += n
-            if n and now - self.last_data_recv_at < self.ato and self.data_segs_in:
-                # Linux tcp_event_data_sent: answering soon after data arrived means
-                # an interactive exchange -> delay ACKs so that they ride on data.
-                self.pingpong = min(self.pingpong + 1, 3)
-            if n < self.snd_mss:
-                self.snd_sml = end  # Minshall: end of the last small segment
-            if self.sack_ok:
-                self.rack.sent(end, now)
-            if self.rtt_seq is None and not self.ts_ok:
-                self.rtt_seq = start
-                self.rtt_sent_at = now
-        if self.rtx_at is None:
-            self.rtx_at = now + self.rtt.rto
-        self.persist_at = None
-
-    def _lost_end(self) -> int:
-        """Sequence number below which un-SACKed data counts as lost."""
-        if self.ca_state == CaState.LOSS:
-            return self.recover
-        if self.ca_state == CaState.RECOVERY:
-            if self.sack_ok:
-                return max(self._sack_lost_end(), self.snd_una + (
-                    self.snd_mss if self.high_rxt <= self.snd_una else 0))
-            return self.snd_una + self.snd_mss
-        return self.snd_una
-
-    def _sack_lost_end(self) -> int:
-        """RFC 6675 IsLost (DupThresh * MSS SACKed above) or RFC 8985 RACK, whichever is further."""
-        thr = self.reordering * self.snd_mss
-        una = self.snd_una
-        end = self.board.lost_end(una, thr)
-        high = self.board.high
-        if high is None:
-            return end
-        rtt = self.rtt
-        srtt = rtt.srtt or self.host.config.rto_initial
-        reo = self.rack.reo_wnd(rtt.min_rtt or srtt, srtt, self.ca_state == CaState.RECOVERY,
-                                self.board.sacked >= thr)
-        now = self.host.ctx.now
-        rack_end, nxt = self.rack.lost_end(una, high, now, (rtt.latest or srtt) + reo)
-        self.rack_at = nxt
-        return max(end, rack_end)
-
-    def pipe(self) -> int:
-        """RFC 6675 pipe: bytes believed in the network."""
-        flight = self.flight
-        if self.ca_state == CaState.OPEN and not self.board and not self.dupacks:
-            return flight
-        if self.sack_ok:
-            sacked = self.board.sacked
-        else:
-            sacked = min(self.dupacks * self.snd_mss, flight)
-        lost_end = min(self._lost_end(), self.snd_nxt)
-        frm = max(self.high_rxt, self.snd_una)
-        lost = self.board.hole_bytes(frm, lost_end) if lost_end > frm else 0
-        return max(0, flight - sacked - lost)
-
-    def transmit(self, now: float) -> None:
-        """Send what windows and rules allow: retransmissions first, then new data."""
-        if self.state not in SENDING_STATES:
-            if self.ack_pending and self.state in SYNCHRONIZED:
-                self.send_ack(now)
-            return
-        host = self.host
-        nic = self.route.nic_id
-        mss = self.snd_mss
-        cwnd = self.cc.cwnd
-        # 1. Retransmit lost holes (RFC 6675 5 NextSeg rule 1, RFC 6582, RTO recovery).
-        if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
-            while True:
-                lost_end = min(self._lost_end(), self.snd_nxt)
-                frm = max(self.high_rxt, self.snd_una)
-                hole = self.board.next_hole(frm, lost_end)
-                if hole is None:
-                    break
-                if not self.force_rxt and self.pipe() >= cwnd:
-                    break
-                if not host.egress_has_room(nic):
-                    host.egress_blocked(self, now)
-                    self._finish_output(now)
-                    return
-                s, e = hole
-                e = min(e, s + (self._tso_limit() if self.ca_state == CaState.LOSS else mss))
-                self._send_range(s, e, now, retrans=True)
-                self.high_rxt = e
-                self.force_rxt = False
-        # 2. New data (RFC 5681, Nagle, SWS, windows).
-        limit = self._tso_limit()
-        buf_end = self.sndbuf.end
-        corked = self.opts.cork or self.more_pending
-        while True:
-            unsent = buf_end - self.snd_nxt
-            fin_pending = self.fin_queued and self.snd_nxt <= self.fin_seq
-            if unsent <= 0 and not fin_pending:
-                break
-            if self.snd_nxt < self.snd_una:
-                self.snd_nxt = self.snd_una
-            n = min(unsent, limit)
-            if n > 0:
-                wnd_room = self.snd_una + self.snd_wnd - self.snd_nxt
-                cwnd_room = cwnd - self.pipe()
-                room = min(wnd_room, cwnd_room)
-                if wnd_room <= 0:
-                    if self.flight == 0 and self.persist_at is None:
-                        self._arm_persist(now)
-                    break
-                if cwnd_room <= 0:
-                    break
-                if room < n:
-                    n = room
-                    # Sender SWS avoidance (RFC 1122 4.2.3.4): only a full segment, all
-                    # remaining data, or at least half the peer's largest window.
-                    if n < mss and n < unsent and n < self.max_snd_wnd // 2:
-                        if self.flight == 0 and wnd_room < mss and self.persist_at is None:
-                            self._arm_persist(now)
-                        break
-                if n > mss and n < unsent:
-                    n -= n % mss
-                if n < mss and n == unsent and self.snd_sml > self.snd_una and not fin_pending:
-                    # Nagle (RFC 896, RFC 1122 4.2.3.4) in Minshall's form, as Linux
-                    # (tcp_minshall_check): hold a small segment only while another
-                    # small one is unacknowledged. TCP_NODELAY turns it off; CORK
-                    # holds partial segments regardless of what is in flight.
-                    if not self.opts.nodelay or corked:
-                        break
-                if n < mss and n == unsent and corked and not fin_pending:
-                    # TCP_CORK / MSG_MORE: hold the partial segment; Linux sends it
-                    # anyway after 200 ms (tcp(7)), hence cork_at.
-                    if self.cork_at is None:
-                        self.cork_at = now + CORK_CEILING
-                    break
-            if not host.egress_has_room(nic):
-                host.egress_blocked(self, now)
-                break
-            end = self.snd_nxt + n
-            if fin_pending and end == self.fin_seq:
-                end += 1
-            self._send_range(self.snd_nxt, end, now, retrans=False)
-            self.snd_nxt = end
-            if n == 0:
-                break
-        if self.snd_nxt >= buf_end:
-            self.cork_at = None
-        self._finish_output(now)
-
-    def _finish_output(self, now: float) -> None:
-        if self.ack_pending:
-            self.send_ack(now)
-        self._schedule_tlp(now)
-
-    def _schedule_tlp(self, now: float) -> None:
-        """Arm the tail-loss probe (RFC 8985 7.2) when it would fire before the RTO."""
-        if (not self.sack_ok or self.flight <= 0 or self.rack.tlp_high is not None
-                or self.ca_state not in (CaState.OPEN, CaState.DISORDER)
-                or self.state not in SENDING_STATES):
-            self.tlp_at = None
-            return
-        srtt = self.rtt.srtt
-        if srtt is None:
-            pto = self.host.config.rto_initial
-        else:
-            pto = 2 * srtt
-            if self.flight <= self.snd_mss:
-                pto += WC_DELACK
-        pto = max(pto, 0.01)
-        if self.rtx_at is not None and now + pto >= self.rtx_at:
-            self.tlp_at = None
-            return
-        self.tlp_at = now + pto
-
-    def _on_tlp(self, now: float) -> None:
-        """Send the loss probe (RFC 8985 7.3): new data if allowed, else the last segment."""
-        if self.state not in SENDING_STATES or self.flight <= 0:
-            return
-        mss = self.snd_mss
-        room = self.snd_una + self.snd_wnd - self.snd_nxt
-        if self.unsent > 0 and room > 0:
-            n = min(self.unsent, mss, room)
-            end = self.snd_nxt + n
-            if self.fin_queued and end == self.fin_seq:
-                end += 1
-            self._send_range(self.snd_nxt, end, now, retrans=False)
-            self.snd_nxt = end
-        else:
-            start = max(self.snd_una, self.snd_nxt - mss)
-            self._send_range(start, self.snd_nxt, now, retrans=True)
-        self.rack.tlp_high = self.snd_nxt
-        self.rack.probes += 1
-        self.rtx_at = now + self._clamped_rto(now)
-
-    def _arm_persist(self, now: float) -> None:
-        # Linux tcp_probe0_when: RTO << backoff, capped at TCP_RTO_MAX.
-        cfg = self.host.config
-        delay = min(cfg.rto_max, self.rtt.base_rto * (1 << min(self.persist_backoff, 16)))
-        self.persist_at = now + max(delay, cfg.rto_min)
 
     # ------------------------------------------------------------------ user calls
 
@@ -1353,175 +1054,29 @@ class Connection:
 
     # ------------------------------------------------------------------ timers
 
-    def handle_timer(self, now: float) -> None:
-        if self.dead:
-            return
-        if self.tw_at is not None and now >= self.tw_at:
-            self.tw_at = None
-            if self.state in (State.TIME_WAIT, State.FIN_WAIT_2):
-                self._done(now)
-                return
-        if self.defer_at is not None and now >= self.defer_at:
-            self.defer_at = None
-            if self.state == State.SYN_RECEIVED and self.defer_acked:
-                if self.host.can_establish(self):
-                    rep = TcpRepr(self.rport, self.lport, self.irs + 1 & M32,
-                                  (self.iss + 1) & M32, NOFLAGS, self.snd_wnd >> self.snd_wscale)
-                    self._syn_received_acked(rep, self.iss + 1, now)
-        if self.rtx_at is not None and now >= self.rtx_at:
-            self.rtx_at = None
-            self.tlp_at = None
-            self._on_rto(now)
-            if self.dead:
-                return
-        if self.cork_at is not None and now >= self.cork_at:
-            self.cork_at = None
-            if self.state in SENDING_STATES and self.unsent > 0:
-                cork, self.opts.cork = self.opts.cork, False
-                more, self.more_pending = self.more_pending, False
-                nodelay, self.opts.nodelay = self.opts.nodelay, True
-                try:
-                    self.transmit(now)
-                finally:
-                    self.opts.cork, self.opts.nodelay = cork, nodelay
-                    self.more_pending = more and self.unsent > 0
-        if self.tlp_at is not None and now >= self.tlp_at:
-            self.tlp_at = None
-            self._on_tlp(now)
-        if self.rack_at is not None and now >= self.rack_at:
-            self.rack_at = None
-            if self.state in SENDING_STATES and self.flight > 0:
-                self._detect_loss(now, 0)
-                self.transmit(now)
-        if self.persist_at is not None and now >= self.persist_at:
-            self.persist_at = None
-            self._on_persist(now)
-            if self.dead:
-                return
-        if self.keepalive_at is not None and now >= self.keepalive_at:
-            self.keepalive_at = None
-            self._on_keepalive(now)
-            if self.dead:
-                return
-        if self.delack_at is not None and now >= self.delack_at:
-            self.delack_at = None
-            self.pingpong = 0  # Linux tcp_delack_timer_handler leaves pingpong mode
-            if self.state in SYNCHRONIZED and self.last_ack_sent != self.rcv_nxt:
-                self.send_ack(now)
-            elif self.state in SYNCHRONIZED and self.unacked_rcv:
-                self.send_ack(now)
-
-    def _timed_out(self, now: float, limit: int) -> bool:
-        ut = self.opts.user_timeout
-        if ut and self.rtx_first_at is not None:
-            return now - self.rtx_first_at >= ut
-        return self.retransmits > limit
-
-    def _write_err(self, now: float) -> None:
-        """Linux tcp_write_err: ETIMEDOUT (or the soft ICMP error), no RST."""
-        self.sk_err = self.sk_err_soft or errno.ETIMEDOUT
-        self._done(now)
-
-    def _on_rto(self, now: float) -> None:
-        cfg = self.host.config
-        st = self.state
-        if self.rtx_first_at is None:
-            self.rtx_first_at = now
-        self.retransmits += 1
-        if st in (State.SYN_SENT, State.SYN_RECEIVED):
-            limit = (self.opts.syncnt or cfg.syn_retries) if st == State.SYN_SENT \
-                else cfg.synack_retries
-            if self._timed_out(now, limit) or (st == State.SYN_RECEIVED and self.passive
-                                               and self.retransmits > limit):
-                if st == State.SYN_RECEIVED and self.passive:
-                    self._done(now)
-                else:
-                    self._write_err(now)
-                return
-            self.syn_retries += 1
-            self.rtt_seq = None
-            self.total_retrans += 1
-            self.rtt.backoff += 1
-            # RFC 6298 5.7: after a lost SYN, RTO must be >= 3 s once data flows;
-            # Linux keeps the doubled RTO instead, as do we.
-            self._send_syn(now)
-            self.rtx_at = now + self.rtt.rto
-            return
-        if self.snd_una >= self.snd_nxt:
-            return
-        limit = cfg.orphan_retries if self.orphan else cfg.retries2
-        if self._timed_out(now, limit):
-            self._write_err(now)
-            return
-        # RFC 6298 5.4-5.6 and RFC 5681 3.1: retransmit the earliest segment,
-        # back off, collapse cwnd to the loss window.
-        if self.ca_state != CaState.LOSS or self.retransmits == 1:
-            self.cc.on_rto(now, self.flight)
-        else:
-            self.cc.cwnd = self.snd_mss
-        self.ca_state = CaState.LOSS
-        self.recover = self.snd_nxt
-        self.high_rxt = self.snd_una
-        self.dupacks = 0
-        self.rtt_seq = None
-        self.rtt.backoff += 1
-        self.rack.tlp_high = None
-        self.force_rxt = True
-        self.transmit(now)
-        if self.high_rxt == self.snd_una and self.force_rxt:
-            # Nothing could be sent (egress full): try again at the next RTO.
-            pass
-        self.rtx_at = now + self._clamped_rto(now)
-
-    def _on_persist(self, now: float) -> None:
-        """Zero-window probe (RFC 9293 3.8.6.1, Linux tcp_probe_timer / tcp_write_wakeup)."""
-        if self.state not in SENDING_STATES or self.unsent <= 0 or self.flight > 0:
-            self.persist_backoff = 0
-            return
-        cfg = self.host.config
-        self.probes_out += 1
-        limit = cfg.orphan_retries if self.orphan else cfg.retries2
-        if self.opts.user_timeout:
-            if self.rtx_first_at is None:
-                self.rtx_first_at = now
-            if now - self.rtx_first_at >= self.opts.user_timeout:
-                self._write_err(now)
-                return
-        elif self.probes_out > limit:
-            self._write_err(now)
-            return
-        if self.snd_wnd > 0:
-            self.transmit(now)
-        else:
-            # Linux tcp_xmit_probe_skb: an old sequence number, no data.
-            self._emit(self._header(self.snd_una - 1, NOFLAGS, with_sack=False), 0, 0, now)
-        self.persist_backoff += 1
-        self._arm_persist(now)
-
-    def _on_keepalive(self, now: float) -> None:
-        """Keep-alive probe (RFC 1122 4.2.3.6, Linux tcp_keepalive_timer)."""
-        if not self.opts.keepalive or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT,
-                                                         State.FIN_WAIT_1, State.FIN_WAIT_2):
-            return
-        idle = self.opts.keepidle or self.host.config.keepalive_time
-        intvl = self.opts.keepintvl or self.host.config.keepalive_intvl
-        cnt = self.opts.keepcnt or self.host.config.keepalive_probes
-        if self.flight > 0 or self.unsent > 0:
-            self.keepalive_at = now + idle
-            return
-        elapsed = now - self.last_rcv_at
-        if elapsed < idle:
-            self.keepalive_at = self.last_rcv_at + idle
-            return
-        if (self.opts.user_timeout and elapsed >= self.opts.user_timeout
-                and self.probes_out > 0) or self.probes_out >= cnt:
-            self.send_rst(now)
-            self.sk_err = self.sk_err_soft or errno.ETIMEDOUT
-            self._done(now)
-            return
-        self._emit(self._header(self.snd_una - 1, NOFLAGS, with_sack=False), 0, 0, now)
-        self.probes_out += 1
-        self.keepalive_at = now + intvl
+    # ------------------------------------------------------------------ send path, timers
+    # Defined in output.py and timers.py (one job per module), bound here as methods.
+    _emit = _output._emit
+    _select_window = _output._select_window
+    _header = _output._header
+    send_ack = _output.send_ack
+    send_rst = _output.send_rst
+    _tso_limit = _output._tso_limit
+    _send_range = _output._send_range
+    _lost_end = _output._lost_end
+    _sack_lost_end = _output._sack_lost_end
+    pipe = _output.pipe
+    transmit = _output.transmit
+    _finish_output = _output._finish_output
+    _schedule_tlp = _output._schedule_tlp
+    _on_tlp = _output._on_tlp
+    _arm_persist = _output._arm_persist
+    handle_timer = _timers.handle_timer
+    _timed_out = _timers._timed_out
+    _write_err = _timers._write_err
+    _on_rto = _timers._on_rto
+    _on_persist = _timers._on_persist
+    _on_keepalive = _timers._on_keepalive
 
     # ------------------------------------------------------------------ ICMP
 

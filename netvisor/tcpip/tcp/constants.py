@@ -121,3 +121,32 @@ MAX_TCP_SYNCNT: Final = 127
 TCP_MSS_MIN: Final = 88
 """Linux TCP_MIN_MSS; TCP_MAXSEG rejects smaller values."""
 MAX_TCP_WINDOW: Final = 32767
+
+
+# ---------------------------------------------------------------- connection internals
+
+M32: Final = 0xFFFFFFFF
+# TCP flags as plain ints (the wire's TcpFlags values): IntFlag arithmetic runs in
+# Python and costs microseconds per segment on the hot path.
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+NOFLAGS: Final = 0
+
+PAWS_24DAYS: Final = 24 * 86400.0  # RFC 7323 5.5: ts_recent invalid after 24 days idle
+MAX_WSCALE: Final = 14  # RFC 7323 2.3
+QUICKACK_SEGMENTS: Final = 16  # Linux TCP_MAX_QUICKACKS
+DEFAULT_MSS_V4: Final = 536  # RFC 9293 3.7.1 / RFC 6691 when no MSS option
+DEFAULT_MSS_V6: Final = 1220
+CORK_CEILING: Final = 0.2  # tcp(7): corked output waits at most 200 ms
+TSO_MAX_PAYLOAD: Final = 65535 - 60 - 80
+"""Largest payload in one TSO super-segment: IP total length is 16 bits (minus headers)."""
+
+SYNCHRONIZED: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                                 State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK,
+                                 State.TIME_WAIT})
+CAN_SEND_DATA: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+SENDING_STATES: Final = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1,
+                                   State.CLOSING, State.LAST_ACK})
+RECEIVING_STATES: Final = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})

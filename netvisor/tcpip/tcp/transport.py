@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from netvisor.tcpip.errors import MalformedPacket, NetError
 from netvisor.tcpip.tcp.config import TcpConfig
-from netvisor.tcpip.tcp.connection import M32, Connection
+from netvisor.tcpip.tcp.connection import Connection
+from netvisor.tcpip.tcp.constants import M32
 from netvisor.tcpip.tcp.constants import AF_INET, AF_INET6, State
 from netvisor.tcpip.tcp.isn import IsnGenerator
 from netvisor.tcpip.tcp.syncookies import SynCookies

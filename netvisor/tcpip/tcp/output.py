@@ -1,0 +1,346 @@
+"""The send path of a connection: segment building, windows, what to send next.
+
+Mixed into :class:`~netvisor.tcpip.tcp.connection.Connection` (state lives
+there). RFC 9293 3.8.6 (windows), RFC 1122 4.2.3.3/4.2.3.4 (silly window
+avoidance both sides, Nagle in Minshall's form as Linux), RFC 6675 5
+(NextSeg and pipe), RFC 6582 (NewReno retransmission), RFC 8985 7 (TLP),
+RFC 7323 (timestamps on every segment), RFC 2018/2883 (SACK blocks we report).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from netvisor.tcpip.tcp.constants import (
+    CORK_CEILING,
+    FIN,
+    M32,
+    NOFLAGS,
+    PSH,
+    RCV_SHUTDOWN,
+    RST,
+    SENDING_STATES,
+    SYNCHRONIZED,
+    TSO_MAX_PAYLOAD,
+    CaState,
+)
+from netvisor.tcpip.tcp.rack import WC_DELACK
+from netvisor.tcpip.tcp.sack import receiver_blocks
+from netvisor.tcpip.wire.tcp import TcpRepr
+
+if TYPE_CHECKING:
+    from netvisor.tcpip.tcp.connection import Connection
+
+# Each function takes the connection as ``self``: Connection binds them as its
+# methods (``transmit = output.transmit``), so state stays in one place while
+# each module keeps one job.
+
+
+
+def _emit(self: "Connection", rep: TcpRepr, start: int, end: int, now: float) -> None:
+    n = end - start
+    hl = rep.header_len
+    out = bytearray(hl + n)
+    if n:
+        self.sndbuf.copy_into(out, hl, start, end)
+    offload = self.route.checksum_offload
+    rep.emit(out, 0, src=self.laddr, dst=self.raddr, payload_len=n,
+             checksum="partial" if offload else "full")
+    gso = self.snd_mss if (n > self.snd_mss and self.route.gso_max_size > 0) else 0
+    self.host.output(self, out, gso)
+    self.segs_out += 1
+    self.last_send_at = now
+    if rep.ack is not None:
+        self.last_ack_sent = self.rcv_nxt
+        self.ack_pending = False
+        self.delack_at = None
+        self.unacked_rcv = 0
+        self.dsack = None
+
+
+def _select_window(self: "Connection") -> int:
+    """The window field to send (Linux __tcp_select_window, RFC 1122 4.2.3.3 SWS).
+
+    Never shrinks the right edge already advertised (RFC 9293 3.8.6.2.2);
+    opens it only by at least min(MSS, half the buffer).
+    """
+    space = self.window_space()
+    free = space - len(self.rcvbuf) - self.rcvbuf.ooo_bytes
+    if self.shutdown & RCV_SHUTDOWN and self.orphan:
+        free = max(free, 0)
+    free = max(0, free)
+    cur = max(0, self.rcv_adv - self.rcv_nxt)
+    max_wnd = 65535 << self.rcv_wscale
+    free = min(free, max_wnd)
+    if free < cur:
+        new = cur
+    elif free - cur < min(self.rcv_mss, space // 2) and cur > 0:
+        new = cur
+    elif free < min(self.rcv_mss, space // 2) and cur == 0:
+        new = 0
+    else:
+        new = free
+    field = min(65535, (new + (1 << self.rcv_wscale) - 1) >> self.rcv_wscale
+                if new == cur else new >> self.rcv_wscale)
+    self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
+    return field
+
+
+def _header(self: "Connection", seq: int, flags: int, *, with_sack: bool = True,
+            tsval: int | None = None) -> TcpRepr:
+    ts = None
+    if self.ts_ok:
+        ts = (self.ts_now() if tsval is None else tsval, self.ts_recent)
+    blocks: tuple[tuple[int, int], ...] = ()
+    if self.sack_ok and with_sack and (self.rcvbuf.ooo or self.dsack):
+        chosen = receiver_blocks(self.rcvbuf.ooo_blocks(), self.rcvbuf.last_ooo, self.dsack,
+                                 3 if ts else 4)
+        blocks = tuple((s & M32, e & M32) for s, e in chosen)
+    wnd = self._select_window()
+    return TcpRepr(self.lport, self.rport, seq & M32, self.rcv_nxt & M32, flags, wnd, 0,
+                   None, None, False, blocks, ts)
+
+
+def send_ack(self: "Connection", now: float) -> None:
+    """A pure ACK (also window updates, duplicate ACKs, challenge ACKs)."""
+    self._emit(self._header(self.snd_nxt, NOFLAGS), 0, 0, now)
+
+
+def send_rst(self: "Connection", now: float) -> None:
+    """<SEQ=SND.NXT><CTL=RST,ACK> (RFC 9293 3.10.7.4, Linux tcp_send_active_reset)."""
+    rep = TcpRepr(self.lport, self.rport, self.snd_nxt & M32, self.rcv_nxt & M32, RST, 0)
+    self._emit(rep, 0, 0, now)
+
+
+def _tso_limit(self: "Connection") -> int:
+    mss = self.snd_mss
+    gmax = self.route.gso_max_size
+    if gmax <= 0:
+        return mss
+    payload = min(gmax, 65535) - (20 if self.raddr.version == 4 else 40) - 60
+    payload = min(payload, TSO_MAX_PAYLOAD)
+    return max(mss, payload - payload % mss)
+
+
+def _send_range(self: "Connection", start: int, end: int, now: float, retrans: bool) -> None:
+    """Send sequence range [start, end) (data, plus FIN when it covers fin_seq)."""
+    flags = NOFLAGS
+    data_end = end
+    if self.fin_queued and end > self.fin_seq:
+        flags |= FIN
+        data_end = self.fin_seq
+    if data_end > start and data_end == self.sndbuf.end:
+        flags |= PSH
+    rep = self._header(start, flags)
+    self._emit(rep, start, max(start, data_end), now)
+    n = max(0, data_end - start)
+    if n:
+        self.data_segs_out += 1
+    if retrans:
+        self.total_retrans += 1
+        self.bytes_retrans += n
+    else:
+        self.bytes_sent += n
+        if n and now - self.last_data_recv_at < self.ato and self.data_segs_in:
+            # Linux tcp_event_data_sent: answering soon after data arrived means
+            # an interactive exchange -> delay ACKs so that they ride on data.
+            self.pingpong = min(self.pingpong + 1, 3)
+        if n < self.snd_mss:
+            self.snd_sml = end  # Minshall: end of the last small segment
+        if self.sack_ok:
+            self.rack.sent(end, now)
+        if self.rtt_seq is None and not self.ts_ok:
+            self.rtt_seq = start
+            self.rtt_sent_at = now
+    if self.rtx_at is None:
+        self.rtx_at = now + self.rtt.rto
+    self.persist_at = None
+
+
+def _lost_end(self: "Connection") -> int:
+    """Sequence number below which un-SACKed data counts as lost."""
+    if self.ca_state == CaState.LOSS:
+        return self.recover
+    if self.ca_state == CaState.RECOVERY:
+        if self.sack_ok:
+            return max(self._sack_lost_end(), self.snd_una + (
+                self.snd_mss if self.high_rxt <= self.snd_una else 0))
+        return self.snd_una + self.snd_mss
+    return self.snd_una
+
+
+def _sack_lost_end(self: "Connection") -> int:
+    """RFC 6675 IsLost (DupThresh * MSS SACKed above) or RFC 8985 RACK, whichever is further."""
+    thr = self.reordering * self.snd_mss
+    una = self.snd_una
+    end = self.board.lost_end(una, thr)
+    high = self.board.high
+    if high is None:
+        return end
+    rtt = self.rtt
+    srtt = rtt.srtt or self.host.config.rto_initial
+    reo = self.rack.reo_wnd(rtt.min_rtt or srtt, srtt, self.ca_state == CaState.RECOVERY,
+                            self.board.sacked >= thr)
+    now = self.host.ctx.now
+    rack_end, nxt = self.rack.lost_end(una, high, now, (rtt.latest or srtt) + reo)
+    self.rack_at = nxt
+    return max(end, rack_end)
+
+
+def pipe(self: "Connection") -> int:
+    """RFC 6675 pipe: bytes believed in the network."""
+    flight = self.flight
+    if self.ca_state == CaState.OPEN and not self.board and not self.dupacks:
+        return flight
+    if self.sack_ok:
+        sacked = self.board.sacked
+    else:
+        sacked = min(self.dupacks * self.snd_mss, flight)
+    lost_end = min(self._lost_end(), self.snd_nxt)
+    frm = max(self.high_rxt, self.snd_una)
+    lost = self.board.hole_bytes(frm, lost_end) if lost_end > frm else 0
+    return max(0, flight - sacked - lost)
+
+
+def transmit(self: "Connection", now: float) -> None:
+    """Send what windows and rules allow: retransmissions first, then new data."""
+    if self.state not in SENDING_STATES:
+        if self.ack_pending and self.state in SYNCHRONIZED:
+            self.send_ack(now)
+        return
+    host = self.host
+    nic = self.route.nic_id
+    mss = self.snd_mss
+    cwnd = self.cc.cwnd
+    # 1. Retransmit lost holes (RFC 6675 5 NextSeg rule 1, RFC 6582, RTO recovery).
+    if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
+        while True:
+            lost_end = min(self._lost_end(), self.snd_nxt)
+            frm = max(self.high_rxt, self.snd_una)
+            hole = self.board.next_hole(frm, lost_end)
+            if hole is None:
+                break
+            if not self.force_rxt and self.pipe() >= cwnd:
+                break
+            if not host.egress_has_room(nic):
+                host.egress_blocked(self, now)
+                self._finish_output(now)
+                return
+            s, e = hole
+            e = min(e, s + (self._tso_limit() if self.ca_state == CaState.LOSS else mss))
+            self._send_range(s, e, now, retrans=True)
+            self.high_rxt = e
+            self.force_rxt = False
+    # 2. New data (RFC 5681, Nagle, SWS, windows).
+    limit = self._tso_limit()
+    buf_end = self.sndbuf.end
+    corked = self.opts.cork or self.more_pending
+    while True:
+        unsent = buf_end - self.snd_nxt
+        fin_pending = self.fin_queued and self.snd_nxt <= self.fin_seq
+        if unsent <= 0 and not fin_pending:
+            break
+        if self.snd_nxt < self.snd_una:
+            self.snd_nxt = self.snd_una
+        n = min(unsent, limit)
+        if n > 0:
+            wnd_room = self.snd_una + self.snd_wnd - self.snd_nxt
+            cwnd_room = cwnd - self.pipe()
+            room = min(wnd_room, cwnd_room)
+            if wnd_room <= 0:
+                if self.flight == 0 and self.persist_at is None:
+                    self._arm_persist(now)
+                break
+            if cwnd_room <= 0:
+                break
+            if room < n:
+                n = room
+                # Sender SWS avoidance (RFC 1122 4.2.3.4): only a full segment, all
+                # remaining data, or at least half the peer's largest window.
+                if n < mss and n < unsent and n < self.max_snd_wnd // 2:
+                    if self.flight == 0 and wnd_room < mss and self.persist_at is None:
+                        self._arm_persist(now)
+                    break
+            if n > mss and n < unsent:
+                n -= n % mss
+            if n < mss and n == unsent and self.snd_sml > self.snd_una and not fin_pending:
+                # Nagle (RFC 896, RFC 1122 4.2.3.4) in Minshall's form, as Linux
+                # (tcp_minshall_check): hold a small segment only while another
+                # small one is unacknowledged. TCP_NODELAY turns it off; CORK
+                # holds partial segments regardless of what is in flight.
+                if not self.opts.nodelay or corked:
+                    break
+            if n < mss and n == unsent and corked and not fin_pending:
+                # TCP_CORK / MSG_MORE: hold the partial segment; Linux sends it
+                # anyway after 200 ms (tcp(7)), hence cork_at.
+                if self.cork_at is None:
+                    self.cork_at = now + CORK_CEILING
+                break
+        if not host.egress_has_room(nic):
+            host.egress_blocked(self, now)
+            break
+        end = self.snd_nxt + n
+        if fin_pending and end == self.fin_seq:
+            end += 1
+        self._send_range(self.snd_nxt, end, now, retrans=False)
+        self.snd_nxt = end
+        if n == 0:
+            break
+    if self.snd_nxt >= buf_end:
+        self.cork_at = None
+    self._finish_output(now)
+
+
+def _finish_output(self: "Connection", now: float) -> None:
+    if self.ack_pending:
+        self.send_ack(now)
+    self._schedule_tlp(now)
+
+
+def _schedule_tlp(self: "Connection", now: float) -> None:
+    """Arm the tail-loss probe (RFC 8985 7.2) when it would fire before the RTO."""
+    if (not self.sack_ok or self.flight <= 0 or self.rack.tlp_high is not None
+            or self.ca_state not in (CaState.OPEN, CaState.DISORDER)
+            or self.state not in SENDING_STATES):
+        self.tlp_at = None
+        return
+    srtt = self.rtt.srtt
+    if srtt is None:
+        pto = self.host.config.rto_initial
+    else:
+        pto = 2 * srtt
+        if self.flight <= self.snd_mss:
+            pto += WC_DELACK
+    pto = max(pto, 0.01)
+    if self.rtx_at is not None and now + pto >= self.rtx_at:
+        self.tlp_at = None
+        return
+    self.tlp_at = now + pto
+
+
+def _on_tlp(self: "Connection", now: float) -> None:
+    """Send the loss probe (RFC 8985 7.3): new data if allowed, else the last segment."""
+    if self.state not in SENDING_STATES or self.flight <= 0:
+        return
+    mss = self.snd_mss
+    room = self.snd_una + self.snd_wnd - self.snd_nxt
+    if self.unsent > 0 and room > 0:
+        n = min(self.unsent, mss, room)
+        end = self.snd_nxt + n
+        if self.fin_queued and end == self.fin_seq:
+            end += 1
+        self._send_range(self.snd_nxt, end, now, retrans=False)
+        self.snd_nxt = end
+    else:
+        start = max(self.snd_una, self.snd_nxt - mss)
+        self._send_range(start, self.snd_nxt, now, retrans=True)
+    self.rack.tlp_high = self.snd_nxt
+    self.rack.probes += 1
+    self.rtx_at = now + self._clamped_rto(now)
+
+
+def _arm_persist(self: "Connection", now: float) -> None:
+    # Linux tcp_probe0_when: RTO << backoff, capped at TCP_RTO_MAX.
+    cfg = self.host.config
+    delay = min(cfg.rto_max, self.rtt.base_rto * (1 << min(self.persist_backoff, 16)))
+    self.persist_at = now + max(delay, cfg.rto_min)
