@@ -78,23 +78,36 @@ class _Link:
     closed: bool = False
 
 
-def config_from_sysctls(root: str = "/proc/sys") -> StackConfig:
-    """A StackConfig from the Linux sysctls of the current network namespace.
+def config_from_sysctls(root: str = "/proc/sys", *, netns: str | None = None) -> StackConfig:
+    """A StackConfig from the Linux sysctls of a network namespace.
 
-    ``netvisor run --netns`` takes a namespace over the way runsc does; its
-    sysctls (ipfrag_time, icmp_ratelimit, accept_dad, port range, neighbour
-    timers...) then keep applying to the stack. Read inside the namespace
-    (``/proc/sys/net`` shows the reading thread's namespace). Missing or
-    unreadable entries keep the Linux defaults.
+    ``netvisor run --netns PATH`` takes a namespace over the way runsc does;
+    its sysctls (ipfrag_time, icmp_ratelimit, accept_dad, port range,
+    neighbour timers...) then keep applying to the stack:
+    ``NetStack(config=config_from_sysctls(netns=PATH))``. ``/proc/sys/net``
+    shows the namespace of the thread that opens it, so with ``netns`` the
+    files are read from inside it. Missing or unreadable entries keep the
+    Linux defaults.
     """
     cfg = StackConfig()
+    texts: dict[str, str | None] = {}
 
     def read(path: str) -> list[int] | None:
-        try:
-            with open(f"{root}/{path}") as f:
-                return [int(x) for x in f.read().split()]
-        except (OSError, ValueError):
+        text = texts.get(path)
+        if text is None:
             return None
+        try:
+            return [int(x) for x in text.split()]
+        except ValueError:
+            return None
+
+    def load(paths: list[str]) -> None:
+        for path in paths:
+            try:
+                with open(f"{root}/{path}") as f:
+                    texts[path] = f.read()
+            except OSError:
+                texts[path] = None
 
     def one(path: str) -> int | None:
         v = read(path)
@@ -121,6 +134,16 @@ def config_from_sysctls(root: str = "/proc/sys") -> StackConfig:
         ("net/ipv4/neigh/default/unres_qlen_bytes", "neigh_queue_bytes", 1),
         ("net/ipv6/conf/default/dad_transmits", "dad_transmits", 1),
     ]
+    extra = ["net/ipv4/ip_local_port_range", "net/ipv4/icmp_echo_ignore_broadcasts",
+             "net/ipv6/conf/all/accept_dad", "net/ipv6/conf/default/accept_dad",
+             "net/ipv6/conf/default/router_solicitations", "net/ipv6/conf/default/accept_ra",
+             "net/ipv6/conf/default/autoconf"]
+    if netns is not None:
+        from netvisor.link.netns import in_netns
+        with in_netns(netns):
+            load([p for p, _, _ in simple] + extra)
+    else:
+        load([p for p, _, _ in simple] + extra)
     for path, attr, scale in simple:
         v = one(path)
         if v is not None and v >= 0:

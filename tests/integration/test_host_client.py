@@ -140,3 +140,12 @@ def test_netvisor_as_udp_client_of_kernel_servers(make_netns: Any, tmp_path: Pat
     assert 2.9 <= res["v4_error_at"] <= 5.5  # 3 solicitations, 1 s apart (+ load slack)
     c = res["counters"]
     assert c["arp_rx"] >= 1 and c["ndp_na_rx"] >= 1 and c["drop.neighbor_failed"] == 2
+
+
+def test_config_from_sysctls_reads_the_given_namespace(make_netns: Any) -> None:
+    from netvisor.netstack import config_from_sysctls
+
+    ns = make_netns("nvs")
+    ns.run(["sysctl", "-qw", "net.ipv4.ipfrag_time=7", "net.ipv4.icmp_ratelimit=0"])
+    cfg = config_from_sysctls(netns=ns.path)
+    assert cfg.ipv4_frag_timeout == 7.0 and cfg.icmp_ratelimit_interval == 0
