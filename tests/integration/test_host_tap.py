@@ -148,9 +148,10 @@ def test_kernel_pings_netvisor_over_tap(make_netns: Any) -> None:
         assert stop(proc) == 0
 
 
-def test_udp_echo_with_kernel_client_and_port_unreachable(make_netns: Any) -> None:
+@pytest.mark.parametrize("offload", ["--no-offload", "--offload"])
+def test_udp_echo_with_kernel_client_and_port_unreachable(make_netns: Any, offload: str) -> None:
     ns = make_netns("nvs")
-    proc = start_tap_host(ns, "--echo", "7")
+    proc = start_tap_host(ns, "--echo", "7", offload)
     try:
         out = kernel_python(ns, f"""
             import errno, socket
