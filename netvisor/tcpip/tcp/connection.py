@@ -111,7 +111,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending", "rtx_marks",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -217,6 +217,7 @@ class Connection:
         self.more_pending = False
         self.pingpong = 0
         self.output_pending = False
+        self.rtx_marks: list[list[int]] = []
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -823,6 +824,8 @@ class Connection:
             self.dupacks += 1
         if self.flight > 0 or self.unsent:
             self._detect_loss(now, newly_sacked)
+        if self.rtx_marks and newly_sacked:
+            self._lost_retransmissions(now)
         # State changes that an ACK of our FIN causes.
         fin_acked = self.fin_queued and self.snd_una > self.fin_seq
         st = self.state
@@ -911,6 +914,7 @@ class Connection:
                     self.cc.on_recovery_exit()
                 self.ca_state = CaState.OPEN
                 self.dupacks = 0
+                self.rtx_marks.clear()
             else:
                 if not self.sack_ok:
                     # Partial ACK: NewReno (RFC 6582 3.2 step 5) deflates by acked segments.
@@ -931,6 +935,36 @@ class Connection:
             self.rtx_at = now + self._clamped_rto(now)
         if data_acked:
             self.wake_pending = True
+
+    def _lost_retransmissions(self, now: float) -> None:
+        """Resend a retransmission that was lost too (RFC 8985 6.1's effect; Linux's
+        older tcp_mark_lost_retrans): data sent after it has been SACKed while the
+        retransmitted range is still a hole. Without this, only the RTO finds it.
+        """
+        high = self.board.high
+        if high is None:
+            return
+        una = self.snd_una
+        keep: list[list[int]] = []
+        for mark in self.rtx_marks:
+            s, e, sent_before = mark
+            if e <= una:
+                continue
+            keep.append(mark)
+            if high <= sent_before + self.snd_mss:
+                continue  # nothing sent after it has been delivered yet
+            pos = max(s, una)
+            resent = False
+            while True:
+                hole = self.board.next_hole(pos, e)
+                if hole is None:
+                    break
+                self._send_range(hole[0], hole[1], now, retrans=True)
+                pos = hole[1]
+                resent = True
+            if resent:
+                mark[2] = self.snd_nxt
+        self.rtx_marks = keep
 
     def _detect_loss(self, now: float, newly_sacked: int) -> None:
         if self.ca_state in (CaState.RECOVERY, CaState.LOSS):

@@ -231,6 +231,8 @@ def transmit(self: "Connection", now: float) -> None:
             self._send_range(s, e, now, retrans=True)
             self.high_rxt = e
             self.force_rxt = False
+            if self.sack_ok:
+                self.rtx_marks.append([s, e, self.snd_nxt])
     # 2. New data (RFC 5681, Nagle, SWS, windows).
     limit = self._tso_limit()
     buf_end = self.sndbuf.end

@@ -149,6 +149,7 @@ def _on_rto(self: "Connection", now: float) -> None:
     self.rtt_seq = None
     self.rtt.backoff += 1
     self.rack.tlp_high = None
+    self.rtx_marks.clear()
     self.force_rxt = True
     self.transmit(now)
     if self.high_rxt == self.snd_una and self.force_rxt:

@@ -828,3 +828,32 @@ def test_syn_flood_backlog_16_state_bounded_and_legit_client_completes() -> None
                        timestamps=(10, sa.timestamps[0])))
     child, addr = ls.accept()
     assert addr == ("10.0.0.1", 41000) and child.conn.snd_wscale == 7
+
+
+def test_lost_retransmission_resent_before_rto_rfc8985_6_1() -> None:
+    """A retransmission that is lost again is resent once later data is SACKed."""
+    raw = Raw()
+    s, _ = raw.client(ts=False)
+    _warm(s)
+    s.setsockopt(C.IPPROTO_TCP, C.TCP_NODELAY, struct.pack("i", 1))
+    s.send(b"L" * (10 * 1460))
+    assert len(raw.out()) == 10
+    base = raw.ack_for(0)
+
+    def sack(lo: int, hi: int) -> tuple[tuple[int, int], ...]:
+        return (((base + lo * 1460) & 0xFFFFFFFF, (base + hi * 1460) & 0xFFFFFFFF),)
+
+    raw.advance(raw.ctx.now + 0.05)
+    for k in range(4, 11):  # segments 2..10 arrive, segment 1 is lost
+        raw.inject(raw.seg(0, ack=base, ts=False, sack_blocks=sack(1, k)))
+    out = raw.out()
+    assert any(r.seq == base and len(p) == 1460 for r, p in out)  # fast retransmit
+    assert s.conn.ca_state == 3
+    s.send(b"N" * (4 * 1460))  # new data goes out after the retransmission
+    new = [r for r, p in raw.out() if p == b"N" * 1460]
+    assert new
+    raw.advance(raw.ctx.now + 0.05)
+    raw.inject(raw.seg(0, ack=base, ts=False, sack_blocks=sack(1, 12)))  # new data SACKed
+    again = [(r, p) for r, p in raw.out() if r.seq == base]
+    assert again and len(again[0][1]) == 1460  # resent again, long before the RTO
+    assert s.conn.rtx_at is not None and s.conn.rtx_at > raw.ctx.now
