@@ -121,6 +121,22 @@ _NO_ICMP_ERROR_V4: Final = frozenset((I.ICMP_DEST_UNREACH, I.ICMP_SOURCE_QUENCH,
                                       I.ICMP_TIME_EXCEEDED, I.ICMP_PARAMETERPROB))
 
 
+_ADDR_CACHE: dict[bytes, Any] = {}
+_ADDR_CACHE_MAX: Final = 4096
+
+
+def _addr(raw: bytes) -> Any:
+    """IPv4Address/IPv6Address for 4/16 packed bytes, memoised (building one costs
+    ~1 us and every packet needs two; the few peers of a host repeat)."""
+    a = _ADDR_CACHE.get(raw)
+    if a is None:
+        a = IPv4Address(raw) if len(raw) == 4 else IPv6Address(raw)
+        if len(_ADDR_CACHE) >= _ADDR_CACHE_MAX:
+            _ADDR_CACHE.clear()  # random (forged) sources only churn the cache
+        _ADDR_CACHE[raw] = a
+    return a
+
+
 def _is_mcast(addr: IPAddress) -> bool:
     """``addr.is_multicast`` without building an IPv4Network per call (hot path)."""
     if addr.version == 4:
@@ -1093,8 +1109,8 @@ class Stack:
         if not nic.loopback and not _csum_ok(pkt[:ihl]):
             self.counters.drop(DropReason.BAD_IP_CHECKSUM)
             return
-        src = IPv4Address(bytes(pkt[12:16]))
-        dst = IPv4Address(bytes(pkt[16:20]))
+        src = _addr(bytes(pkt[12:16]))
+        dst = _addr(bytes(pkt[16:20]))
         if _is_mcast(src) or src == V4_BCAST or (not nic.loopback and (
                 src.packed[0] == 127 or self._is_configured(src))):
             # Linux fib_validate_source: a martian (loopback, multicast, or one
@@ -1340,8 +1356,8 @@ class Stack:
             self.counters.drop(DropReason.MALFORMED)  # jumbograms are not for Ethernet
             return
         pkt = buf[:40 + plen]
-        src = IPv6Address(bytes(pkt[8:24]))
-        dst = IPv6Address(bytes(pkt[24:40]))
+        src = _addr(bytes(pkt[8:24]))
+        dst = _addr(bytes(pkt[24:40]))
         if _is_mcast(src) or (not nic.loopback and src == V6_LOOPBACK):
             self.counters.drop(DropReason.BAD_SOURCE)
             return
