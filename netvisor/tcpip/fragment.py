@@ -152,6 +152,7 @@ class Reassembler:
         return gone
 
     def next_deadline(self) -> float | None:
+        """When the oldest reassembly times out, or None."""
         # Queues are created in time order and all share one timeout.
         for q in self.queues.values():
             return q.expires_at

@@ -119,6 +119,7 @@ class TokenBucket:
         self.updated_at = now
 
     def take(self, now: float) -> bool:
+        """Take one token if there is one (refilling for the time since the last call)."""
         elapsed = now - self.updated_at
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
@@ -141,6 +142,7 @@ class IcmpRateLimiter:
         self._peers: dict[IPAddress, TokenBucket] = {}
 
     def allow(self, dst: IPAddress, now: float) -> bool:
+        """True when an ICMP error to ``dst`` may be sent now (both buckets had a token)."""
         cfg = self.config
         if self._global is None:
             self._global = TokenBucket(cfg.icmp_msgs_per_sec, cfg.icmp_msgs_burst, now)

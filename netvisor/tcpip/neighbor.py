@@ -135,6 +135,7 @@ class NeighborCache:
     # -- queries and transmit path ------------------------------------------------
 
     def get(self, ip: IPAddress) -> NeighborEntry | None:
+        """The entry for ``ip``, or None."""
         return self.entries.get(ip)
 
     def resolve(self, ip: IPAddress, item: Any, size: int, now: float) -> bytes | None:
@@ -176,6 +177,7 @@ class NeighborCache:
     # -- inputs -------------------------------------------------------------------
 
     def add_static(self, ip: IPAddress, mac: bytes) -> None:
+        """A PERMANENT entry (``ip neigh ... nud permanent``); releases queued packets."""
         e = self.entries.get(ip)
         if e is None:
             e = self.entries[ip] = NeighborEntry(ip, NeighborState.PERMANENT, mac=mac)
@@ -184,6 +186,7 @@ class NeighborCache:
         self._release(e)
 
     def remove(self, ip: IPAddress) -> None:
+        """Forget ``ip``."""
         if self.entries.pop(ip, None) is not None:
             self._deadline_dirty = True
 
@@ -266,6 +269,7 @@ class NeighborCache:
     # -- timers ------------------------------------------------------------------
 
     def handle_timer(self, now: float) -> None:
+        """Run the state machine's timers due at ``now`` (retries, expiry, probes)."""
         deadline = self.next_deadline()
         if deadline is None or deadline > now:
             return  # the common case, every driver turn: nothing due
@@ -314,6 +318,7 @@ class NeighborCache:
             self._on_failed(e, items)
 
     def next_deadline(self) -> float | None:
+        """Earliest timer of any entry, or None."""
         if self._deadline_dirty:
             times = [e.timer_at for e in self.entries.values() if e.timer_at is not None]
             self._deadline_cache = min(times) if times else None

@@ -68,6 +68,7 @@ class RoutingTable:
         return before - len(self._routes)
 
     def remove_nic(self, nic_id: int) -> None:
+        """Drop every route through ``nic_id``."""
         self._routes = [r for r in self._routes if r.nic_id != nic_id]
 
     def lookup(self, dst: IPAddress, *, nic_id: int | None = None,
@@ -93,5 +94,6 @@ class RoutingTable:
         return gone
 
     def next_deadline(self) -> float | None:
+        """When the next route expires, or None."""
         times = [r.expires_at for r in self._routes if r.expires_at is not None]
         return min(times) if times else None

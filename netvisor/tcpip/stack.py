@@ -291,6 +291,7 @@ class Stack:
         self.counters.drop(DropReason.NEIGHBOR_QUEUE_FULL, n)
 
     def remove_nic(self, nic_id: int) -> None:
+        """Remove a NIC with its addresses and routes (not lo)."""
         nic = self._nic(nic_id)
         if nic.loopback:
             raise ValueError("cannot remove lo")
@@ -308,15 +309,18 @@ class Stack:
             raise NetError(errno.ENODEV, f"no NIC {nic_id}") from None
 
     def has_nic(self, nic_id: int) -> bool:
+        """True when ``nic_id`` exists (scope ids, SO_BINDTOIFINDEX)."""
         return nic_id in self.nics
 
     def nic_by_name(self, name: str) -> int | None:
+        """The id of the NIC called ``name`` (SO_BINDTODEVICE), or None."""
         for nic in self.nics.values():
             if nic.name == name:
                 return nic.id
         return None
 
     def nic_of_address(self, addr: IPAddress) -> int | None:
+        """The NIC that carries ``addr``, or None."""
         for nic in self.nics.values():
             if addr.version == 4:
                 if any(a.ip == addr for a in nic.v4):
@@ -371,6 +375,7 @@ class Stack:
             self._address_ready(nic, a, now)
 
     def remove_address(self, nic_id: int, iface: IPv4Interface | IPv6Interface) -> None:
+        """Remove an address (and its prefix route when no other address needs it)."""
         nic = self._nic(nic_id)
         if isinstance(iface, IPv4Interface):
             if iface not in nic.v4:
@@ -419,6 +424,7 @@ class Stack:
         return self.routes.add(RouteEntry(net, nic_id, gateway=gw, metric=metric, src=src))
 
     def remove_route(self, dst: IPv4Network | IPv6Network | str, **kw: Any) -> int:
+        """Remove routes to ``dst`` (keyword filters as RoutingTable.remove); returns how many."""
         net = ipaddress.ip_network(dst) if isinstance(dst, str) else dst
         return self.routes.remove(net, **kw)
 
@@ -431,15 +437,18 @@ class Stack:
         cache.add_static(ip, bytes(mac))
 
     def addresses(self, nic_id: int) -> list[IPv4Interface | IPv6Interface]:
+        """Every address of the NIC (IPv6 ones in any DAD state)."""
         nic = self._nic(nic_id)
         return [*nic.v4, *(a.iface for a in nic.v6)]
 
     def tentative_addresses(self) -> list[IPv6Address]:
+        """IPv6 addresses still in Duplicate Address Detection."""
         return [a.ip for n in self.nics.values() for a in n.v6 if a.state is AddrState.TENTATIVE]
 
     # ------------------------------------------------------- address queries
 
     def is_local_address(self, addr: IPAddress) -> bool:
+        """True for an address of any NIC, all of 127/8 included (TransportContext)."""
         ip = int(addr)
         if addr.version == 4:
             # Linux: all of 127.0.0.0/8 is local while lo carries 127.0.0.1/8.
@@ -455,6 +464,7 @@ class Stack:
         self._local6 = {int(a) for a in self._local_addrs if a.version == 6}
 
     def is_tentative(self, addr: IPAddress) -> bool:
+        """True while ``addr`` is one of our IPv6 addresses still in DAD."""
         if addr.version != 6:
             return False
         for nic in self.nics.values():
@@ -581,6 +591,7 @@ class Stack:
         self._join(self._nic(nic_id), group)
 
     def leave_group(self, nic_id: int, group: IPAddress) -> None:
+        """A socket left ``group`` on ``nic_id`` (the last one sends a leave report)."""
         if nic_id in self.nics:
             self._leave(self.nics[nic_id], group)
 
@@ -667,10 +678,12 @@ class Stack:
     # ------------------------------------------------------------------ output
 
     def egress_has_room(self, nic_id: int) -> bool:
+        """False while the NIC's transmit queue is full (TransportContext)."""
         nic = self.nics.get(nic_id)
         return nic is not None and len(nic.txq) < self.config.tx_queue_len
 
     def readiness_changed(self, sock: Socket) -> None:
+        """Tell the driver that ``sock.poll()`` may answer differently (TransportContext)."""
         if self.on_readiness is not None:
             self.on_readiness(sock)
 
@@ -963,6 +976,7 @@ class Stack:
         return pairs
 
     def has_frames(self, nic_id: int) -> bool:
+        """True when frames wait to be sent on ``nic_id``."""
         nic = self.nics.get(nic_id)
         return nic is not None and bool(nic.txq)
 

@@ -785,6 +785,7 @@ class UdpTransport:
                        if other is not sock)
 
     def bind_port(self, sock: UdpSocket, port: int) -> None:
+        """Claim ``port`` for ``sock`` (0: a free ephemeral port); EADDRINUSE on conflict."""
         cfg = self.stack.config
         if port == 0:
             low, high = cfg.ephemeral_low, cfg.ephemeral_high
@@ -805,6 +806,7 @@ class UdpTransport:
         self.ports.setdefault(port, []).append(sock)
 
     def unbind(self, sock: UdpSocket) -> None:
+        """Release ``sock``'s port."""
         lst = self.ports.get(sock.local_port)
         if lst is not None and sock in lst:
             lst.remove(sock)
@@ -818,6 +820,7 @@ class UdpTransport:
     # -- Transport protocol ----------------------------------------------------
 
     def socket(self, family: int) -> UdpSocket:
+        """A new UDP socket of ``family``."""
         if family not in (C.AF_INET, C.AF_INET6):
             raise NetError(errno.EAFNOSUPPORT)
         return UdpSocket(self, family)
@@ -929,6 +932,8 @@ class UdpTransport:
         return sport, dport
 
     def handle_icmp_error(self, err: IcmpError, now: float) -> None:
+        """An ICMP error quoting one of our datagrams: a pending error for the socket
+        that sent it, under Linux's rules (see the module docstring)."""
         ports = self.quoted_ports(err.quoted_transport)
         if ports is None:
             return
