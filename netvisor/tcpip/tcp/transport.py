@@ -14,7 +14,9 @@ connection may reopen it (Linux tcp_timewait_state_process TCP_TW_SYN).
 
 Timers: each connection's ``next_deadline()`` is kept in a heap with lazy
 invalidation, so ``next_deadline`` is O(1) and a timer turn touches only
-due connections (10,000 idle connections cost nothing per turn).
+due connections (10,000 idle connections cost nothing per turn). A deadline
+that moves later keeps its earlier entry (one early wake-up instead of one
+heap entry per segment).
 """
 
 from __future__ import annotations
@@ -239,11 +241,15 @@ class TcpTransport:
     def post(self, conn: Connection) -> None:
         """After any work on ``conn``: re-arm its timer, wake its socket."""
         dl = None if conn.dead else conn.next_deadline()
-        if dl is not None and dl != conn.scheduled_at:
+        # Push only when the deadline moves earlier. A deadline that moves later
+        # (the RTO re-armed by every ACK, keepalive pushed back by every segment)
+        # keeps its earlier heap entry: it fires early, finds nothing due and
+        # re-arms. So the heap holds about one entry per connection instead of
+        # one per segment.
+        sched = conn.scheduled_at
+        if dl is not None and (sched is None or dl < sched):
             conn.scheduled_at = dl
             heapq.heappush(self._heap, (dl, next(self._tick), conn))
-        elif dl is None:
-            conn.scheduled_at = None
         if conn.wake_pending:
             conn.wake_pending = False
             if conn.sock is not None:

@@ -277,3 +277,22 @@ def test_heavy_loss_both_directions_half_close_and_full_teardown(seed: int) -> N
     st["s"].close()
     net.run(net.now + 600)
     assert not a.tcp.conns and not b.tcp.conns and not a.tcp.ports
+
+
+def test_timer_heap_stays_small_during_bulk_with_keepalive() -> None:
+    """Deadlines that move later (RTO, keepalive) do not pile up heap entries."""
+    import struct
+    from netvisor.tcpip.tcp import constants as C
+    net = Net(seed=2, loss=0.01)
+    t = setup_transfer(net, 1_000_000)
+    t.client.setsockopt(C.SOL_SOCKET, C.SO_KEEPALIVE, struct.pack("i", 1))
+    biggest = 0
+
+    def app() -> None:
+        nonlocal biggest
+        t.app()
+        for h in net.hosts.values():
+            biggest = max(biggest, len(h.tcp._heap))
+    net.run(120, app, stop=lambda: t.eof)
+    assert t.eof and bytes(t.got) == t.data
+    assert biggest < 20
