@@ -228,6 +228,9 @@ class Supervisor:
         except OSError as e:
             self._answer(n, 0, e.errno or errno.EIO)
             return
+        except Exception as e:  # a bug must fail one call, not the sandbox
+            self._internal_error(n, e)
+            return
         if result is None:
             return  # answered (e.g. with ADDFD) inside
         if isinstance(result, int):
@@ -251,6 +254,8 @@ class Supervisor:
                     self._answer(n, 0, e.errno)
                 except OSError as e:
                     self._answer(n, 0, e.errno or errno.EIO)
+                except Exception as e:
+                    self._internal_error(n, e)
                 else:
                     if val is not None:
                         self._answer(n, val)
@@ -258,6 +263,14 @@ class Supervisor:
                 self._log(n, "<interrupted>")
         finally:
             self.pending.pop(n.id, None)
+
+    def _internal_error(self, n: Notification, e: Exception) -> None:
+        log.error("netvisor: internal error serving %s: %r", n.name, e,
+                  exc_info=self.debug is not None)
+        try:
+            self._answer(n, 0, errno.EINVAL)
+        except OSError:
+            pass
 
     async def _watch_pending(self) -> None:
         while True:
@@ -421,6 +434,10 @@ class Supervisor:
             try:
                 with scope:
                     await fn(es)
+            except Exception as e:  # one socket's failure must not end the sandbox
+                log.error("netvisor: internal error in %s: %r", fn.__name__, e,
+                          exc_info=self.debug is not None)
+                self._teardown(es)
             finally:
                 es.scopes.remove(scope)
                 if fn == self._up or fn == self._netlink_pump:

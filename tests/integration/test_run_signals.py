@@ -82,7 +82,7 @@ def test_signal_during_blocking_connect(make_netns: Callable[[str], Netns], tmp_
     assert server.stdout is not None and server.stdout.readline() == b"ready\n"
     ns.run(["nft", "-f", "-"], input="add table inet nvrt\n"
            "add chain inet nvrt input { type filter hook input priority 0 ; }\n"
-           "add rule inet nvrt input tcp dport 9999 tcp flags syn drop\n")
+           "add rule inet nvrt input tcp dport 9999 tcp flags & (syn|ack) == syn drop\n")
     timer = threading.Timer(1.5, lambda: ns.run(["nft", "delete", "table", "inet", "nvrt"]))
     timer.start()
     prog = tmp_path / "connect.py"
