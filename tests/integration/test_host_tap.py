@@ -174,6 +174,17 @@ def test_udp_echo_with_kernel_client_and_port_unreachable(make_netns: Any, offlo
                     print("refused", fam)
             """)
         assert out.count("refused") == 2
+        ll = kernel_python(ns, f"""
+            import socket
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.settimeout(5)
+            dst = socket.getaddrinfo("{our_link_local()}%{TAP}", 7, socket.AF_INET6,
+                                     socket.SOCK_DGRAM)[0][4]
+            s.sendto(b"link-local", dst)
+            data, addr = s.recvfrom(100)
+            print(data.decode(), addr[0].split("%")[0] == "{our_link_local()}")
+            """)
+        assert ll.split() == ["link-local", "True"]
         c = counters(proc)
         assert c["drop.no_socket"] == 2 and c["udp_rx"] >= 14
     finally:
