@@ -111,7 +111,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending", "rtx_marks",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -218,6 +218,8 @@ class Connection:
         self.pingpong = 0
         self.output_pending = False
         self.rtx_marks: list[list[int]] = []
+        self.undo: tuple[int, int, int] | None = None
+        self.spurious_rtos = 0
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -907,6 +909,21 @@ class Connection:
         self.rtx_first_at = None
         self.probes_out = 0
         flight = self.flight
+        # Eifel detection (RFC 3522) with the RFC 4015 response, as Linux
+        # tcp_try_undo_loss: an ACK echoing a timestamp older than our first
+        # retransmission acknowledges the original, so the RTO was spurious:
+        # restore the window and stop resending what is in flight.
+        if (self.ca_state == CaState.LOSS and self.undo is not None
+                and rep.timestamps is not None and rep.timestamps[1]
+                and seq_diff(rep.timestamps[1], self.undo[2]) < 0):
+            cwnd, ssthresh, _ = self.undo
+            self.cc.cwnd = max(self.cc.cwnd, cwnd)
+            self.cc.ssthresh = max(self.cc.ssthresh, ssthresh)
+            self.ca_state = CaState.OPEN
+            self.high_rxt = self.snd_nxt
+            self.rtx_marks.clear()
+            self.undo = None
+            self.spurious_rtos += 1
         # Congestion control and recovery (RFC 6582 3.2, RFC 6675 5).
         if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
             if ack >= self.recover:
@@ -915,6 +932,7 @@ class Connection:
                 self.ca_state = CaState.OPEN
                 self.dupacks = 0
                 self.rtx_marks.clear()
+                self.undo = None
             else:
                 if not self.sack_ok:
                     # Partial ACK: NewReno (RFC 6582 3.2 step 5) deflates by acked segments.

@@ -139,6 +139,9 @@ def _on_rto(self: "Connection", now: float) -> None:
     # RFC 6298 5.4-5.6 and RFC 5681 3.1: retransmit the earliest segment,
     # back off, collapse cwnd to the loss window.
     if self.ca_state != CaState.LOSS or self.retransmits == 1:
+        if self.ca_state != CaState.LOSS and self.ts_ok:
+            # Remember what to restore if this RTO proves spurious (RFC 3522/4015).
+            self.undo = (self.cc.cwnd, self.cc.ssthresh, self.ts_now())
         self.cc.on_rto(now, self.flight)
     else:
         self.cc.cwnd = self.snd_mss
@@ -152,9 +155,6 @@ def _on_rto(self: "Connection", now: float) -> None:
     self.rtx_marks.clear()
     self.force_rxt = True
     self.transmit(now)
-    if self.high_rxt == self.snd_una and self.force_rxt:
-        # Nothing could be sent (egress full): try again at the next RTO.
-        pass
     self.rtx_at = now + self._clamped_rto(now)
 
 

@@ -857,3 +857,21 @@ def test_lost_retransmission_resent_before_rto_rfc8985_6_1() -> None:
     again = [(r, p) for r, p in raw.out() if r.seq == base]
     assert again and len(again[0][1]) == 1460  # resent again, long before the RTO
     assert s.conn.rtx_at is not None and s.conn.rtx_at > raw.ctx.now
+
+
+def test_spurious_rto_undone_by_timestamps_rfc3522_rfc4015() -> None:
+    """An ACK of the original transmission (older TSecr) after an RTO restores cwnd."""
+    raw = Raw()
+    s, _ = raw.client(sack=False)  # no TLP: the RTO is the first timer
+    s.setsockopt(C.IPPROTO_TCP, C.TCP_NODELAY, struct.pack("i", 1))
+    raw.advance(5.0)
+    s.send(b"o" * 2920)
+    orig = raw.out()
+    ts_orig = orig[0][0].timestamps[0]
+    cwnd = s.conn.cc.cwnd
+    raw.advance(5.0 + s.conn.rtt.rto)
+    assert raw.out() and s.conn.ca_state == 4 and s.conn.cc.cwnd < cwnd
+    ack = TcpRepr(raw.peer_port, raw.local_port, (raw.peer_iss + 1) & 0xFFFFFFFF,
+                  raw.ack_for(2920), F.NONE, 65535, timestamps=(raw.peer_ts + 5, ts_orig))
+    raw.inject(ack)
+    assert s.conn.ca_state == 0 and s.conn.cc.cwnd >= cwnd and s.conn.spurious_rtos == 1
