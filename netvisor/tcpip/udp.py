@@ -56,6 +56,11 @@ IPAddress = IPv4Address | IPv6Address
 UDP_HLEN: Final = 8
 MAX_PAYLOAD_V4: Final = 65535 - 20 - 8
 MAX_PAYLOAD_V6: Final = 65535 - 8
+CMSG_OPTIONS: Final = frozenset({
+    (C.IPPROTO_IP, C.IP_PKTINFO), (C.IPPROTO_IP, C.IP_RECVTTL), (C.IPPROTO_IP, C.IP_RECVTOS),
+    (C.IPPROTO_IPV6, C.IPV6_RECVPKTINFO), (C.IPPROTO_IPV6, C.IPV6_RECVHOPLIMIT),
+    (C.IPPROTO_IPV6, C.IPV6_RECVTCLASS),
+})
 IGMP_MAX_MEMBERSHIPS: Final = 20  # Linux net.ipv4.igmp_max_memberships (per socket)
 RCV_OVERHEAD: Final = 768
 """Bytes charged per queued datagram on top of its payload (a stand-in for
@@ -188,6 +193,8 @@ class UdpSocket:
         self.closed = False
         self.memberships: set[tuple[IPAddress, int]] = set()
         self.generic_opts: dict[int, bytes] = {}
+        self.cmsg_opts: dict[tuple[int, int], bool] = {}
+        """Ancillary-data switches (IP_PKTINFO, IP_RECVTTL, IPV6_RECVHOPLIMIT, ...)."""
         self.bind_seq = 0
 
     # -- helpers ---------------------------------------------------------------
@@ -532,7 +539,8 @@ class UdpSocket:
         elif level == C.IPPROTO_IP:
             if self.family == C.AF_INET6 and optname not in (
                     C.IP_ADD_MEMBERSHIP, C.IP_DROP_MEMBERSHIP, C.IP_MULTICAST_TTL,
-                    C.IP_MULTICAST_LOOP, C.IP_TTL, C.IP_TOS):
+                    C.IP_MULTICAST_LOOP, C.IP_TTL, C.IP_TOS, C.IP_RECVERR, C.IP_PKTINFO,
+                    C.IP_RECVTTL, C.IP_RECVTOS, C.IP_MTU_DISCOVER):
                 raise NetError(errno.ENOPROTOOPT)
             if optname == C.IP_TTL:
                 v = _int_opt(value)
@@ -555,6 +563,10 @@ class UdpSocket:
                 self.mcast_loop = bool(_int_opt(value) if len(value) >= 4 else value[0])
             elif optname == C.IP_RECVERR:
                 self.recverr = bool(_int_opt(value))
+            elif optname in (C.IP_PKTINFO, C.IP_RECVTTL, C.IP_RECVTOS):
+                # Ancillary-data switches: the stack keeps each datagram's facts
+                # (recvmsg -> RecvResult); the syscall plane builds the cmsgs.
+                self.cmsg_opts[(level, optname)] = bool(_int_opt(value))
             elif optname == C.IP_MULTICAST_IF:
                 self.mcast_if = self._mreq_nic(value, iface_only=True)
             elif optname in (C.IP_ADD_MEMBERSHIP, C.IP_DROP_MEMBERSHIP):
@@ -615,6 +627,10 @@ class UdpSocket:
                 self.pmtudisc6 = v
             elif optname == C.IPV6_DONTFRAG:
                 self.dontfrag6 = bool(_int_opt(value))
+            elif optname == C.IPV6_RECVERR:
+                self.recverr = bool(_int_opt(value))
+            elif optname in (C.IPV6_RECVPKTINFO, C.IPV6_RECVHOPLIMIT, C.IPV6_RECVTCLASS):
+                self.cmsg_opts[(level, optname)] = bool(_int_opt(value))
             elif optname in (C.IPV6_JOIN_GROUP, C.IPV6_LEAVE_GROUP):
                 if len(value) < 20:
                     raise NetError(errno.EINVAL)
@@ -692,7 +708,9 @@ class UdpSocket:
                 return _pack_int(code)
             if optname in table:
                 return _pack_int(table[optname])
-        elif level == C.IPPROTO_IP:
+        if (level, optname) in CMSG_OPTIONS:
+            return _pack_int(int(self.cmsg_opts.get((level, optname), False)))
+        if level == C.IPPROTO_IP:
             table = {
                 C.IP_TTL: self.ttl if self.ttl is not None else self.stack.config.default_ttl,
                 C.IP_TOS: self.tos, C.IP_MULTICAST_TTL: self.mcast_ttl,

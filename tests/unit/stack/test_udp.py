@@ -352,3 +352,12 @@ def test_recv_after_shut_rd_eof_when_blocking_eagain_when_not() -> None:
     assert u.poll() & (C.POLLIN | C.POLLRDHUP) == C.POLLIN | C.POLLRDHUP
     assert u.recv(10) == b""
     assert errno_of(u.recv, 10, C.MSG_DONTWAIT) == errno.EAGAIN
+
+
+def test_ancillary_data_switches_are_kept() -> None:
+    s, _ = make_stack()
+    v = s.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    for level, opt in ((C.IPPROTO_IP, C.IP_PKTINFO), (C.IPPROTO_IPV6, C.IPV6_RECVHOPLIMIT)):
+        assert v.getsockopt(level, opt, 4) == struct.pack("i", 0)
+        v.setsockopt(level, opt, ONE)
+        assert v.getsockopt(level, opt, 4) == ONE
