@@ -75,7 +75,7 @@ def read_iovecs(pid: int, iov_addr: int, iovcnt: int) -> list[tuple[int, int]]:
     if iovcnt < 0 or iovcnt > 1024:
         raise OSError(errno.EINVAL, "bad iovec count")
     raw = read(pid, iov_addr, 16 * iovcnt)
-    return [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]  # type: ignore[misc]
+    return [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
 
 
 def gather(pid: int, iovs: list[tuple[int, int]], limit: int | None = None) -> bytes:

@@ -120,17 +120,20 @@ class _Asm:
     def ret(self, k: int) -> None:
         self.ins.append((BPF_RET_K, 0, 0, k))
 
+    def _rel(self, pc: int, target: str | int) -> int:
+        """Jump offset from instruction ``pc`` to a label (forward only, < 256)."""
+        if isinstance(target, int):
+            return target
+        off = self.labels[target] - pc - 1
+        if not 0 <= off <= 255:
+            raise ValueError(f"BPF jump to {target} out of range ({off})")
+        return off
+
     def assemble(self) -> bytes:
         out = bytearray()
         for pc, (code, jt, jf, k) in enumerate(self.ins):
-            def rel(target: str | int) -> int:
-                if isinstance(target, int):
-                    return target
-                off = self.labels[target] - pc - 1
-                if not 0 <= off <= 255:
-                    raise ValueError(f"BPF jump to {target} out of range ({off})")
-                return off
-            out += struct.pack("<HBBI", code, rel(jt), rel(jf), k & 0xFFFFFFFF)
+            out += struct.pack("<HBBI", code, self._rel(pc, jt), self._rel(pc, jf),
+                               k & 0xFFFFFFFF)
         return bytes(out)
 
 
@@ -236,7 +239,7 @@ class Listener:
         buf[:] = bytes(_NOTIF.size)
         fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_RECV, buf, True)
         v = _NOTIF.unpack_from(buf)
-        return Notification(v[0], v[1], v[3], v[4], v[5], v[6:12])  # type: ignore[arg-type]
+        return Notification(v[0], v[1], v[3], v[4], v[5], v[6:12])
 
     def send(self, nid: int, val: int = 0, error: int = 0, *, cont: bool = False) -> bool:
         """Answer a notification: ``val`` on success, or ``-error``; or CONTINUE.
@@ -272,7 +275,7 @@ class Listener:
         """
         flags = SECCOMP_ADDFD_FLAG_SEND if send else 0
         _ADDFD.pack_into(self._addfd, 0, nid, flags, srcfd, 0, os.O_CLOEXEC if cloexec else 0)
-        return fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_ADDFD, self._addfd, True)
+        return int(fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_ADDFD, self._addfd, True))
 
     def close(self) -> None:
         if self.fd >= 0:

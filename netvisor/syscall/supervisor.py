@@ -1075,7 +1075,7 @@ class Supervisor:
         return int(sent)
 
     def _take_datagram(self, n: Notification, es: EmuSocket, fd: int, size: int, flags: int
-                       ) -> tuple[bytes, Any, float] | None:
+                       ) -> tuple[bytes, Any, RxMeta] | None:
         """The next datagram from the program's end, with its source (None: empty)."""
         dup = self._dup_from(n, fd)
         try:
@@ -1098,7 +1098,7 @@ class Supervisor:
         return data, addr, stamp
 
     def _recv_common(self, n: Notification, es: EmuSocket, fd: int, flags: int,
-                     deliver: Callable[[bytes, Any, float], int]
+                     deliver: Callable[[bytes, Any, RxMeta], int]
                      ) -> Callable[[], Awaitable[int]] | int:
         got = self._take_datagram(n, es, fd, 0, flags)
         if got is not None:

@@ -102,7 +102,7 @@ def _pick_subnet() -> tuple[int, ipaddress.IPv4Network]:
     rng = random.Random()
     for _ in range(200):
         idx = rng.randrange(1, POOL4.num_addresses // 4)
-        net = ipaddress.ip_network(f"{POOL4.network_address + 4 * idx}/30")
+        net = ipaddress.IPv4Network(f"{POOL4.network_address + 4 * idx}/30")
         if not any(net.overlaps(u) for u in used):
             return idx, net
     raise WiringError("no free /30 left in 10.231.0.0/16 for the sandbox's TAP")
@@ -138,8 +138,13 @@ def _default_tap(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.Exi
             ipr.addr("add", index=tap.ifindex, address=str(a.ip), prefixlen=a.network.prefixlen,
                      **({"flags": IFA_F_NODAD} if a.version == 6 else {}))
         ipr.link("set", index=tap.ifindex, state="up")
-    gw4 = next((a.ip for a in kernel_side if a.version == 4), None)
-    gw6 = next((a.ip for a in kernel_side if a.version == 6), None)
+    gw4: ipaddress.IPv4Address | None = None
+    gw6: ipaddress.IPv6Address | None = None
+    for a in kernel_side:
+        if isinstance(a, ipaddress.IPv4Interface):
+            gw4 = gw4 or a.ip
+        elif isinstance(a, ipaddress.IPv6Interface):
+            gw6 = gw6 or a.ip
     ns.add_link(_wrap(tap, args, cleanup), name="eth0", addresses=stack_side,
                 gateway4=gw4, gateway6=gw6, dad=False)
     if not args.no_nat:
@@ -196,7 +201,8 @@ def _take_over(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.ExitS
                 continue  # link-local: the stack makes its own
             addrs.append(ipaddress.ip_interface(f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"))
         routes = []
-        gw4 = gw6 = None
+        gw4: ipaddress.IPv4Address | None = None
+        gw6: ipaddress.IPv6Address | None = None
         for fam in (2, 10):
             for m in ipr.get_routes(family=fam, table=254):
                 if m.get_attr("RTA_OIF") != index:
@@ -205,9 +211,9 @@ def _take_over(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.ExitS
                 gw = m.get_attr("RTA_GATEWAY")
                 if dst is None and gw:
                     if fam == 2:
-                        gw4 = ipaddress.ip_address(gw)
+                        gw4 = ipaddress.IPv4Address(gw)
                     else:
-                        gw6 = ipaddress.ip_address(gw)
+                        gw6 = ipaddress.IPv6Address(gw)
                 elif dst is not None and gw:
                     routes.append((f"{dst}/{m['dst_len']}", gw))
         neighbours = []
@@ -364,7 +370,7 @@ async def serve_publish(ns: NetStack, specs: list[str], *,
                         task_status: Any = None) -> None:
     """Forward host ports (kernel sockets here) to ports of the sandbox's stack."""
     import trio
-    targets = {4: None, 6: None}
+    targets: dict[int, str | None] = {4: None, 6: None}
     for nic in ns.stack.nics.values():
         if not nic.loopback:
             for a in nic.v4:

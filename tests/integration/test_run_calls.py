@@ -3,7 +3,6 @@ netvisor and directly in a kernel namespace (the reference): same results."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
