@@ -4,7 +4,8 @@
                               [--idle 10000] [--setups veth,tap-offload,tap,packet]
 
 Setups (each in namespaces made here, prefix ``nvi``, removed at the end):
-  veth         kernel <-> kernel over a veth pair between two namespaces (the limit)
+  veth         kernel <-> kernel over a veth pair between two namespaces, same tools
+  veth-iperf3  the same link with iperf3 (C, no hashing): the link's own limit
   tap-offload  kernel <-> ``netvisor host --tap --offload`` (virtio-net header, TSO/GSO)
   tap          kernel <-> ``netvisor host --tap`` (1500-byte frames, checksums in Python)
   packet       kernel in one namespace <-> ``netvisor host --packet`` on a veth (AF_PACKET)
@@ -12,7 +13,9 @@ Setups (each in namespaces made here, prefix ``nvi``, removed at the end):
 For each: bulk Gbit/s kernel -> peer (discard service, SHA-256 checked) and
 peer -> kernel (source service), and 1-byte round trips per second against
 the echo service (TCP_NODELAY on the kernel side). The kernel baseline's
-servers are tests/integration/tcp_peer.py ``serve`` (same protocols). With
+servers are tests/integration/tcp_peer.py ``serve`` (same protocols, same
+Python client with SHA-256, so ratios compare like with like; on this
+machine the Python tools, not the veth, limit that row, hence veth-iperf3). With
 ``--idle N``: N idle established connections from the kernel to netvisor
 (tap-offload) and the netvisor process's resident memory before and after.
 
@@ -89,6 +92,16 @@ def setup(name: str) -> Iterator[Target]:
             if srv.stdout.readline().strip() != b"ready":
                 raise RuntimeError("kernel baseline server did not start")
             yield Target(name, a, OUR, (9, 10, 11), None, made)
+        elif name == "veth-iperf3":
+            a, b = create_netns("nvi"), create_netns("nvi")
+            made += [a, b]
+            veth_pair(a, "nvik0", b, "nvis0")
+            a.ip("addr", "add", f"{KERN}/24", "dev", "nvik0")
+            b.ip("addr", "add", f"{OUR}/24", "dev", "nvis0")
+            b.popen(["iperf3", "-s", "-p", "5201"], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+            yield Target(name, a, OUR, (0, 0, 0), None, made)
         elif name in ("tap-offload", "tap"):
             ns = create_netns("nvi")
             made.append(ns)
@@ -114,6 +127,8 @@ def setup(name: str) -> Iterator[Target]:
 
 
 def measure(t: Target, size: int, rr_seconds: float) -> dict[str, float]:
+    if t.name == "veth-iperf3":
+        return measure_iperf3(t, rr_seconds)
     d, s, e = t.ports
     sent = peer(t.client, "send", t.host, d, size, 5)
     got = peer(t.client, "recv", t.host, s, size, 6)
@@ -123,6 +138,18 @@ def measure(t: Target, size: int, rr_seconds: float) -> dict[str, float]:
     rr = peer(t.client, "rr", t.host, e, rr_seconds)
     return {"kernel->peer Gbit/s": sent["gbit_s"], "peer->kernel Gbit/s": got["gbit_s"],
             "round trips/s": rr["round_trips_per_s"], "rtt p50 us": rr["p50_us"]}
+
+
+def measure_iperf3(t: Target, seconds: float) -> dict[str, float]:
+    """Kernel-to-kernel with iperf3 (C, no hashing): the link's limit, not the tools'."""
+    out: dict[str, float] = {}
+    for label, extra in (("kernel->peer Gbit/s", []), ("peer->kernel Gbit/s", ["-R"])):
+        proc = t.client.run(["iperf3", "-c", t.host, "-p", "5201", "-t", str(seconds), "-J",
+                             *extra], timeout=seconds + 60)
+        out[label] = json.loads(proc.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+    out["round trips/s"] = float("nan")
+    out["rtt p50 us"] = float("nan")
+    return out
 
 
 def rss_kib(pid: int) -> int:
@@ -165,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rr-seconds", type=float, default=5)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--idle", type=int, default=0, help="also hold N idle connections")
-    p.add_argument("--setups", default="veth,tap-offload,tap,packet")
+    p.add_argument("--setups", default="veth-iperf3,veth,tap-offload,tap,packet")
     args = p.parse_args(argv)
     names = [n for n in args.setups.split(",") if n]
     results: dict[str, dict[str, float]] = {}
@@ -185,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         cells = []
         for k in keys:
+            if r[k] != r[k]:  # NaN: not measured for this setup
+                cells.append("-")
+                continue
             ratio = f" ({r[k] / base[k]:.2f}x)" if base and base.get(k) else ""
             cells.append(f"{r[k]:.3g}{ratio}" if k != "rtt p50 us" else f"{r[k]:.0f}{ratio}")
         print(f"{name:<12}" + "".join(f"{c:>22}" for c in cells))
