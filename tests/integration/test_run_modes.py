@@ -144,3 +144,23 @@ def test_pcap_and_stats(make_netns: Callable[[str], Netns], tmp_path: Path) -> N
     shown = subprocess.run(["tcpdump", "-nr", str(pcap), "tcp port 8080"], capture_output=True,
                            text=True)
     assert "10.231.255.1.8080" in shown.stdout
+
+
+def test_default_wiring_masquerades_to_upstream(make_netns: Callable[[str], Netns],
+                                                tmp_path: Path) -> None:
+    """The program reaches a network beyond the kernel side (forwarding + nftables
+    masquerade); the upstream namespace has no route back to the sandbox's /30, so
+    only NAT can make this work. --no-nat: it does not."""
+    host, upstream = make_netns("nvr"), make_netns("nvr")
+    veth_pair(host, "nvrh0", upstream, "nvru0")
+    host.ip("addr", "add", "10.231.249.1/24", "dev", "nvrh0")
+    upstream.ip("addr", "add", "10.231.249.2/24", "dev", "nvru0")
+    (tmp_path / "up.txt").write_text("upstream says hi\n")
+    _http_server(upstream, tmp_path, "10.231.249.2", 8080)
+    r = nv_run(host, [f"--stack={STACK}"],
+               ["curl", "-sS", "--max-time", "10", "http://10.231.249.2:8080/up.txt"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "upstream says hi\n"
+    r = nv_run(host, [f"--stack={STACK}", "--no-nat"],
+               ["curl", "-sS", "--max-time", "2", "http://10.231.249.2:8080/up.txt"])
+    assert r.returncode != 0
