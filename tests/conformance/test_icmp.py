@@ -40,7 +40,8 @@ def expect_echo_reply(tb, family, ident, seq, timeout=1.0):
             return False
         if family == 4:
             return ICMP in p and p[ICMP].type == 0 and p[ICMP].id == ident and p[ICMP].seq == seq
-        return ICMPv6EchoReply in p and p[ICMPv6EchoReply].id == ident and p[ICMPv6EchoReply].seq == seq
+        return (ICMPv6EchoReply in p and p[ICMPv6EchoReply].id == ident
+                and p[ICMPv6EchoReply].seq == seq)
     return tb.expect(m, timeout, f"echo reply id={ident} seq={seq}")
 
 

@@ -27,7 +27,8 @@ def _message(ident: int) -> bytes:
 
 def _frag(tb, msg: bytes, ip_id: int, start: int, end: int, *, last: bool | None = None):
     more = end < len(msg) if last is None else not last
-    return tb.ip4(id=ip_id, proto=1, frag=start // 8, flags="MF" if more else 0) / Raw(msg[start:end])
+    flags = "MF" if more else 0
+    return tb.ip4(id=ip_id, proto=1, frag=start // 8, flags=flags) / Raw(msg[start:end])
 
 
 CASES = {
@@ -68,7 +69,8 @@ def test_fragments_with_different_ids_not_mixed(tb, dut):
 
 @pytest.mark.xfail_on(
     "netvisor",
-    "no ICMP time exceeded after the reassembly timeout (2 s via net.ipv4.ipfrag_time in the namespace)")
+    "no ICMP time exceeded after the reassembly timeout "
+    "(2 s via net.ipv4.ipfrag_time in the namespace)")
 def test_reassembly_timeout_time_exceeded(tb, dut):
     """An incomplete datagram whose first fragment arrived ends in ICMP time exceeded code 1.
 

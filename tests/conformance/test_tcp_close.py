@@ -188,6 +188,9 @@ def test_passive_close(tb, dut):
 
 
 @pytest.mark.xfail_on(
+    "netvisor", "SO_ERROR after the connection timed out is ECONNRESET, not ETIMEDOUT",
+    after="data")
+@pytest.mark.xfail_on(
     "netvisor",
     "TCP_USER_TIMEOUT does not end a connection whose FIN is unacknowledged", after="fin")
 @pytest.mark.parametrize("after", ["data", "fin"])

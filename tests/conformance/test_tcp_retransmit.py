@@ -102,8 +102,8 @@ def test_sack_hole_retransmitted(tb, dut):
     for _ in range(5):
         conn.expect("A", plen=100, update=False)
     t0 = time.monotonic()
-    conn.send("A", ack=seq_add(start, 100),
-              options=[("NOP", None), ("NOP", None), ("SAck", (seq_add(start, 200), seq_add(start, 500)))])
+    block = (seq_add(start, 200), seq_add(start, 500))
+    conn.send("A", ack=seq_add(start, 100), options=[("NOP", None), ("NOP", None), ("SAck", block)])
     rtx = conn.expect("A", seq=seq_add(start, 100), plen=100, timeout=1, update=False)
     rto = tcp_info(dut, afd)["rto"] / 1e6
     assert rtx.time - t0 < max(rto, 0.2) * 0.75, "hole only retransmitted by the RTO"
