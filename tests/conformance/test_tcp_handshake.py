@@ -258,3 +258,29 @@ def test_syn_to_closed_port_gets_rst_ack(tb, dut):
     conn = TCPConn(tb, 4, dport=port)
     conn.send("S", options=[("MSS", 1460)])
     conn.expect("RA", seq=0, ack=conn.snd_nxt)
+
+
+def test_syn_queue_overflow_handshake_completes(tb, dut):
+    """With the SYN queue full (listen backlog 2, five half-open SYNs), SYNs are still answered.
+
+    Linux answers the overflow with SYN cookies (tcp_syncookies=1, RFC 4987
+    3.6): the final ACK of any of them completes a connection, and an ACK
+    that fails the check gets RST (SEQ=SEG.ACK).
+    """
+    lfd, port = dut.tcp_listener(4, backlog=2)
+    conns, synacks = [], []
+    for _ in range(5):
+        c = TCPConn(tb, 4, dport=port)
+        c.send("S", options=[("MSS", 1460)])
+        synacks.append(c.expect("SA", ack=c.snd_nxt, timeout=1))
+        conns.append(c)
+    # A wrong ACK for the last one is refused ...
+    bad = conns[-1]
+    bad.send("A", ack=seq_add(bad.rcv_nxt, 5))
+    bad.expect("R", seq=seq_add(bad.rcv_nxt, 5))
+    # ... and the right one completes it.
+    bad.send("A")
+    fd, addr = dut.accept(lfd)
+    assert addr[1] == bad.sport
+    dut.send(fd, b"cookie ok")
+    bad.expect("A", payload=b"cookie ok")
