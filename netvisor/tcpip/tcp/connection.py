@@ -29,9 +29,14 @@ Deliberate departures (documented where they happen):
   the low 32 bits.
 * Urgent data is tolerated and delivered in line (as with SO_OOBINLINE);
   MSG_OOB is not supported.
-* Loss detection is RFC 6675's byte rule (DupThresh * MSS SACKed above a
-  hole) rather than RACK-TLP's time rule; there is no tail-loss probe.
-* No ECN, no TCP Fast Open, no F-RTO / spurious-RTO undo.
+* Loss detection combines RFC 6675's byte rule (DupThresh * MSS SACKed
+  above a hole, DupThresh adapting to seen reordering) with RACK's time rule
+  for original transmissions (``rack.py``); a lost retransmission is found
+  when data sent after it is SACKed (Linux's older tcp_mark_lost_retrans)
+  rather than by RACK's per-segment re-timing. TLP as RFC 8985 7.
+* Spurious RTOs are undone with timestamps only (Eifel, RFC 3522/4015);
+  no F-RTO (RFC 5682) without timestamps.
+* No ECN, no TCP Fast Open, no HyStart, no pacing.
 """
 
 from __future__ import annotations

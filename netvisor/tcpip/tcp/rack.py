@@ -12,9 +12,10 @@ probe timeout (PTO = 2*SRTT, plus the worst-case delayed ACK when only one
 segment is out, never beyond the RTO) sends new data or re-sends the last
 segment so that a tail loss is repaired by SACK recovery instead of an RTO.
 
-Departures: retransmissions are not re-timed (a lost retransmission is
-left to the RTO, as before RACK); the TLP episode accounting of 7.4 (cwnd
-reduction when the probe repaired a loss) is not done.
+Departures: retransmissions are not re-timed here (a lost retransmission is
+found when later data is SACKed, ``Connection._lost_retransmissions``, or by
+the RTO); the TLP episode accounting of 7.4 (cwnd reduction when the probe
+repaired a loss) is not done.
 """
 
 from __future__ import annotations
