@@ -116,7 +116,7 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos",
+        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos", "rcv_rtt",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -225,6 +225,7 @@ class Connection:
         self.rtx_marks: list[list[int]] = []
         self.undo: tuple[int, int, int] | None = None
         self.spurious_rtos = 0
+        self.rcv_rtt: float | None = None
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -423,7 +424,7 @@ class Connection:
         doubled for the tcp_adv_win_scale half). Locked by SO_RCVBUF.
         """
         self.rcv_space_copied += copied
-        rtt = self.rtt.srtt or 0.1
+        rtt = self.rcv_rtt or self.rtt.srtt or 0.1
         if now - self.rcv_space_at < rtt:
             return
         copied = self.rcv_space_copied
@@ -1032,6 +1033,13 @@ class Connection:
         end = seg_seq + plen
         self.last_data_recv_at = now
         self.data_segs_in += 1
+        if self.ts_ok and rep.timestamps is not None and rep.timestamps[1]:
+            # Receiver-side RTT from echoed timestamps (Linux tcp_rcv_rtt_measure_ts),
+            # for buffer auto-tuning on connections that only receive.
+            sample = ((self.ts_now() - rep.timestamps[1]) & M32) / 1000
+            if sample < 600:
+                r = self.rcv_rtt
+                self.rcv_rtt = sample if r is None or sample < r else r + (sample - r) / 8
         if plen > self.rcv_mss:
             self.rcv_mss = min(plen, self.advmss)
         if end <= self.rcv_nxt:
