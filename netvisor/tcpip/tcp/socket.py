@@ -283,11 +283,13 @@ class TcpSocket:
         if flags & MSG_OOB:
             raise NetError(errno.EINVAL)
         conn = self.conn
-        if self.listener is not None or conn is None:
+        if self.listener is not None:
+            raise NetError(errno.ENOTCONN)
+        if bufsize == 0:
+            return b""  # Linux tcp_recvmsg: a zero-length read has reached its target
+        if conn is None:
             raise NetError(errno.ENOTCONN)
         if len(conn.rcvbuf):
-            if bufsize == 0:
-                return b""
             data = conn.recv(bufsize, self.t.ctx.now, peek=bool(flags & MSG_PEEK))
             self.t.post(conn)
             return data
