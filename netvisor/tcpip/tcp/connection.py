@@ -116,7 +116,9 @@ class Connection:
         "bytes_acked", "bytes_received", "bytes_sent", "bytes_retrans", "segs_in", "segs_out",
         "data_segs_in", "data_segs_out", "ato", "syn_retries", "log", "scheduled_at",
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
-        "ca_name", "synack_cookie_mss", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at", "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos", "rcv_rtt",
+        "ca_name", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at",
+        "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos",
+        "rcv_rtt",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -214,7 +216,6 @@ class Connection:
         self.syn_retries = 0
         self.scheduled_at: float | None = None
         self.wake_pending = False
-        self.synack_cookie_mss = 0
         self.reordering = host.config.reordering
         self.rack = Rack()
         self.snd_sml = 0
@@ -1083,8 +1084,7 @@ class Connection:
                 self.delack_at = now + self.ato
             self.wake_pending = True
         else:
-            if self.rcvbuf.add_ooo(seg_seq, payload, self.host.config.max_ooo_segments):
-                self.bytes_received += 0
+            self.rcvbuf.add_ooo(seg_seq, payload, self.host.config.max_ooo_segments)
             # RFC 5681 4.2: out-of-order data -> immediate duplicate ACK (with SACK).
             self.ack_pending = True
             self.quickack = max(self.quickack, 1)

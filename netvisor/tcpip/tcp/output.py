@@ -17,7 +17,6 @@ from netvisor.tcpip.tcp.constants import (
     M32,
     NOFLAGS,
     PSH,
-    RCV_SHUTDOWN,
     RST,
     SENDING_STATES,
     SYNCHRONIZED,
@@ -66,8 +65,6 @@ def _select_window(self: "Connection") -> int:
     """
     space = self.window_space()
     free = space - len(self.rcvbuf) - self.rcvbuf.ooo_bytes
-    if self.shutdown & RCV_SHUTDOWN and self.orphan:
-        free = max(free, 0)
     free = max(0, free)
     cur = max(0, self.rcv_adv - self.rcv_nxt)
     max_wnd = 65535 << self.rcv_wscale

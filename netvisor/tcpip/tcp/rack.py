@@ -81,7 +81,8 @@ class Rack:
             return 0.0
         return min(self.reo_mult * min_rtt / 4, srtt)
 
-    def lost_end(self, una: int, high_sacked: int, now: float, wait: float) -> tuple[int, float | None]:
+    def lost_end(self, una: int, high_sacked: int, now: float,
+                 wait: float) -> tuple[int, float | None]:
         """(sequence below which originals are lost, time the next one would be).
 
         ``wait`` = RACK.rtt + RACK.reo_wnd.

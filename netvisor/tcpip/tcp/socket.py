@@ -470,7 +470,10 @@ class TcpSocket:
         return True
 
     def ioctl(self, request: int) -> int:
-        """Integer socket ioctls as Linux tcp_ioctl: SIOCINQ/FIONREAD, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK."""
+        """Integer socket ioctls as Linux tcp_ioctl.
+
+        SIOCINQ/FIONREAD, SIOCOUTQ, SIOCOUTQNSD, SIOCATMARK.
+        """
         self._check_open()
         conn = self.conn
         if request in (SIOCINQ, SIOCOUTQ, SIOCOUTQNSD) and self.listener is not None:
