@@ -34,11 +34,13 @@ and the stack's socket. Only calls that need the stack's knowledge trap.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import ipaddress
 import logging
 import os
 import select
+import signal
 import socket
 import struct
 import time
@@ -1074,7 +1076,7 @@ class Supervisor:
         return 0
 
     # --------------------------------------------------------- datagrams
-    def _sendto(self, n: Notification) -> int:
+    def _sendto(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated(n, n.args[0])
         length = n.args[2] & 0xFFFFFFFF
         flags = n.args[3] & 0xFFFFFFFF
@@ -1083,7 +1085,8 @@ class Supervisor:
             self._netlink_request(es, data, n.pid)
             return length
         if es.type == socket.SOCK_STREAM:
-            raise Continue()  # TCP ignores the address (as Linux does on a connected socket)
+            # Linux TCP ignores the address; the pair would answer EISCONN.
+            return self._stream_send(n, es, memory.read(n.pid, n.args[1], length), flags)
         if length > 65535 + 8:
             raise Reply(0, errno.EMSGSIZE)
         fam, addr = self._read_sockaddr(n, es, n.args[4], n.args[5])
@@ -1162,13 +1165,62 @@ class Supervisor:
     # msghdr: name(8) namelen(4)+pad(4) iov(8) iovlen(8) control(8) controllen(8) flags(4)+pad
     _MSGHDR = struct.Struct("<QI4xQQQQi4x")
 
-    def _sendmsg(self, n: Notification) -> int:
+    def _sendmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated(n, n.args[0])
         if es.netlink is not None:
             return self._netlink_sendmsg(n, es)
         if es.type == socket.SOCK_STREAM:
-            raise Continue()
+            name, namelen, iov, iovlen, _c, _cl, _ = self._MSGHDR.unpack(
+                memory.read(n.pid, n.args[1], self._MSGHDR.size))
+            if not (name and namelen):
+                raise Continue()   # the pair does it natively
+            data = memory.gather(n.pid, memory.read_iovecs(n.pid, iov, iovlen))
+            return self._stream_send(n, es, data, n.args[2] & 0xFFFFFFFF)
         return self._send_one(n, es, n.args[1], n.args[2] & 0xFFFFFFFF)
+
+    def _stream_send(self, n: Notification, es: EmuSocket, data: bytes, flags: int
+                     ) -> Callable[[], Awaitable[int]] | int:
+        """A TCP send that carries an address: through the program's own end of
+        the pair (so it stays in order with its write()s), address ignored."""
+        if es.state != "connected":
+            raise Reply(0, errno.EPIPE if es.state == "fresh" else errno.ENOTCONN)
+        dup = self._dup_from(n, n.args[0])
+        nonblock = bool(flags & MSG_DONTWAIT) or self._nonblocking(n, n.args[0])
+        sendflags = (flags & ~MSG_DONTWAIT) | socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+
+        def attempt(done: int) -> int:
+            try:
+                return done + dup.send(data[done:], sendflags)
+            except BlockingIOError:
+                return done
+            except BrokenPipeError:
+                if not flags & socket.MSG_NOSIGNAL:
+                    with contextlib.suppress(OSError):
+                        os.kill(n.pid, signal.SIGPIPE)   # as the kernel would
+                raise Reply(0, errno.EPIPE) from None
+
+        try:
+            done = attempt(0)
+        except BaseException:
+            dup.close()
+            raise
+        if done == len(data) or nonblock:
+            dup.close()
+            if done == 0 and data:
+                raise Reply(0, errno.EAGAIN)
+            return done
+
+        async def wait() -> int:
+            sent = done
+            try:
+                while sent < len(data):
+                    await trio.lowlevel.wait_writable(dup)
+                    sent = attempt(sent)
+                return sent
+            finally:
+                trio.lowlevel.notify_closing(dup)
+                dup.close()
+        return wait
 
     def _send_one(self, n: Notification, es: EmuSocket, hdr_ptr: int, flags: int) -> int:
         name, namelen, iov, iovlen, _ctl, _ctllen, _ = self._MSGHDR.unpack(
