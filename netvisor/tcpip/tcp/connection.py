@@ -911,6 +911,8 @@ class Connection:
             self.rtt_seq = None
         if sample is not None:
             self.rtt.sample(sample)
+        if self.cc.hystart.enabled and self.cc.in_slow_start():
+            self.cc.on_round_sample(ack, self.snd_nxt, sample)
         self.rtt.backoff = 0
         self.retransmits = 0
         self.rtx_first_at = None

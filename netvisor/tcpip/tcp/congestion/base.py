@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from netvisor.tcpip.tcp.congestion.hystart import HyStart
+
 INFINITE_SSTHRESH: Final = 0x7FFFFFFF
 
 
@@ -11,7 +13,7 @@ class CongestionControl:
     """Base: slow start (RFC 5681 3.1) shared by every algorithm."""
 
     name = "base"
-    __slots__ = ("mss", "cwnd", "ssthresh", "_ca_acc")
+    __slots__ = ("mss", "cwnd", "ssthresh", "_ca_acc", "hystart")
 
     def __init__(self, mss: int, initial_cwnd_segments: int) -> None:
         self.mss = mss
@@ -19,6 +21,12 @@ class CongestionControl:
         self.cwnd = initial_cwnd_segments * mss
         self.ssthresh = INFINITE_SSTHRESH
         self._ca_acc = 0
+        self.hystart = HyStart()
+
+    def on_round_sample(self, ack: int, snd_nxt: int, rtt: float | None) -> None:
+        """HyStart++ input for an ACK in slow start (RFC 9406)."""
+        if self.in_slow_start() and self.hystart.update(ack, snd_nxt, rtt):
+            self.ssthresh = self.cwnd  # RFC 9406 4.2: CSS rounds done, enter CA
 
     def set_mss(self, mss: int) -> None:
         """The sender MSS changed (PMTU, handshake); keep cwnd in segments."""
@@ -30,11 +38,15 @@ class CongestionControl:
         return self.cwnd < self.ssthresh
 
     def slow_start(self, acked: int) -> int:
-        """Grow cwnd by the bytes acked (Linux tcp_slow_start); return what is left."""
-        new = min(self.cwnd + acked, self.ssthresh)
-        used = new - self.cwnd
+        """Grow cwnd by the bytes acked (Linux tcp_slow_start); return what is left.
+
+        In HyStart++'s Conservative Slow Start the growth is divided by 4.
+        """
+        div = self.hystart.divisor
+        new = min(self.cwnd + acked // div, self.ssthresh)
+        used = (new - self.cwnd) * div
         self.cwnd = new
-        return acked - used
+        return max(0, acked - used)
 
     def on_ack(self, acked: int, rtt: float | None, now: float, flight: int) -> None:
         raise NotImplementedError
@@ -47,6 +59,7 @@ class CongestionControl:
         """RFC 5681 3.1 eq. (4) then cwnd = 1 segment (loss window)."""
         self.ssthresh = self.on_loss(now, flight)
         self.cwnd = self.mss
+        self.hystart.enabled = False  # RFC 9406 4.3: not after an RTO
 
     def on_recovery_exit(self) -> None:
         """Leaving fast recovery: cwnd = ssthresh (RFC 6582 3.2 step 3, Linux)."""

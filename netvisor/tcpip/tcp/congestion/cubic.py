@@ -1,8 +1,8 @@
 """CUBIC congestion control (RFC 9438), Linux's default.
 
 C = 0.4, beta_cubic = 0.7, fast convergence (RFC 9438 4.7) and the
-Reno-friendly region (4.3). Departure: no HyStart (Linux has HyStart++-like
-delay-based slow-start exit); slow start is plain RFC 5681.
+Reno-friendly region (4.3). The initial slow start uses HyStart++
+(RFC 9406, ``hystart.py``), as RFC 9438 4.10 recommends.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class Cubic(CongestionControl):
                 self._ca_acc -= steps * mss
 
     def on_loss(self, now: float, flight: int) -> int:
+        self.hystart.enabled = False  # the first loss ends the initial slow start
         cwnd_seg = self.cwnd / self.mss
         # Fast convergence (RFC 9438 4.7).
         if cwnd_seg < self.w_last_max:

@@ -23,6 +23,7 @@ class Reno(CongestionControl):
             self.cwnd += self.mss
 
     def on_loss(self, now: float, flight: int) -> int:
+        self.hystart.enabled = False  # the first loss ends the initial slow start
         # RFC 5681 eq. (4): ssthresh = max(FlightSize / 2, 2*SMSS); Linux reno uses cwnd/2.
         self.ssthresh = max(self.cwnd // 2, 2 * self.mss)
         self._ca_acc = 0
