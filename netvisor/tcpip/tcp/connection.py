@@ -36,7 +36,8 @@ Deliberate departures (documented where they happen):
   rather than by RACK's per-segment re-timing. TLP as RFC 8985 7.
 * Spurious RTOs are undone with timestamps only (Eifel, RFC 3522/4015);
   no F-RTO (RFC 5682) without timestamps.
-* No ECN, no TCP Fast Open, no HyStart, no pacing.
+* No ECN, no TCP Fast Open, no pacing. HyStart++ (RFC 9406) only with
+  timestamps' 1 ms RTT samples (Linux HyStart uses microsecond samples).
 """
 
 from __future__ import annotations
