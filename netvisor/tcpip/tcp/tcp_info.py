@@ -33,7 +33,15 @@ def tcp_info_bytes(sock: "TcpSocket") -> bytes:
     """Linux tcp_get_info for ``sock``."""
     conn = sock.conn
     state = sock.tcp_state()
-    if conn is None or sock.listener is not None:
+    if sock.listener is not None:
+        # Linux tcp_get_info on a listener: unacked = accept-queue length,
+        # sacked = backlog (what ss shows as Recv-Q / Send-Q).
+        vals = [0] * _count()
+        vals[0] = int(state)
+        vals[12] = len(sock.listener.accept_queue)
+        vals[13] = sock.listener.backlog
+        return TCP_INFO.pack(*vals)
+    if conn is None:
         return TCP_INFO.pack(int(state), *([0] * (_count() - 1)))
     now = conn.host.ctx.now
     us = 1_000_000

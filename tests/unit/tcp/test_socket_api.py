@@ -330,3 +330,15 @@ def test_ioctls_inq_outq_like_linux() -> None:
     ls = raw.tcp.socket(AF_INET)
     ls.listen(1)
     assert err(ls.ioctl, SIOCINQ) == errno.EINVAL
+
+
+def test_tcp_info_on_listener_reports_queue_and_backlog() -> None:
+    raw = Raw()
+    ls = raw.tcp.socket(AF_INET)
+    ls.bind(("10.0.0.2", 80))
+    ls.listen(7)
+    raw.inject(TcpRepr(50000, 80, 7, None, F.SYN, 1000, 0, 1460))
+    (sa, _), = raw.out()
+    raw.inject(TcpRepr(50000, 80, 8, (sa.seq + 1) & 0xFFFFFFFF, F.NONE, 1000))
+    f = TCP_INFO.unpack(ls.getsockopt(C.IPPROTO_TCP, C.TCP_INFO, 512))
+    assert f[0] == State.LISTEN and f[12] == 1 and f[13] == 7
