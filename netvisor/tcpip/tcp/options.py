@@ -46,6 +46,9 @@ class SockOpts:
     dontroute: bool = False
     debug: bool = False
     broadcast: bool = False
+    fastopen: int = 0
+    """TCP_FASTOPEN queue length / TCP_FASTOPEN_CONNECT: stored, Fast Open not done."""
+    fastopen_connect: bool = False
 
     def clone(self) -> "SockOpts":
         return copy.copy(self)

@@ -169,6 +169,16 @@ def setsockopt(sock: "TcpSocket", level: int, optname: int, value: bytes) -> Non
         elif optname == C.TCP_NOTSENT_LOWAT:
             o.notsent_lowat = max(0, v)
             sock.t.ctx.readiness_changed(sock)
+        elif optname == C.TCP_FASTOPEN:
+            # Accepted and remembered like Linux, but no Fast Open happens: a SYN
+            # with data is answered as a plain SYN (the data is resent after).
+            if v < 0:
+                raise NetError(errno.EINVAL)
+            o.fastopen = v
+        elif optname == C.TCP_FASTOPEN_CONNECT:
+            if v not in (0, 1):
+                raise NetError(errno.EINVAL)
+            o.fastopen_connect = bool(v)
         elif optname == C.TCP_INFO:
             raise NetError(errno.ENOPROTOOPT)
         else:
@@ -277,6 +287,8 @@ def getsockopt(sock: "TcpSocket", level: int, optname: int, buflen: int) -> byte
             C.TCP_QUICKACK: int(o.quickack),
             C.TCP_USER_TIMEOUT: int(round(o.user_timeout * 1000)),
             C.TCP_NOTSENT_LOWAT: o.notsent_lowat,
+            C.TCP_FASTOPEN: o.fastopen,
+            C.TCP_FASTOPEN_CONNECT: int(o.fastopen_connect),
         }
         if optname in values2:
             return _out_int(values2[optname], buflen)

@@ -342,3 +342,13 @@ def test_tcp_info_on_listener_reports_queue_and_backlog() -> None:
     raw.inject(TcpRepr(50000, 80, 8, (sa.seq + 1) & 0xFFFFFFFF, F.NONE, 1000))
     f = TCP_INFO.unpack(ls.getsockopt(C.IPPROTO_TCP, C.TCP_INFO, 512))
     assert f[0] == State.LISTEN and f[12] == 1 and f[13] == 7
+
+
+def test_tcp_fastopen_options_accepted_without_fast_open() -> None:
+    raw = Raw()
+    ls = raw.tcp.socket(AF_INET)
+    ls.setsockopt(C.IPPROTO_TCP, C.TCP_FASTOPEN, opt(16))
+    assert ls.getsockopt(C.IPPROTO_TCP, C.TCP_FASTOPEN, 4) == opt(16)
+    c = raw.tcp.socket(AF_INET)
+    c.setsockopt(C.IPPROTO_TCP, C.TCP_FASTOPEN_CONNECT, opt(1))
+    assert err(c.setsockopt, C.IPPROTO_TCP, C.TCP_FASTOPEN_CONNECT, opt(2)) == errno.EINVAL
