@@ -184,6 +184,8 @@ class Supervisor:
         }
         self._poll = select.poll()
         self._poll.register(listener.fd, select.POLLIN)
+        self._hup_ep = select.epoll()
+        self._hup_waiters: dict[int, trio.Event] = {}
 
     # ------------------------------------------------------------------ loop
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -192,6 +194,7 @@ class Supervisor:
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             nursery.start_soon(self._watch_pending)
+            nursery.start_soon(self._watch_hups)
             task_status.started()
             fd = self.listener.fd
             while True:
@@ -474,7 +477,7 @@ class Supervisor:
         """Program -> stack; also notices the program's close (HUP)."""
         sup = es.sup
         shut_wr_done = False
-        while True:
+        while es.state != "closed":
             if es.paused:
                 await es.resumed.wait()
                 continue
@@ -515,15 +518,41 @@ class Supervisor:
 
     @staticmethod
     def _hup(sup: socket.socket) -> bool:
+        if sup.fileno() < 0:
+            return True
         p = select.poll()
         p.register(sup.fileno(), select.POLLIN)
         r = p.poll(0)
         return bool(r and r[0][1] & select.POLLHUP)
 
     async def _wait_hup(self, es: EmuSocket) -> None:
-        """Wait until the program has closed (our end stays readable at EOF)."""
-        while not self._hup(es.sup):
-            await trio.sleep(0.2)
+        """Wait until the program has closed its end.
+
+        After the program's SHUT_WR our end stays readable (EOF), so trio's
+        level-triggered wait would spin; one edge-triggered epoll shared by all
+        such sockets reports the later POLLHUP instead.
+        """
+        fd = es.sup.fileno()
+        ev = trio.Event()
+        self._hup_waiters[fd] = ev
+        try:
+            self._hup_ep.register(fd, select.EPOLLHUP | select.EPOLLET)
+            if not self._hup(es.sup):
+                await ev.wait()
+        finally:
+            if self._hup_waiters.get(fd) is ev:
+                del self._hup_waiters[fd]
+                with contextlib.suppress(OSError, ValueError):
+                    self._hup_ep.unregister(fd)
+
+    async def _watch_hups(self) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(self._hup_ep.fileno())
+            for fd, events in self._hup_ep.poll(0):
+                if events & select.EPOLLHUP:
+                    ev = self._hup_waiters.get(fd)
+                    if ev is not None:
+                        ev.set()
 
     async def _send_all(self, es: EmuSocket, data: bytes) -> None:
         view = memoryview(data)
@@ -591,9 +620,23 @@ class Supervisor:
                     sup.shutdown(socket.SHUT_WR)  # FIN: EOF for the program
                 except OSError:
                     pass
+                # Half-closed: an RST may still come (our writes after the
+                # peer closed); it must reach the program as soon as it does.
+                while es.state != "closed":
+                    revents = await self.stack.wait(sock, 0)
+                    if revents & select.POLLERR:
+                        try:
+                            raw = sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)
+                            err = struct.unpack("<i", raw[:4])[0]
+                        except NetError as e:
+                            err = e.errno
+                        self._on_reset(es, err or errno.ECONNRESET)
+                        return
+                    if revents & (select.POLLHUP | select.POLLNVAL):
+                        return
                 return
             view = memoryview(data)
-            while view:
+            while view and es.state != "closed":
                 try:
                     view = view[sup.send(view):]
                 except BlockingIOError:
@@ -624,7 +667,7 @@ class Supervisor:
                 es.error = e.errno   # an ICMP error (IP_RECVERR-less): pending SO_ERROR
                 await trio.lowlevel.checkpoint()
                 continue
-            while True:
+            while es.state != "closed":
                 try:
                     sup.send(data)
                     break
@@ -1341,7 +1384,7 @@ class Supervisor:
                 break
 
     async def _netlink_pump(self, es: EmuSocket) -> None:
-        while True:
+        while es.state != "closed":
             await trio.lowlevel.wait_readable(es.sup)
             try:
                 data = es.sup.recv(65536)

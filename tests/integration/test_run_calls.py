@@ -235,3 +235,35 @@ def test_fork_scm_rights_dup_threads(make_netns: Callable[[str], Netns], tmp_pat
     assert got.returncode == 0, got.stderr
     assert len(ref.stdout.splitlines()) == 5
     assert got.stdout.splitlines() == ref.stdout.splitlines()
+
+
+HALF_CLOSE_PROGRAM = r'''
+import socket, time, errno
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
+c.shutdown(socket.SHUT_WR)
+print("eof", a.recv(10))
+c.close()               # full close after a half close: the stack socket must go
+time.sleep(0.3)
+for i in range(3):
+    try:
+        a.send(b"x", socket.MSG_NOSIGNAL); print("send ok")
+    except OSError as e:
+        print("send", errno.errorcode[e.errno])
+    time.sleep(0.3)
+'''
+
+
+def test_close_after_half_close_resets_like_linux(make_netns: Callable[[str], Netns],
+                                                  tmp_path: Path) -> None:
+    """shutdown(SHUT_WR) then close(): the stack socket goes, the peer's next write
+    draws an RST, and the write after that fails with EPIPE, as on Linux."""
+    ns = make_netns("nvr")
+    prog = tmp_path / "hup.py"
+    prog.write_text(HALF_CLOSE_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60)
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert ref.stdout.splitlines() == ["eof b''", "send ok", "send EPIPE", "send EPIPE"]
+    assert got.stdout.splitlines() == ref.stdout.splitlines()
+    assert got.stderr == ""
