@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -164,3 +167,47 @@ def test_default_wiring_masquerades_to_upstream(make_netns: Callable[[str], Netn
     r = nv_run(host, [f"--stack={STACK}", "--no-nat"],
                ["curl", "-sS", "--max-time", "2", "http://10.231.249.2:8080/up.txt"])
     assert r.returncode != 0
+
+
+def test_http_server_inside_served_to_kernel_curl(make_netns: Callable[[str], Netns],
+                                                 tmp_path: Path) -> None:
+    """python3 -m http.server in the sandbox; curl in the test namespace reaches it at
+    the stack's address (--address/--gateway fix the TAP's addresses)."""
+    ns = make_netns("nvr")
+    blob = os.urandom(4 << 20)
+    (tmp_path / "blob.bin").write_bytes(blob)
+    proc = nv_popen(ns, [f"--stack={STACK}", "--address", "10.231.253.2/30",
+                         "--gateway", "10.231.253.1"],
+                    [sys.executable, "-m", "http.server", "-d", str(tmp_path), "-b",
+                     "0.0.0.0", "8000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "out.bin"
+    deadline = time.monotonic() + 20
+    while True:
+        r = ns.run(["curl", "-sS", "--max-time", "10", "-o", str(out),
+                    "http://10.231.253.2:8000/blob.bin"], check=False)
+        if r.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.returncode == 0, r.stderr
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(blob).digest()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) in (0, 130, 1)
+
+
+@pytest.mark.parametrize("extra", [[], ["-R"], ["-u", "-b", "20M"]], ids=["up", "down", "udp"])
+def test_iperf3_client_inside(make_netns: Callable[[str], Netns], extra: list[str]) -> None:
+    ns = make_netns("nvr")
+    ns.ip("addr", "add", "10.231.255.1/32", "dev", "lo")
+    ns.popen(["iperf3", "-s", "-B", "10.231.255.1", "-p", "5201", "-1"],
+             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while ns.run(["sh", "-c", "ss -ltn | grep -q :5201"], check=False).returncode:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    r = nv_run(ns, [f"--stack={STACK}"],
+               ["iperf3", "-c", "10.231.255.1", "-p", "5201", "-t", "1", "-J", *extra])
+    assert r.returncode == 0, r.stderr
+    import json
+    end = json.loads(r.stdout)["end"]
+    summary = end["sum"] if "-u" in extra else end["sum_received"]
+    assert summary["bytes"] > 1_000_000
