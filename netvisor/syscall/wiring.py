@@ -224,14 +224,18 @@ def _take_over(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.ExitS
         mac = bytes.fromhex(link.get_attr("IFLA_ADDRESS").replace(":", ""))
         for a in addrs:
             ipr.addr("del", index=index, address=str(a.ip), prefixlen=a.network.prefixlen)
-    _write(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "1", path)
+    v6knob = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    was_disabled = _read(v6knob, path)
+    _write(v6knob, "1", path)   # the kernel must not answer NDP/MLD for the stack's MAC
 
     def restore() -> None:
+        _write(v6knob, was_disabled or "0", path)
         with NetNS(path) as r:
             for a in addrs:
                 with contextlib.suppress(Exception):
                     r.addr("add", index=index, address=str(a.ip),
-                           prefixlen=a.network.prefixlen)
+                           prefixlen=a.network.prefixlen,
+                           **({"flags": IFA_F_NODAD} if a.version == 6 else {}))
             for fam_gw in (gw4, gw6):
                 if fam_gw is not None:
                     with contextlib.suppress(Exception):
@@ -277,6 +281,15 @@ def _cni_state(args: argparse.Namespace, path: str, cleanup: contextlib.ExitStac
             cni_state.mark_taken_over(path, os.getpid())
             cleanup.callback(cni_state.clear_taken_over, path, os.getpid())
     return shaper
+
+
+def _read(procpath: str, netns: str) -> str | None:
+    from netvisor.link.netns import in_netns
+    try:
+        with in_netns(netns), open(procpath) as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def _write(procpath: str, value: str, netns: str) -> None:

@@ -91,15 +91,19 @@ def test_netns_take_over_and_restore(make_netns: Callable[[str], Netns],
     upstream.ip("addr", "add", "10.231.250.1/24", "dev", "nvru0")
     target.ip("addr", "add", "10.231.250.2/24", "dev", "nvrt0")
     target.ip("route", "add", "default", "via", "10.231.250.1")
+    upstream.ip("-6", "addr", "add", "fd6e:7672:250::1/64", "dev", "nvru0", "nodad")
+    target.ip("-6", "addr", "add", "fd6e:7672:250::2/64", "dev", "nvrt0", "nodad")
     (tmp_path / "hello.txt").write_text("through the taken-over veth\n")
-    _http_server(upstream, tmp_path, "10.231.250.1", 8080)
+    _http_server(upstream, tmp_path, "::", 8080)
     r = nv_run(upstream, [f"--stack={STACK}", "--netns", target.path],
-               ["sh", "-c", "ip -o -4 addr show nvrt0; "
-                            "curl -sS http://10.231.250.1:8080/hello.txt"])
+               ["sh", "-c", "ip -o addr show nvrt0; "
+                            "curl -sS http://10.231.250.1:8080/hello.txt; "
+                            "curl -sS -g 'http://[fd6e:7672:250::1]:8080/hello.txt'"])
     assert r.returncode == 0, r.stderr
-    assert "10.231.250.2/24" in r.stdout
-    assert r.stdout.endswith("through the taken-over veth\n")
+    assert "10.231.250.2/24" in r.stdout and "fd6e:7672:250::2/64" in r.stdout
+    assert r.stdout.endswith("through the taken-over veth\n" * 2)
     assert "10.231.250.2/24" in target.ip("-4", "addr", "show", "nvrt0")
+    assert "fd6e:7672:250::2/64" in target.ip("-6", "addr", "show", "nvrt0")
     assert "default via 10.231.250.1" in target.ip("route")
 
 
