@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import ICMP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
 
 from tests.conformance.testbench import (
     ETHTOOL_SGSO,
@@ -223,7 +225,46 @@ def start_env(name: str, tmpdir: Path) -> DutEnv:
             return DutEnv(name, None, None, None, sock_path, None, _netvisor_failure,
                           log_path, tmpdir)
     log.close()
+    err = _wait_network(topo, tmpdir)
+    if err and name == "netvisor":
+        _netvisor_failure = f"netvisor DUT server started but {err}"
+        _stop(proc)
+        dut.delete()
+        tb.delete()
+        return DutEnv(name, None, None, None, sock_path, None, _netvisor_failure, log_path, tmpdir)
+    if err:
+        raise RuntimeError(f"linux DUT: {err}")
     return DutEnv(name, topo, tb, dut, sock_path, proc, None, log_path, tmpdir)
+
+
+def _wait_network(topo: Topology, tmpdir: Path, timeout: float = 5.0) -> str | None:
+    """None once the DUT answers ICMP echo over v4 and v6, else why not.
+
+    The DUT server can be up a moment before the stack behind it answers on
+    the wire (netvisor starting its NIC); cases must not race that.
+    """
+    bench = Testbench(topo, str(tmpdir / "readiness.pcap"))
+    try:
+        deadline = time.monotonic() + timeout
+        for family in (4, 6):
+            seq = 0
+            while True:
+                seq += 1
+                if family == 4:
+                    bench.send(bench.ip4() / ICMP(type=8, id=0x4E56, seq=seq))
+                else:
+                    bench.send(bench.ip6() / ICMPv6EchoRequest(id=0x4E56, seq=seq))
+                try:
+                    bench.expect(lambda p, s=seq: bench.from_dut(p) and (
+                        (ICMP in p and p[ICMP].type == 0 and p[ICMP].seq == s)
+                        or (ICMPv6EchoReply in p and p[ICMPv6EchoReply].seq == s)), 0.2)
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        return f"did not answer IPv{family} echo within {timeout:.0f}s"
+    finally:
+        bench.stop()
+    return None
 
 
 def stop_env(env: DutEnv) -> None:
@@ -234,6 +275,16 @@ def stop_env(env: DutEnv) -> None:
     if env.tb_ns is not None:
         env.tb_ns.delete()
     env.proc = env.dut_ns = env.tb_ns = None
+
+
+_restarts: list[str] = []  # why each DUT restart happened, for the terminal summary
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _restarts:
+        terminalreporter.section("conformance DUT restarts")
+        for line in _restarts:
+            terminalreporter.write_line(line)
 
 
 def restart_env(env: DutEnv) -> None:
@@ -298,7 +349,7 @@ def topo(dut_env: DutEnv) -> Iterator[Topology]:
 
 
 @pytest.fixture
-def dut(dut_env: DutEnv, topo: Topology) -> Iterator[Dut]:
+def dut(request: pytest.FixtureRequest, dut_env: DutEnv, topo: Topology) -> Iterator[Dut]:
     """The DUT command client; every DUT socket is closed after the test."""
     client = Dut(dut_env.name, dut_env.sock_path, topo)
     yield client
@@ -310,6 +361,8 @@ def dut(dut_env: DutEnv, topo: Topology) -> Iterator[Dut]:
     client.close_control()
     if client.wedged or (dut_env.proc is not None and dut_env.proc.poll() is not None):
         dut_env.needs_restart = True
+        why = "a control call timed out" if client.wedged else "the DUT server exited"
+        _restarts.append(f"{dut_env.name}: restarted after {request.node.nodeid}: {why}")
 
 
 @pytest.fixture
