@@ -118,7 +118,7 @@ def _iperf_server(ns: Netns) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _summary(report: dict[str, Any], rate_bps: int) -> dict[str, Any]:
+def _summary(report: dict[str, Any], rate_bps: float) -> dict[str, Any]:
     end = report["end"]
     got = end["sum_received"]["bits_per_second"]
     return {"goodput Mbit/s": got / 1e6, "error %": (got - rate_bps) / rate_bps * 100,

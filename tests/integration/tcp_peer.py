@@ -25,6 +25,7 @@ import statistics
 import sys
 import threading
 import time
+from typing import Any
 
 from netvisor.services import BLOCK_SIZE, REPORT, REQUEST, expected_sha256, stream_block
 
@@ -130,9 +131,9 @@ def echo(host: str, port: int, conns: int, size: int, batch: int = 50) -> None:
                 waiting.unregister(key.fileobj)
         waiting.close()
     connected_s = time.perf_counter() - t0
-    state: dict[int, dict[str, object]] = {}
+    state: dict[int, dict[str, Any]] = {}
     for s, want in socks:
-        st = {"sock": s, "out": memoryview(want), "in": bytearray(), "want": want}
+        st: dict[str, Any] = {"sock": s, "out": memoryview(want), "in": bytearray(), "want": want}
         state[s.fileno()] = st
         sel.register(s, selectors.EVENT_WRITE | selectors.EVENT_READ, st)
     done = failed = 0
@@ -140,23 +141,23 @@ def echo(host: str, port: int, conns: int, size: int, batch: int = 50) -> None:
     while done + failed < conns and time.monotonic() < deadline:
         for key, mask in sel.select(timeout=1.0):
             st = key.data
-            s = st["sock"]  # type: ignore[assignment]
+            s = st["sock"]
             try:
                 if mask & selectors.EVENT_WRITE:
                     out = st["out"]
                     if out:
-                        n = s.send(out)  # type: ignore[attr-defined]
-                        st["out"] = out[n:]  # type: ignore[index]
+                        n = s.send(out)
+                        st["out"] = out[n:]
                     if not st["out"]:
-                        s.shutdown(socket.SHUT_WR)  # type: ignore[attr-defined]
-                        sel.modify(s, selectors.EVENT_READ, st)  # type: ignore[arg-type]
+                        s.shutdown(socket.SHUT_WR)
+                        sel.modify(s, selectors.EVENT_READ, st)
                 if mask & selectors.EVENT_READ:
-                    data = s.recv(CHUNK)  # type: ignore[attr-defined]
+                    data = s.recv(CHUNK)
                     if data:
-                        st["in"] += data  # type: ignore[operator]
+                        st["in"] += data
                         continue
-                    sel.unregister(s)  # type: ignore[arg-type]
-                    s.close()  # type: ignore[attr-defined]
+                    sel.unregister(s)
+                    s.close()
                     if st["in"] == st["want"]:
                         done += 1
                     else:
@@ -165,8 +166,8 @@ def echo(host: str, port: int, conns: int, size: int, batch: int = 50) -> None:
             except BlockingIOError:
                 continue
             except OSError as exc:
-                sel.unregister(s)  # type: ignore[arg-type]
-                s.close()  # type: ignore[attr-defined]
+                sel.unregister(s)
+                s.close()
                 failed += 1
                 name = type(exc).__name__
                 errors[name] = errors.get(name, 0) + 1
