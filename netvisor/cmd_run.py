@@ -87,9 +87,6 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.network == "host":
         return _run_host(cmd)
-    if args.platform == "ptrace":
-        _error("error: --platform=ptrace is not available in this build")
-        return 2
     if os.geteuid() != 0:
         _error("error: not enough privilege: netvisor run needs root "
                "(network/PID namespaces, TAP, seccomp listener)")
@@ -186,7 +183,8 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
         for spec in args.publish:
             parse_publish(spec)
     resolv = cleanup.enter_context(_resolv_conf(args.dns))
-    sandboxed = spawn(cmd, new_netns=True, resolv_conf=resolv)
+    sandboxed = spawn(cmd, new_netns=True, resolv_conf=resolv,
+                      ptrace=args.platform == "ptrace")
     cleanup.callback(sandboxed.close)
     netlink = interfaces = None
     if netstack is not None:
@@ -214,6 +212,8 @@ async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO
     async with trio.open_nursery() as nursery:
         if netstack is not None:
             await nursery.start(netstack.serve)
+        if hasattr(sandboxed.listener, "pump"):        # --platform=ptrace
+            nursery.start_soon(sandboxed.listener.pump)
         await nursery.start(supervisor.serve)
         if netstack is not None and publish:
             from netvisor.syscall.wiring import serve_publish

@@ -137,8 +137,14 @@ class _Asm:
         return bytes(out)
 
 
-def build_filter() -> bytes:
-    """The sandbox's seccomp filter as raw ``struct sock_filter`` bytes."""
+SECCOMP_RET_TRACE: Final = 0x7FF00000
+
+
+def build_filter(trap: int = SECCOMP_RET_USER_NOTIF) -> bytes:
+    """The sandbox's seccomp filter as raw ``struct sock_filter`` bytes.
+
+    ``trap``: the action for trapped calls (RET_TRACE for the ptrace platform).
+    """
     a = _Asm()
     a.ld(OFF_ARCH)
     a.jeq(AUDIT_ARCH_X86_64, 0, "kill")          # i386 (int 0x80) entry: kill
@@ -187,7 +193,7 @@ def build_filter() -> bytes:
     a.label("allow")
     a.ret(SECCOMP_RET_ALLOW)
     a.label("trap")
-    a.ret(SECCOMP_RET_USER_NOTIF)
+    a.ret(trap)
     a.label("enosys")
     a.ret(SECCOMP_RET_ERRNO | _errno.ENOSYS)
     a.label("eperm")

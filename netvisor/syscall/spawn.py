@@ -14,10 +14,11 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from netvisor.syscall.seccomp import Listener, build_filter, pidfd_getfd
+from netvisor.syscall.seccomp import SECCOMP_RET_TRACE, Listener, build_filter, pidfd_getfd
 
 HELPER = Path(__file__).with_name("spawn_helper.py")
 
@@ -33,7 +34,7 @@ class Sandboxed:
     argv: list[str]
     proc: subprocess.Popen[bytes]
     init_pid: int
-    listener: Listener
+    listener: Any
     _report: int
     _go: int
     messages: list[str] = field(default_factory=list)
@@ -87,7 +88,7 @@ class Sandboxed:
 
 
 def spawn(argv: list[str], *, new_netns: bool = True, resolv_conf: str | None = None,
-          hosts: str | None = None) -> Sandboxed:
+          hosts: str | None = None, ptrace: bool = False) -> Sandboxed:
     """Start ``argv`` in new PID + mount (+ network) namespaces, paused before exec.
 
     Raises :class:`SpawnError` with a one-line reason (no privilege, no
@@ -95,7 +96,8 @@ def spawn(argv: list[str], *, new_netns: bool = True, resolv_conf: str | None = 
     """
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
-    spec = {"report_fd": report_w, "go_fd": go_r, "filter": build_filter().hex(),
+    filt = build_filter(SECCOMP_RET_TRACE) if ptrace else build_filter()
+    spec = {"report_fd": report_w, "go_fd": go_r, "filter": filt.hex(), "ptrace": ptrace,
             "argv": argv, "new_netns": new_netns, "resolv_conf": resolv_conf, "hosts": hosts}
     try:
         proc = subprocess.Popen([sys.executable, "-I", "-S", str(HELPER), json.dumps(spec)],
@@ -107,7 +109,8 @@ def spawn(argv: list[str], *, new_netns: bool = True, resolv_conf: str | None = 
     init_pid = listener_fd = -1
     buf = b""
     error = None
-    while init_pid < 0 or listener_fd < 0:
+    listener_fd = -2
+    while init_pid < 0 or listener_fd == -2:
         chunk = os.read(report_r, 4096)
         if not chunk:
             break
@@ -123,12 +126,23 @@ def spawn(argv: list[str], *, new_netns: bool = True, resolv_conf: str | None = 
                 error = value
         if error:
             break
-    if error or init_pid < 0 or listener_fd < 0:
+    if error or init_pid < 0 or listener_fd == -2 or (listener_fd < 0 and not ptrace):
         os.close(go_w)
         os.close(report_r)
         proc.kill()
         proc.wait()
         raise SpawnError(_explain(error or "the sandbox helper exited early"))
+    if ptrace:
+        from netvisor.syscall.ptrace_platform import PtraceListener
+        try:
+            plistener = PtraceListener(init_pid)
+        except OSError as e:
+            os.close(go_w)
+            os.close(report_r)
+            proc.kill()
+            proc.wait()
+            raise SpawnError(f"cannot trace the sandbox: {e.strerror}") from None
+        return Sandboxed(argv, proc, init_pid, plistener, report_r, go_w)
     try:
         pidfd = os.pidfd_open(init_pid)
         try:

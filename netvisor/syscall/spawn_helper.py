@@ -63,16 +63,17 @@ def report(fd, line):
     os.write(fd, (line + "\n").encode())
 
 
-def install_filter(prog):
-    """seccomp(SET_MODE_FILTER, NEW_LISTENER) -> listener fd (O_CLOEXEC)."""
+def install_filter(prog, listener=True):
+    """seccomp(SET_MODE_FILTER, NEW_LISTENER) -> listener fd (O_CLOEXEC); -1 without."""
     n = len(prog) // 8
     buf = ctypes.create_string_buffer(prog, len(prog))
     fprog = struct.pack("<H6xQ", n, ctypes.addressof(buf))
     fbuf = ctypes.create_string_buffer(fprog, len(fprog))
     if os.geteuid() != 0:
         check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
-    return check(libc.syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER,
-                              SECCOMP_FILTER_FLAG_NEW_LISTENER, fbuf), "seccomp")
+    r = check(libc.syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER,
+                           SECCOMP_FILTER_FLAG_NEW_LISTENER if listener else 0, fbuf), "seccomp")
+    return r if listener else -1
 
 
 def exit_code(status):
@@ -117,7 +118,7 @@ def init(spec):
                 mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
             except Failure:
                 pass
-        listener = install_filter(bytes.fromhex(spec["filter"]))
+        listener = install_filter(bytes.fromhex(spec["filter"]), not spec.get("ptrace"))
     except Failure as e:
         report(rfd, f"error {e}")
         os._exit(125)
@@ -130,7 +131,8 @@ def init(spec):
         go += chunk
     if not go.startswith(b"go"):
         os._exit(125)
-    os.close(listener)
+    if listener >= 0:
+        os.close(listener)
     os.close(spec["go_fd"])
 
     err_r, err_w = os.pipe2(os.O_CLOEXEC)

@@ -368,6 +368,17 @@ class Supervisor:
 
     def _install(self, n: Notification, es: EmuSocket, prog: socket.socket, flags: int) -> None:
         """Register ``es`` and inject ``prog`` as the syscall's result (atomic)."""
+        if hasattr(self.listener, "inject"):   # ptrace platform: no ADDFD
+            kind = prog.type
+            prog.close()
+            es.sup.close()
+            fd, es.sup, es.ino = self.listener.inject(n.id, kind, flags)
+            self.socks[es.ino] = es
+            es.owner = (n.pid, fd)
+            if self.debug:
+                self._log(n, f"{fd} (emulated {_famname(es.family)}/{_typename(es.type)})")
+            self._start_tasks(es)
+            return
         if flags & SOCK_NONBLOCK:
             prog.setblocking(False)
         es.ino = os.fstat(prog.fileno()).st_ino
@@ -383,6 +394,9 @@ class Supervisor:
         prog.close()
         if self.debug:
             self._log(n, f"{fd} (emulated {_famname(es.family)}/{_typename(es.type)})")
+        self._start_tasks(es)
+
+    def _start_tasks(self, es: EmuSocket) -> None:
         if es.netlink is not None:
             self._spawn_for(es, self._netlink_pump)
             return
