@@ -105,3 +105,12 @@ def test_other_arches_and_x32_killed() -> None:
 def test_unrelated_calls_allowed() -> None:
     for nr in (0, 1, 3, 59, 57, 231):  # read write close execve fork exit_group
         assert run_bpf(PROG, nr, (0,)) == ALLOW
+
+
+def test_ptrace_variant_traces_the_same_calls() -> None:
+    traced = sc.build_filter(sc.SECCOMP_RET_TRACE)
+    for name in sc.ALWAYS_TRAPPED:
+        assert run_bpf(traced, sc.NR[name], (3,)) == sc.SECCOMP_RET_TRACE
+    assert run_bpf(traced, sc.NR["socket"], (socket.AF_INET, 1, 0)) == sc.SECCOMP_RET_TRACE
+    assert run_bpf(traced, sc.NR["socket"], (socket.AF_UNIX, 1, 0)) == ALLOW
+    assert run_bpf(traced, sc.NR["io_uring_setup"], ()) == sc.SECCOMP_RET_ERRNO | errno.ENOSYS
