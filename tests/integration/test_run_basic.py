@@ -15,7 +15,7 @@ PROGRAMS = Path(__file__).resolve().parent / "run_programs"
 
 def run_argv(*options: str) -> list[str]:
     """argv of ``netvisor run OPTIONS``; the caller appends ``--`` and the command."""
-    return [sys.executable, "-m", "netvisor.cmd_run", *options]
+    return [sys.executable, "-m", "netvisor", "run", *options]
 
 
 def env() -> dict[str, str]:
