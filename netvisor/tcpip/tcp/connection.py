@@ -119,7 +119,7 @@ class Connection:
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
         "ca_name", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at",
         "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos",
-        "rcv_rtt",
+        "rcv_rtt", "ack_soon_at",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -228,6 +228,7 @@ class Connection:
         self.undo: tuple[int, int, int] | None = None
         self.spurious_rtos = 0
         self.rcv_rtt: float | None = None
+        self.ack_soon_at: float | None = None
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
@@ -290,7 +291,8 @@ class Connection:
     def next_deadline(self) -> float | None:
         best: float | None = None
         for t in (self.rtx_at, self.persist_at, self.delack_at, self.keepalive_at,
-                  self.tw_at, self.defer_at, self.rack_at, self.tlp_at, self.cork_at):
+                  self.tw_at, self.defer_at, self.rack_at, self.tlp_at, self.cork_at,
+                  self.ack_soon_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -1075,15 +1077,21 @@ class Connection:
                 # RFC 5681 4.2: ACK at once when a segment fills (part of) a gap.
                 self.ack_pending = True
             self.unacked_rcv += n
+            ack_now = False
             if self.quickack > 0 and not self.pingpong:
                 # Linux quick-ack mode (start of a connection, TCP_QUICKACK): ACK every
                 # segment, unless the exchange is interactive (tcp_in_quickack_mode).
                 self.quickack -= max(1, n // max(self.rcv_mss, 1))
-                self.ack_pending = True
+                ack_now = True
             elif self.unacked_rcv >= 2 * self.rcv_mss:
                 # RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second full segment.
-                self.ack_pending = True
-            if not self.ack_pending and self.delack_at is None:
+                ack_now = True
+            if ack_now and not self.ack_pending:
+                # Due now, but sent by the timer pass that ends the driver's turn:
+                # one ACK covers every in-order segment of the batch (what GRO does
+                # for Linux), unless data leaving in this turn carries it first.
+                self.ack_soon_at = now
+            elif not self.ack_pending and self.delack_at is None:
                 self.delack_at = now + self.ato
             self.wake_pending = True
         else:

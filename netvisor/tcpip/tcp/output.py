@@ -53,6 +53,7 @@ def _emit(self: "Connection", rep: TcpRepr, start: int, end: int, now: float) ->
         self.last_ack_sent = self.rcv_nxt
         self.ack_pending = False
         self.delack_at = None
+        self.ack_soon_at = None
         self.unacked_rcv = 0
         self.dsack = None
 

@@ -83,6 +83,11 @@ def handle_timer(self: "Connection", now: float) -> None:
         self._on_keepalive(now)
         if self.dead:
             return
+    if self.ack_soon_at is not None and now >= self.ack_soon_at:
+        self.ack_soon_at = None
+        if self.state in SYNCHRONIZED and (self.last_ack_sent != self.rcv_nxt
+                                           or self.unacked_rcv):
+            self.send_ack(now)
     if self.delack_at is not None and now >= self.delack_at:
         self.delack_at = None
         self.pingpong = 0  # Linux tcp_delack_timer_handler leaves pingpong mode

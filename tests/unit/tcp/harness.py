@@ -244,9 +244,11 @@ class Raw:
         self.ctx.now = t
 
     def inject(self, rep: TcpRepr, payload: bytes = b"") -> None:
+        """Deliver one segment, then run what is due now, as the driver's turn does."""
         data = rep.to_bytes(src=self.peer, dst=self.addr, payload=payload)
         self.tcp.handle_packet(self.peer, self.addr, memoryview(bytes(data)), self.ctx.now,
                                checksum_valid=False, nic_id=1)
+        self.advance(self.ctx.now)
 
     def out(self) -> list[tuple[TcpRepr, bytes]]:
         return [(o.repr, o.payload) for o in self.ctx.take()]

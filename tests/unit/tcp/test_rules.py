@@ -875,3 +875,21 @@ def test_spurious_rto_undone_by_timestamps_rfc3522_rfc4015() -> None:
                   raw.ack_for(2920), F.NONE, 65535, timestamps=(raw.peer_ts + 5, ts_orig))
     raw.inject(ack)
     assert s.conn.ca_state == 0 and s.conn.cc.cwnd >= cwnd and s.conn.spurious_rtos == 1
+
+
+def test_one_ack_per_driver_turn_for_a_batch_of_in_order_segments() -> None:
+    """ACKs that are due (every 2nd full segment) leave at the end of the driver's turn:
+    a batch of in-order segments gets one cumulative ACK, as GRO gives Linux."""
+    raw = Raw()
+    s, _ = raw.client()
+    s.conn.quickack = 0
+    for k in range(10):
+        rep = raw.seg(k * 1448, ack=raw.ack_for(0))
+        data = rep.to_bytes(src=raw.peer, dst=raw.addr, payload=b"b" * 1448)
+        raw.tcp.handle_packet(raw.peer, raw.addr, memoryview(bytes(data)), raw.ctx.now,
+                              checksum_valid=False, nic_id=1)
+    assert raw.out() == []  # nothing before the turn's timer pass
+    assert raw.tcp.next_deadline() == raw.ctx.now
+    raw.advance(raw.ctx.now)
+    (a, _), = raw.out()
+    assert a.ack == (raw.peer_iss + 1 + 10 * 1448) & 0xFFFFFFFF
