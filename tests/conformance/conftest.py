@@ -70,7 +70,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if here not in Path(str(item.fspath)).resolve().parents:
             continue
         item.add_marker(pytest.mark.timeout(CASE_TIMEOUT))
-        item.add_marker(pytest.mark.namespaces)
+        if "dut_name" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.namespaces)
         callspec = getattr(item, "callspec", None)
         dut = callspec.params.get("dut_name") if callspec else None
         params = callspec.params if callspec else {}
