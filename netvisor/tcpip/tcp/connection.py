@@ -530,6 +530,7 @@ class Connection:
         self.shutdown = SHUTDOWN_MASK
         self.rtx_at = self.persist_at = self.delack_at = self.keepalive_at = None
         self.tw_at = self.defer_at = None
+        self.rack_at = self.tlp_at = self.cork_at = self.ack_soon_at = None
         self.sndbuf.clear()
         self.dead = True
         self.wake_pending = True
@@ -553,6 +554,7 @@ class Connection:
     def _enter_time_wait(self, now: float) -> None:
         self._set_state(State.TIME_WAIT)
         self.rtx_at = self.persist_at = self.keepalive_at = self.delack_at = None
+        self.rack_at = self.tlp_at = self.cork_at = None
         self.tw_at = now + self.host.config.time_wait_timeout
         self.sndbuf.clear()
 
