@@ -154,7 +154,7 @@ class Listener:
             conn.ts_recent = rep.timestamps[0]
             conn.ts_recent_at = now
         conn.snd_nxt = cookie + 1
-        conn.state = State.SYN_RECEIVED
+        conn._set_state(State.SYN_RECEIVED)
         conn.rcv_adv = conn.rcv_nxt + min(t.initial_window(self.sock), 65535)
         conn.handle_segment(rep, payload, now)
         t.post(conn)
