@@ -208,3 +208,12 @@ def test_unknown_next_header_v6_parameter_problem(tb, dut):
     tb.send(tb.ip6(nh=253) / Raw(b"x" * 16))
     p = tb.expect_icmp(6, 4, 1)
     assert p[ICMPv6ParamProblem].ptr == 6
+
+
+@pytest.mark.parametrize("src", ["loopback", "multicast"])
+def test_v6_invalid_source_dropped(tb, dut, src):
+    """IPv6 packets from ::1 or a multicast source are dropped (RFC 4291 2.5.3, 2.7)."""
+    source = {"loopback": "::1", "multicast": "ff02::1"}[src]
+    tb.send(tb.ip6(src=source) / ICMPv6EchoRequest(id=36, seq=1))
+    tb.expect_none(lambda p: ICMPv6EchoReply in p and p[ICMPv6EchoReply].id == 36, 0.5,
+                   "reply to an invalid source")

@@ -76,3 +76,12 @@ def test_reply_ttl_and_df(tb, dut):
     b = expect_echo_reply(tb, 4, 34, 2)
     assert a[IP].ttl == 64 and b[IP].ttl == 64
     assert a[IP].version == 4 and a[IP].ihl == 5
+
+
+@pytest.mark.parametrize("src", ["own", "loopback", "broadcast", "multicast"])
+def test_martian_source_dropped(tb, dut, src):
+    """Datagrams claiming an impossible source are dropped (RFC 1122 3.2.1.3, RFC 1812 5.3.7)."""
+    source = {"own": tb.topo.dut_ip4, "loopback": "127.0.0.1",
+              "broadcast": "255.255.255.255", "multicast": "224.0.0.5"}[src]
+    tb.send(tb.ip4(src=source) / ICMP(type=8, id=35, seq=1))
+    tb.expect_none(lambda p: ICMP in p and p[ICMP].id == 35, 0.5, "reply to a martian source")

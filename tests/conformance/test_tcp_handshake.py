@@ -284,3 +284,42 @@ def test_syn_queue_overflow_handshake_completes(tb, dut):
     assert addr[1] == bad.sport
     dut.send(fd, b"cookie ok")
     bad.expect("A", payload=b"cookie ok")
+
+
+def test_syn_retransmission_backoff(tb, dut):
+    """An unanswered SYN is retransmitted after the initial RTO of 1 s (RFC 6298 2.1).
+
+    The next gap may be 1 s again (Linux >= 6.5: tcp_syn_linear_timeouts=4
+    linear retries first) or 2 s (RFC 6298 5.5 doubling); both are accepted.
+    """
+    fd = dut.socket(socket.AF_INET, socket.SOCK_STREAM)
+    conn = TCPConn(tb, 4, dport=0)
+    dut.background("connect", fd, list(dut.tb_addr(4, conn.sport)))
+    first = conn.expect("S", timeout=3, update=False)
+    conn.dport = first["TCP"].sport
+    second = conn.expect("S", seq=first["TCP"].seq, timeout=2, update=False)
+    third = conn.expect("S", seq=first["TCP"].seq, timeout=3, update=False)
+    g1, g2 = second.time - first.time, third.time - second.time
+    assert 0.8 <= g1 <= 1.3, f"first SYN retransmission after {g1:.2f}s"
+    assert 0.8 * g1 <= g2 <= 2.5 * g1, f"SYN retransmission gaps {g1:.2f}s, {g2:.2f}s"
+
+
+def test_synack_retransmitted_when_ack_lost(tb, dut):
+    """A SYN-ACK whose ACK never comes is retransmitted (same ISS) after about 1 s."""
+    lfd, port = dut.tcp_listener(4)
+    conn = TCPConn(tb, 4, dport=port)
+    synack = conn.connect(ack=False)
+    again = conn.expect("SA", seq=synack["TCP"].seq, ack=conn.snd_nxt, timeout=2, update=False)
+    assert 0.8 <= again.time - synack.time <= 1.5
+    conn.send("A")
+    dut.accept(lfd)
+
+
+def test_half_close_keeps_receiving(tb, dut):
+    """After the DUT's shutdown(SHUT_WR) it still receives and acknowledges data."""
+    conn, afd, _ = tcp_established(tb, dut, 4)
+    dut.shutdown(afd, socket.SHUT_WR)
+    conn.expect("FA")
+    conn.send("PA", b"after your fin")
+    conn.expect("A", ack=conn.snd_nxt)
+    assert dut.recv(afd, 100) == b"after your fin"

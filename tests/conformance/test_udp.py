@@ -375,3 +375,21 @@ def test_v6_bind_destination_matrix(tb, dut, bind, dst):
         assert dut.recv(fd, 100) == b"v6 " + dst.encode()
     else:
         assert dut.poll(fd, POLLIN, 200) == 0
+
+
+def test_broadcast_copied_to_every_reuseaddr_socket(tb, dut):
+    """Each socket sharing a port with SO_REUSEADDR gets its own copy of a broadcast."""
+    fds = []
+    for _ in range(2):
+        fd = dut.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dut.setsockopt(fd, socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        fds.append(fd)
+    dut.bind(fds[0], ("0.0.0.0", 0))
+    port = int(dut.getsockname(fds[0])[1])
+    dut.bind(fds[1], ("0.0.0.0", port))
+    tb.send(Ether(src=tb.topo.tb_mac, dst="ff:ff:ff:ff:ff:ff")
+            / IP(src=tb.topo.tb_ip4, dst="10.247.0.255") / UDP(sport=TB_PORT, dport=port)
+            / Raw(b"to all"))
+    for fd in fds:
+        assert dut.poll(fd, POLLIN, 1000) & POLLIN
+        assert dut.recv(fd, 100) == b"to all"
