@@ -76,6 +76,29 @@ class _Link:
     pending: list[Frame] = field(default_factory=list)
     writer_waiting: bool = False
     closed: bool = False
+    services: list[Any] = field(default_factory=list)
+    """Endpoints in the wrapper chain with a ``serve()`` task (an egress shaper)."""
+    room: list[Any] = field(default_factory=list)
+    """``has_room`` of endpoints in the chain that can refuse frames (a shaper)."""
+    served: bool = False
+
+
+def _chain(endpoint: Any) -> list[Any]:
+    """``endpoint`` and the endpoints it wraps (``.inner``), outermost first.
+
+    Wrappers forward unknown attributes to their inner endpoint
+    (``__getattr__``), so the chain is walked through instance dictionaries
+    and methods are looked up on each class: ``PcapSniffer(EgressShaper(tap))``
+    has one ``serve`` (the shaper's), not two.
+    """
+    out = []
+    seen: set[int] = set()
+    ep = endpoint
+    while ep is not None and id(ep) not in seen:
+        seen.add(id(ep))
+        out.append(ep)
+        ep = getattr(ep, "__dict__", {}).get("inner")
+    return out
 
 
 def config_from_sysctls(root: str = "/proc/sys", *, netns: str | None = None) -> StackConfig:
@@ -228,9 +251,16 @@ class NetStack:
             self.stack.add_route(str(dst), gateway=ipaddress.ip_address(gw) if gw else None,
                                  nic_id=nic_id, metric=metric)
         link = _Link(nic_id, endpoint)
+        for ep in _chain(endpoint):
+            if callable(getattr(type(ep), "serve", None)):
+                link.services.append(ep)
+            if callable(getattr(type(ep), "has_room", None)):
+                link.room.append(ep.has_room)
+        if link.room:
+            self.stack.nics[nic_id].egress_room = lambda: self._egress_room(link)
         self._links[nic_id] = link
         if self._nursery is not None:
-            self._nursery.start_soon(self._reader, link)
+            self._start_link(self._nursery, link)
         self.kick()
         return nic_id
 
@@ -309,7 +339,7 @@ class NetStack:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 for link in self._links.values():
-                    nursery.start_soon(self._reader, link)
+                    self._start_link(nursery, link)
                 task_status.started()
                 while True:
                     self._wake = trio.Event()
@@ -351,28 +381,58 @@ class NetStack:
         self._flush()
         return busy
 
+    def _start_link(self, nursery: trio.Nursery, link: _Link) -> None:
+        """Start ``link``'s reader and the ``serve()`` of every wrapper that has one.
+
+        An egress shaper sends its queued frames from its own ``serve()``
+        (when their tokens arrive); without it frames would leave only when
+        another write happened to pump them (BUGS-H9 B4).
+        """
+        nursery.start_soon(self._reader, link)
+        if not link.served:
+            link.served = True
+            for ep in link.services:
+                nursery.start_soon(ep.serve)
+
+    def _egress_room(self, link: _Link) -> bool:
+        """Stack.egress_has_room for a link that can refuse frames (a shaper).
+
+        Frames TCP queued earlier in this call are written through first, so
+        the answer is the shaper's real queue state (``has_room()``), not the
+        stack's own transmit queue, which only fills once the link refuses.
+        """
+        if link.closed:
+            return True
+        if not link.pending and self._nursery is not None and self.stack.has_frames(link.nic_id):
+            self._flush_link(link)
+        if link.pending:
+            return False
+        return all(has_room() for has_room in link.room)
+
     def _flush(self) -> None:
         for link in self._links.values():
-            if link.closed:
-                continue
-            ep = link.endpoint
-            try:
-                if link.pending:
-                    n = ep.write_batch(link.pending)
-                    del link.pending[:n]
-                if not link.pending:
-                    frames = self.stack.frames_to_send(link.nic_id)
-                    if frames:
-                        n = ep.write_batch(frames)
-                        if n < len(frames):
-                            link.pending = list(frames[n:])
-            except OSError as exc:
-                # A link that fails hard (device gone) loses this batch, not the loop.
-                log.warning("write to NIC %d failed: %s", link.nic_id, exc)
-                link.pending.clear()
-            if link.pending and not link.writer_waiting and self._nursery is not None:
-                link.writer_waiting = True
-                self._nursery.start_soon(self._writer, link)
+            if not link.closed:
+                self._flush_link(link)
+
+    def _flush_link(self, link: _Link) -> None:
+        ep = link.endpoint
+        try:
+            if link.pending:
+                n = ep.write_batch(link.pending)
+                del link.pending[:n]
+            if not link.pending:
+                frames = self.stack.frames_to_send(link.nic_id)
+                if frames:
+                    n = ep.write_batch(frames)
+                    if n < len(frames):
+                        link.pending = list(frames[n:])
+        except OSError as exc:
+            # A link that fails hard (device gone) loses this batch, not the loop.
+            log.warning("write to NIC %d failed: %s", link.nic_id, exc)
+            link.pending.clear()
+        if link.pending and not link.writer_waiting and self._nursery is not None:
+            link.writer_waiting = True
+            self._nursery.start_soon(self._writer, link)
 
     async def _reader(self, link: _Link) -> None:
         """Wait for ``link`` to be readable, then run the turn right here.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -85,6 +86,9 @@ class Nic:
     hop_limit: int | None = None        # from an RA Cur Hop Limit
     groups: Counter[IPAddress] = field(default_factory=Counter)  # joined multicast groups
     txq: deque[Frame] = field(default_factory=deque)
+    egress_room: Callable[[], bool] | None = None
+    """Set by the driver: False while the link below refuses frames (an egress
+    shaper's full queue), so TCP stops pulling from send buffers (backpressure)."""
     arp: NeighborCache | None = None
     ndp: NeighborCache | None = None
     rs_sent: int = 0

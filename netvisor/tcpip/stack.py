@@ -680,7 +680,9 @@ class Stack:
     def egress_has_room(self, nic_id: int) -> bool:
         """False while the NIC's transmit queue is full (TransportContext)."""
         nic = self.nics.get(nic_id)
-        return nic is not None and len(nic.txq) < self.config.tx_queue_len
+        if nic is None or len(nic.txq) >= self.config.tx_queue_len:
+            return False
+        return nic.egress_room is None or nic.egress_room()
 
     def readiness_changed(self, sock: Socket) -> None:
         """Tell the driver that ``sock.poll()`` may answer differently (TransportContext)."""
