@@ -987,12 +987,15 @@ class Connection:
                 continue  # nothing sent after it has been delivered yet
             pos = max(s, una)
             resent = False
+            mss = self._cur_mss()
             while True:
                 hole = self.board.next_hole(pos, e)
                 if hole is None:
                     break
-                self._send_range(hole[0], hole[1], now, retrans=True)
-                pos = hole[1]
+                # The hole is resent in pieces that fit beside today's options.
+                hs, he = hole[0], min(hole[1], hole[0] + self._tso_limit(mss))
+                self._send_range(hs, he, now, retrans=True)
+                pos = he
                 resent = True
             if resent:
                 mark[2] = self.snd_nxt
@@ -1140,6 +1143,8 @@ class Connection:
     send_ack = _output.send_ack
     send_rst = _output.send_rst
     _tso_limit = _output._tso_limit
+    _cur_mss = _output._cur_mss
+    _seg_mss = _output._seg_mss
     _send_range = _output._send_range
     _lost_end = _output._lost_end
     _sack_lost_end = _output._sack_lost_end

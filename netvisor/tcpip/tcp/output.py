@@ -45,7 +45,13 @@ def _emit(self: "Connection", rep: TcpRepr, start: int, end: int, now: float) ->
     offload = self.route.checksum_offload
     rep.emit(out, 0, src=self.laddr, dst=self.raddr, payload_len=n,
              checksum="partial" if offload else "full")
-    gso = self.snd_mss if (n > self.snd_mss and self.route.gso_max_size > 0) else 0
+    gso = 0
+    if n and self.route.gso_max_size > 0:
+        # Every piece the NIC cuts repeats this header, SACK blocks included, so
+        # gso_size is the MSS left beside *these* options (Linux tcp_current_mss).
+        piece = self._seg_mss(hl)
+        if n > piece:
+            gso = piece
     self.host.output(self, out, gso)
     self.segs_out += 1
     self.last_send_at = now
@@ -110,8 +116,29 @@ def send_rst(self: "Connection", now: float) -> None:
     self._emit(rep, 0, 0, now)
 
 
-def _tso_limit(self: "Connection") -> int:
+def _cur_mss(self: "Connection") -> int:
+    """Payload room of the next segment (Linux tcp_current_mss).
+
+    ``snd_mss`` already leaves room for the timestamp option (the options on
+    every segment, Linux's tcp_header_len); SACK blocks reported while our
+    receive queue has holes (RFC 2018 4) or a D-SACK (RFC 2883) come on top,
+    so their bytes are taken off the payload, never added beyond the MTU.
+    ``_header`` picks at most as many blocks as counted here.
+    """
     mss = self.snd_mss
+    if self.sack_ok and (self.rcvbuf.ooo or self.dsack is not None):
+        n = self.rcvbuf.ooo_block_count() + (1 if self.dsack is not None else 0)
+        n = min(n, 3 if self.ts_ok else 4)
+        mss -= 4 + 8 * n
+    return mss
+
+
+def _seg_mss(self: "Connection", header_len: int) -> int:
+    """The MSS left beside a header of ``header_len`` bytes (a built segment's)."""
+    return self.snd_mss - (header_len - (32 if self.ts_ok else 20))
+
+
+def _tso_limit(self: "Connection", mss: int) -> int:
     gmax = self.route.gso_max_size
     if gmax <= 0:
         return mss
@@ -131,6 +158,7 @@ def _send_range(self: "Connection", start: int, end: int, now: float, retrans: b
         flags |= PSH
     rep = self._header(start, flags)
     self._emit(rep, start, max(start, data_end), now)
+    seg_mss = self._seg_mss(rep.header_len)
     n = max(0, data_end - start)
     if n:
         self.data_segs_out += 1
@@ -143,7 +171,7 @@ def _send_range(self: "Connection", start: int, end: int, now: float, retrans: b
             # Linux tcp_event_data_sent: answering soon after data arrived means
             # an interactive exchange -> delay ACKs so that they ride on data.
             self.pingpong = min(self.pingpong + 1, 3)
-        if n < self.snd_mss:
+        if n < seg_mss:
             self.snd_sml = end  # Minshall: end of the last small segment
         if self.sack_ok:
             self.rack.sent(end, now)
@@ -208,7 +236,7 @@ def transmit(self: "Connection", now: float) -> None:
         return
     host = self.host
     nic = self.route.nic_id
-    mss = self.snd_mss
+    mss = self._cur_mss()
     cwnd = self.cc.cwnd
     # 1. Retransmit lost holes (RFC 6675 5 NextSeg rule 1, RFC 6582, RTO recovery).
     if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
@@ -225,14 +253,14 @@ def transmit(self: "Connection", now: float) -> None:
                 self._finish_output(now)
                 return
             s, e = hole
-            e = min(e, s + (self._tso_limit() if self.ca_state == CaState.LOSS else mss))
+            e = min(e, s + (self._tso_limit(mss) if self.ca_state == CaState.LOSS else mss))
             self._send_range(s, e, now, retrans=True)
             self.high_rxt = e
             self.force_rxt = False
             if self.sack_ok:
                 self.rtx_marks.append([s, e, self.snd_nxt])
     # 2. New data (RFC 5681, Nagle, SWS, windows).
-    limit = self._tso_limit()
+    limit = self._tso_limit(mss)
     buf_end = self.sndbuf.end
     corked = self.opts.cork or self.more_pending
     while True:
@@ -322,7 +350,7 @@ def _on_tlp(self: "Connection", now: float) -> None:
     """Send the loss probe (RFC 8985 7.3): new data if allowed, else the last segment."""
     if self.state not in SENDING_STATES or self.flight <= 0:
         return
-    mss = self.snd_mss
+    mss = self._cur_mss()
     room = self.snd_una + self.snd_wnd - self.snd_nxt
     if self.unsent > 0 and room > 0:
         n = min(self.unsent, mss, room)

@@ -100,6 +100,16 @@ class RecvBuffer:
                 rcv_nxt = e
         return rcv_nxt
 
+    def ooo_block_count(self) -> int:
+        """``len(self.ooo_blocks())`` without building the list."""
+        n = 0
+        prev_end = None
+        for s, d in self.ooo:
+            if s != prev_end:
+                n += 1
+            prev_end = s + len(d)
+        return n
+
     def ooo_blocks(self) -> list[tuple[int, int]]:
         """Contiguous out-of-order ranges, merged, in sequence order."""
         blocks: list[tuple[int, int]] = []
