@@ -221,15 +221,14 @@ def _kernel_snmp(ns: Netns, proto: str, name: str) -> int:
     return int(dict(zip(lines[0][1:], lines[1][1:], strict=True))[name])
 
 
-@pytest.mark.xfail(strict=False, reason="H9 BUGS B1: data segments carrying SACK blocks exceed "
-                                        "the MTU and are IP-fragmented")
 @pytest.mark.timeout(300)
 def test_echo_under_loss_sends_no_ip_fragments(make_netns: Any) -> None:
     """Echo both ways under loss and reordering: netvisor's segments must fit the MTU.
 
     While netvisor has out-of-order data queued it puts SACK blocks on the
     data it echoes; those segments must still fit in 1500 bytes (Linux
-    tcp_current_mss), so the kernel never has to reassemble IP fragments.
+    tcp_current_mss), so the kernel never has to reassemble IP fragments
+    (H9 BUGS B1, fixed in 8745b28).
     """
     path = ImpairedPath(make_netns, "--loss", "0.03", "--reorder", "0.5", "--delay", "0.005",
                         "--duplicate", "0", "--seed", "5")
