@@ -82,7 +82,10 @@ def tap_host(ns: Netns, *extra: str) -> subprocess.Popen[bytes]:
 
 
 def sysctl(ns: Netns, name: str, value: int) -> None:
-    ns.run(["sysctl", "-q", "-w", f"{name}={value}"])
+    """Set a per-namespace sysctl inside ``ns`` (through /proc/sys: no procps needed)."""
+    path = "/proc/sys/" + name.replace(".", "/")
+    ns.run(["sh", "-c", f"echo {value} > {path}"])
+    assert ns.run(["cat", path]).stdout.strip() == str(value)
 
 
 # ------------------------------------------------------------------ bulk
@@ -170,7 +173,7 @@ class ImpairedPath:
         veth_pair(kern, "nvik0", kern, "nvir0")
         veth_pair(kern, "nvir1", host, "nvin0")
         for ifname in ("nvir0", "nvir1"):
-            kern.run(["sysctl", "-q", "-w", f"net.ipv6.conf.{ifname}.disable_ipv6=1"])
+            sysctl(kern, f"net.ipv6.conf.{ifname}.disable_ipv6", 1)
         kern.ip("addr", "add", f"{PEER4}/24", "dev", "nvik0")
         self.relay = kern.popen([sys.executable, RELAY_TOOL, "nvir0", "nvir1", *relay_args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
