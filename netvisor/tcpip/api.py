@@ -142,6 +142,18 @@ class TransportContext(Protocol):
         """Tell the driver that ``sock.poll()`` may now answer differently."""
         ...
 
+    def confirm_neighbor(self, route: Route, dst: IPAddress) -> None:
+        """Forward progress proves the next hop towards ``dst`` reachable.
+
+        Upper-layer reachability hint (RFC 4861 7.3.1; Linux ``dst_confirm_neigh``
+        after ``tcp_ack`` saw new data acknowledged): the neighbour entry of
+        ``route.next_hop or dst`` becomes REACHABLE for a new ReachableTime when
+        it has a link-layer address, so a busy connection never waits on ARP/NDP
+        probes. Added after the first version of this contract: callers must
+        tolerate a context without it (``getattr(ctx, "confirm_neighbor", None)``).
+        """
+        ...
+
 
 class Transport(Protocol):
     """What a transport protocol (TCP, UDP, ...) offers the network layer."""

@@ -70,6 +70,8 @@ class NeighborEntry:
     used_at: float = 0.0
     queue: deque[tuple[Any, int]] = field(default_factory=deque)
     queue_bytes: int = 0
+    confirmed_at: float = float("-inf")
+    """Last upper-layer confirmation while REACHABLE (Linux ``neigh->confirmed``)."""
 
 
 # solicit(ip, unicast_mac_or_None_for_multicast)
@@ -259,11 +261,24 @@ class NeighborCache:
             self._release(e)
 
     def confirm(self, ip: IPAddress, now: float) -> None:
-        """Upper-layer reachability confirmation (RFC 4861 7.3.1), e.g. a TCP ACK."""
+        """Upper-layer reachability confirmation (RFC 4861 7.3.1), e.g. a TCP ACK.
+
+        An entry with a link-layer address becomes REACHABLE for a new
+        ReachableTime (STALE/DELAY/PROBE too: the hint proves the path works,
+        so no probe has to win over a congested link). Called per ACK, so a
+        REACHABLE entry only records the time, as Linux ``neigh_confirm``
+        stores ``neigh->confirmed``; its timer re-arms from it when it fires.
+        """
         e = self.entries.get(ip)
-        if e is not None and e.mac is not None and e.state not in (
-                NeighborState.PERMANENT, NeighborState.INCOMPLETE, NeighborState.FAILED):
+        if e is None or e.mac is None:
+            return
+        st = e.state
+        if st is NeighborState.REACHABLE:
+            e.confirmed_at = now
+        elif st not in (NeighborState.PERMANENT, NeighborState.INCOMPLETE,
+                        NeighborState.FAILED):
             e.probes = 0
+            e.confirmed_at = now
             self._set_state(e, NeighborState.REACHABLE, now + self._reachable_time())
 
     # -- timers ------------------------------------------------------------------
@@ -285,7 +300,13 @@ class NeighborCache:
                     self._set_state(e, st, now + self.retrans_timer)
                     self._solicit(e.ip, None)
             elif st is NeighborState.REACHABLE:
-                self._set_state(e, NeighborState.STALE, now + self.config.neigh_gc_stale_time)
+                reach = self._reachable_time()
+                if now < e.confirmed_at + reach:
+                    # Confirmed meanwhile (Linux neigh_timer_handler): stay REACHABLE.
+                    self._set_state(e, st, e.confirmed_at + reach)
+                else:
+                    self._set_state(e, NeighborState.STALE,
+                                    now + self.config.neigh_gc_stale_time)
             elif st is NeighborState.STALE:
                 # Unused for gc_stale_time: forget it (re-resolve on next use).
                 if now - e.used_at >= self.config.neigh_gc_stale_time and not e.queue:

@@ -689,6 +689,15 @@ class Stack:
         if self.on_readiness is not None:
             self.on_readiness(sock)
 
+    def confirm_neighbor(self, route: Route, dst: IPAddress) -> None:
+        """Upper-layer reachability hint (TransportContext; RFC 4861 7.3.1)."""
+        nic = self.nics.get(route.nic_id)
+        if nic is None:
+            return
+        cache = nic.arp if dst.version == 4 else nic.ndp
+        if cache is not None:
+            cache.confirm(route.next_hop or dst, self.now)
+
     def output(self, route: Route, dst: IPAddress, protocol: int,
                transport: bytes | bytearray | memoryview, *, ttl: int | None = None,
                tos: int = 0, dont_fragment: bool | None = None, checksum_offset: int = -1,

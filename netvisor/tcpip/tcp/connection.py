@@ -897,6 +897,8 @@ class Connection:
         acked = ack - prior_una
         data_acked = self.sndbuf.consume(min(ack, self.sndbuf.end))
         self.snd_una = ack
+        # Forward progress confirms the neighbour (Linux tcp_ack -> sk_dst_confirm).
+        self.host.confirm_neighbor(self)
         self.bytes_acked += data_acked
         self.board.advance(ack)
         self.rack.acked(ack)

@@ -110,6 +110,8 @@ class TcpTransport:
         self._eph_counter = ctx.rng.randrange(1 << 16)
         self._blocked: set[Connection] = set()
         self._blocked_retry_at: float | None = None
+        # Added to the contract later (api.TransportContext.confirm_neighbor).
+        self._confirm_neighbor = getattr(ctx, "confirm_neighbor", None)
 
     # ---------------------------------------------------------------- sockets
 
@@ -277,6 +279,12 @@ class TcpTransport:
 
     def egress_has_room(self, nic_id: int) -> bool:
         return self.ctx.egress_has_room(nic_id)
+
+    def confirm_neighbor(self, conn: Connection) -> None:
+        """An ACK advanced SND.UNA: the next hop works (RFC 4861 7.3.1, Linux dst_confirm)."""
+        confirm = self._confirm_neighbor
+        if confirm is not None:
+            confirm(conn.route, conn.raddr)
 
     def egress_blocked(self, conn: Connection, now: float) -> None:
         """``conn`` stopped sending because its NIC queue is full (shaper backpressure).

@@ -60,6 +60,7 @@ class FakeCtx:
         self.woken: list[Any] = []
         self.room = True
         self.unreachable: set[Any] = set()
+        self.confirmed: list[tuple[Any, Any]] = []
 
     def route(self, dst: Any, *, src: Any = None, bound_nic: int | None = None) -> Route:
         if dst in self.unreachable:
@@ -84,6 +85,9 @@ class FakeCtx:
 
     def readiness_changed(self, sock: Any) -> None:
         self.woken.append(sock)
+
+    def confirm_neighbor(self, route: Route, dst: Any) -> None:
+        self.confirmed.append((route.next_hop, dst))
 
     def take(self) -> list[Out]:
         out, self.out = self.out, []
