@@ -41,6 +41,12 @@ def _connect(host: str, port: int) -> socket.socket:
     return s
 
 
+def _tcp_options(s: socket.socket) -> int:
+    """tcpi_options of the kernel's TCP_INFO: 1 timestamps, 2 SACK, 4 window scaling."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return info[5]
+
+
 def _recv_exact(s: socket.socket, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
@@ -67,10 +73,11 @@ def send(host: str, port: int, length: int, seed: int) -> None:
     s.shutdown(socket.SHUT_WR)
     raw = _recv_exact(s, REPORT.size)
     dt = time.perf_counter() - t0
+    options = _tcp_options(s)
     s.close()
     count, digest = REPORT.unpack(raw) if len(raw) == REPORT.size else (-1, b"")
     _emit(bytes=count, sha256=digest.hex(), expected=expected_sha256(seed, length),
-          seconds=dt, gbit_s=length * 8 / dt / 1e9)
+          seconds=dt, gbit_s=length * 8 / dt / 1e9, tcp_options=options)
 
 
 def recv(host: str, port: int, length: int, seed: int) -> None:
@@ -88,9 +95,10 @@ def recv(host: str, port: int, length: int, seed: int) -> None:
         h.update(view[:n])
         total += n
     dt = time.perf_counter() - t0
+    options = _tcp_options(s)
     s.close()
     _emit(bytes=total, sha256=h.hexdigest(), expected=expected_sha256(seed, length),
-          seconds=dt, gbit_s=total * 8 / dt / 1e9)
+          seconds=dt, gbit_s=total * 8 / dt / 1e9, tcp_options=options)
 
 
 def _raise_nofile(n: int) -> None:

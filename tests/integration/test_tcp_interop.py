@@ -55,12 +55,25 @@ def peer(ns: Netns, *args: object, timeout: float = 120) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def bulk_both_ways(ns: Netns, dst: str, length: int, seed: int = SEED) -> dict[str, float]:
-    """kernel -> netvisor (discard) and netvisor -> kernel (source); SHA-256 checked; Gbit/s."""
+TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE = 1, 2, 4
+OPTION_BITS = {"tcp_timestamps": TCPI_OPT_TIMESTAMPS, "tcp_sack": TCPI_OPT_SACK,
+               "tcp_window_scaling": TCPI_OPT_WSCALE}
+
+
+def bulk_both_ways(ns: Netns, dst: str, length: int, seed: int = SEED,
+                   options: int | None = None) -> dict[str, float]:
+    """kernel -> netvisor (discard) and netvisor -> kernel (source); SHA-256 checked; Gbit/s.
+
+    ``options``: the TCP options both connections must have negotiated
+    (the kernel's TCP_INFO tcpi_options bits), when given.
+    """
     sent = peer(ns, "send", dst, DISCARD, length, seed)
     assert sent["bytes"] == length and sent["sha256"] == sent["expected"], sent
     got = peer(ns, "recv", dst, SOURCE, length, seed + 1)
     assert got["bytes"] == length and got["sha256"] == got["expected"], got
+    if options is not None:
+        assert sent["tcp_options"] & 7 == options and got["tcp_options"] & 7 == options, \
+            (sent["tcp_options"], got["tcp_options"], options)
     return {"to_netvisor": sent["gbit_s"], "from_netvisor": got["gbit_s"]}
 
 
@@ -97,7 +110,7 @@ def test_bulk_256mib_each_way_over_tap_with_offloads(make_netns: Any) -> None:
     ns = make_netns("nvi")
     proc = tap_host(ns, "--offload")
     try:
-        rates = bulk_both_ways(ns, OUR4, 256 * MiB)
+        rates = bulk_both_ways(ns, OUR4, 256 * MiB, options=7)
         print(f"256 MiB over TAP+offloads, Gbit/s: {rates}")
         bulk_both_ways(ns, OUR6, 16 * MiB, seed=SEED + 5)
     finally:
@@ -119,7 +132,8 @@ def test_bulk_with_peer_options_off(make_netns: Any, off: tuple[str, ...]) -> No
         sysctl(ns, f"net.ipv4.{name}", 0)
     proc = tap_host(ns, "--offload")
     try:
-        rates = bulk_both_ways(ns, OUR4, 256 * MiB)
+        want = 7 & ~sum(OPTION_BITS[name] for name in off)
+        rates = bulk_both_ways(ns, OUR4, 256 * MiB, options=want)
         print(f"256 MiB with {'/'.join(off)} off, Gbit/s: {rates}")
         bulk_both_ways(ns, OUR6, 4 * MiB, seed=SEED + 3)
     finally:
