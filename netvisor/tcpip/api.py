@@ -173,3 +173,11 @@ class Transport(Protocol):
     def handle_timer(self, now: float) -> None: ...
     def next_deadline(self) -> float | None: ...
     def socket(self, family: int) -> Socket: ...
+
+    # Optional (added later; the network layer looks it up with getattr):
+    #
+    # def handle_egress_room(self, nic_id: int, now: float) -> None:
+    #     """The driver took NIC ``nic_id``'s transmit queue (``frames_to_send``):
+    #     bytes the transport queued there have left it (Linux TSQ's tcp_wfree).
+    #     Only take note; send from the next ``handle_timer`` (report a deadline
+    #     of ``now`` from ``next_deadline``), never from inside this call."""

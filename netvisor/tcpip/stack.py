@@ -974,17 +974,30 @@ class Stack:
         """Take queued frames: of one NIC as ``[Frame]``, or of all as ``[(nic_id, Frame)]``."""
         if nic_id is not None:
             nic = self.nics.get(nic_id)
-            if nic is None or not nic.txq:
+            if nic is None:
+                return []
+            self._egress_drained(nic_id)
+            if not nic.txq:
                 return []
             out = list(nic.txq)
             nic.txq.clear()
             return out
         pairs: list[tuple[int, Frame]] = []
         for nic in self.nics.values():
+            self._egress_drained(nic.id)
             if nic.txq:
                 pairs.extend((nic.id, f) for f in nic.txq)
                 nic.txq.clear()
         return pairs
+
+    def _egress_drained(self, nic_id: int) -> None:
+        """The driver takes the NIC's queue: tell transports that keep a per-NIC
+        budget of queued bytes (TCP small queues, ``Transport.handle_egress_room``).
+        They only take note here; they send from the next ``handle_timer``."""
+        for t in self.transports.values():
+            hook = getattr(t, "handle_egress_room", None)
+            if hook is not None:
+                hook(nic_id, self.now)
 
     def has_frames(self, nic_id: int) -> bool:
         """True when frames wait to be sent on ``nic_id``."""

@@ -51,3 +51,8 @@ class TcpConfig:
     """RFC 6928 initial window (Linux TCP_INIT_CWND)."""
     somaxconn: int = 4096
     """net.core.somaxconn: listen backlog cap."""
+    limit_output_bytes: int = 4 << 20
+    """tcp_limit_output_bytes: TCP small queues' cap on one connection's bytes
+    queued below TCP (Linux 6.x default 4 MiB)."""
+    tsq_min_bytes: int = 65536
+    """Floor of the TCP small queues limit (see output._tsq_limit)."""

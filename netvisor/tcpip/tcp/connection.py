@@ -119,7 +119,7 @@ class Connection:
         "wake_pending", "key", "dead", "rcv_wnd_clamp", "bind_key", "lost_count",
         "ca_name", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at",
         "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos",
-        "rcv_rtt", "ack_soon_at",
+        "rcv_rtt", "ack_soon_at", "tsq_bytes", "tsq_throttled", "tsq_local",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -231,6 +231,11 @@ class Connection:
         self.ack_soon_at: float | None = None
         self.rack_at: float | None = None
         self.tlp_at: float | None = None
+        self.tsq_bytes = 0
+        """Bytes handed to the network layer that its NIC queue has not drained yet."""
+        self.tsq_throttled = False
+        self.tsq_local: bool | None = None
+        """Peer is one of our addresses (local delivery: no NIC queue to drain)."""
         self.log = _ConnLog(log, {"conn": f"{laddr}:{lport}->{raddr}:{rport}"})
 
     # ------------------------------------------------------------------ helpers
@@ -1145,6 +1150,7 @@ class Connection:
     send_ack = _output.send_ack
     send_rst = _output.send_rst
     _tso_limit = _output._tso_limit
+    _tsq_limit = _output._tsq_limit
     _cur_mss = _output._cur_mss
     _seg_mss = _output._seg_mss
     _send_range = _output._send_range

@@ -147,6 +147,29 @@ def _tso_limit(self: "Connection", mss: int) -> int:
     return max(mss, payload - payload % mss)
 
 
+def _tsq_limit(self: "Connection", mss: int) -> int:
+    """TCP small queues (Linux tcp_small_queue_check): bytes this connection may
+    keep queued below TCP (NIC queue, driver) before it waits for them to drain.
+
+    Linux: max(2 TSO segments, ~1 ms at the pacing rate), capped by
+    tcp_limit_output_bytes; the pacing rate is cwnd/SRTT times 2 in slow start,
+    1.2 after (tcp_update_pacing_rate). Departure: the floor is at least
+    ``tsq_min_bytes`` (64 KiB), because here every drain costs a driver turn
+    (tens of microseconds) where Linux pays a TX-completion interrupt; with
+    1448-byte segments and no TSO a 2-segment limit would cost a turn per
+    two frames.
+    """
+    cfg = self.host.config
+    floor = max(2 * self._tso_limit(mss), cfg.tsq_min_bytes)
+    srtt = self.rtt.srtt
+    cc = self.cc
+    if srtt:
+        factor = 2.0 if cc.cwnd < cc.ssthresh // 2 else 1.2
+        per_ms = int(cc.cwnd * factor / max(srtt, 1e-6) / 1000)
+        floor = max(floor, per_ms)
+    return min(floor, cfg.limit_output_bytes)
+
+
 def _send_range(self: "Connection", start: int, end: int, now: float, retrans: bool) -> None:
     """Send sequence range [start, end) (data, plus FIN when it covers fin_seq)."""
     flags = NOFLAGS
@@ -306,6 +329,11 @@ def transmit(self: "Connection", now: float) -> None:
                 break
         if not host.egress_has_room(nic):
             host.egress_blocked(self, now)
+            break
+        if self.tsq_bytes >= self._tsq_limit(mss) and n > 0:
+            # TCP small queues: enough of ours waits below; resume when the NIC
+            # queue drains (TcpTransport.handle_egress_room), not by polling.
+            host.tsq_throttle(self)
             break
         end = self.snd_nxt + n
         if fin_pending and end == self.fin_seq:

@@ -110,6 +110,11 @@ class TcpTransport:
         self._eph_counter = ctx.rng.randrange(1 << 16)
         self._blocked: set[Connection] = set()
         self._blocked_retry_at: float | None = None
+        # TCP small queues: connections with bytes in a NIC's queue, per NIC, and
+        # those waiting for it to drain (handle_egress_room).
+        self._tsq_queued: dict[int, set[Connection]] = {}
+        self._tsq_throttled: set[Connection] = set()
+        self._tsq_ready_at: float | None = None
         # Added to the contract later (api.TransportContext.confirm_neighbor).
         self._confirm_neighbor = getattr(ctx, "confirm_neighbor", None)
 
@@ -260,10 +265,22 @@ class TcpTransport:
     # ---------------------------------------------------------------- output
 
     def output(self, conn: Connection, segment: bytearray, gso_size: int) -> None:
+        route = conn.route
         try:
-            self.ctx.output(conn.route, conn.raddr, PROTO_TCP, segment,
-                            checksum_offset=16 if conn.route.checksum_offload else -1,
+            self.ctx.output(route, conn.raddr, PROTO_TCP, segment,
+                            checksum_offset=16 if route.checksum_offload else -1,
                             gso_size=gso_size, tos=conn.opts.tos, ttl=conn.opts.ttl)
+            local = conn.tsq_local
+            if local is None:
+                local = conn.tsq_local = self.ctx.is_local_address(conn.raddr)
+            if local:
+                return  # delivered inside the stack at the next timer pass: no NIC queue
+            if not conn.tsq_bytes:
+                queued = self._tsq_queued.get(route.nic_id)
+                if queued is None:
+                    queued = self._tsq_queued[route.nic_id] = set()
+                queued.add(conn)
+            conn.tsq_bytes += len(segment)
         except NetError as exc:
             # The route vanished under us (address removed, NIC gone): the segment is
             # lost like on a wire; retransmission and timeouts deal with it.
@@ -289,9 +306,10 @@ class TcpTransport:
     def egress_blocked(self, conn: Connection, now: float) -> None:
         """``conn`` stopped sending because its NIC queue is full (shaper backpressure).
 
-        The network layer has no "room again" callback (Linux has TSQ's), so the
-        blocked connections are retried every EGRESS_RETRY seconds, and at every
-        packet or timer turn, until the queue takes data again.
+        Blocked connections are retried every EGRESS_RETRY seconds, and at every
+        packet or timer turn, until the queue takes data again. (The per-connection
+        small-queue limit, the common case, resumes on ``handle_egress_room``
+        instead; this path covers a link whose own queue refuses frames.)
         """
         self._blocked.add(conn)
         if self._blocked_retry_at is None:
@@ -311,6 +329,35 @@ class TcpTransport:
                 self._blocked.add(conn)
         if self._blocked:
             self._blocked_retry_at = now + EGRESS_RETRY
+
+    def tsq_throttle(self, conn: Connection) -> None:
+        """``conn`` stopped at its small-queue limit until its NIC queue drains."""
+        conn.tsq_throttled = True
+        self._tsq_throttled.add(conn)
+
+    def handle_egress_room(self, nic_id: int, now: float) -> None:
+        """The network layer's queue of ``nic_id`` was drained (frames taken by the driver).
+
+        Linux TSQ's tcp_wfree -> tcp_tsq_handler: the connections' queued bytes are
+        gone; throttled ones send again from the next timer pass (deadline ``now``),
+        never from inside this call, which may come from deep in an output path.
+        """
+        queued = self._tsq_queued.pop(nic_id, None)
+        if queued:
+            for conn in queued:
+                conn.tsq_bytes = 0
+        if self._tsq_throttled and self._tsq_ready_at is None:
+            self._tsq_ready_at = now
+
+    def _tsq_resume(self, now: float) -> None:
+        self._tsq_ready_at = None
+        ready = [c for c in self._tsq_throttled if c.tsq_bytes == 0 or c.dead]
+        for conn in ready:
+            self._tsq_throttled.discard(conn)
+            conn.tsq_throttled = False
+            if not conn.dead:
+                conn.transmit(now)
+                self.post(conn)
 
     def challenge_ack_allowed(self, now: float) -> bool:
         sec = int(now)
@@ -441,6 +488,8 @@ class TcpTransport:
     # ---------------------------------------------------------------- timers
 
     def handle_timer(self, now: float) -> None:
+        if self._tsq_ready_at is not None and now >= self._tsq_ready_at:
+            self._tsq_resume(now)
         if self._blocked_retry_at is not None and now >= self._blocked_retry_at:
             self._retry_blocked(now)
         heap = self._heap
@@ -455,6 +504,9 @@ class TcpTransport:
     def next_deadline(self) -> float | None:
         heap = self._heap
         best = self._blocked_retry_at
+        ready = self._tsq_ready_at
+        if ready is not None and (best is None or ready < best):
+            best = ready
         while heap:
             dl, _, conn = heap[0]
             if conn.dead or conn.scheduled_at != dl:

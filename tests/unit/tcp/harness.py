@@ -152,7 +152,10 @@ class Net:
 
     def _collect(self) -> None:
         for h in self.hosts.values():
-            for o in h.ctx.take():
+            outs = h.ctx.take()
+            # The "NIC" took the queue: TCP small queues may send again.
+            h.tcp.handle_egress_room(1, self.now)
+            for o in outs:
                 if self.keep_trace:
                     self.trace.append((self.now, o))
                 if self.drop_filter is not None and self.drop_filter(o):
@@ -255,7 +258,9 @@ class Raw:
         self.advance(self.ctx.now)
 
     def out(self) -> list[tuple[TcpRepr, bytes]]:
-        return [(o.repr, o.payload) for o in self.ctx.take()]
+        outs = self.ctx.take()
+        self.tcp.handle_egress_room(1, self.ctx.now)  # the "NIC" drained its queue
+        return [(o.repr, o.payload) for o in outs]
 
     def seg(self, seq_off: int, flags: TcpFlags = TcpFlags.NONE, *, ack: int | None,
             window: int = 65535, ts: bool = True, port: int = 0, **kw: Any) -> TcpRepr:
