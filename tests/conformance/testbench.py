@@ -51,6 +51,7 @@ from scapy.packet import Packet, Raw
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35  # asm-generic/socket.h (SO_TIMESTAMPNS_OLD on 64-bit: struct timespec)
 
 # Timeouts (seconds). A DUT that should answer at once gets EXPECT_TIMEOUT; an
 # expect_none() that checks for the absence of a frame waits NONE_TIMEOUT. Both
@@ -184,6 +185,8 @@ class Testbench:
     ``answer`` and queues it for :meth:`expect`.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, topo: Topology, pcap_path: str) -> None:
         self.topo = topo
         self.pcap_path = pcap_path
@@ -199,6 +202,7 @@ class Testbench:
         def open_sock() -> socket.socket:
             s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             s.bind((topo.tb_if, ETH_P_ALL))
             return s
 
@@ -208,28 +212,45 @@ class Testbench:
         self._thread.start()
 
     # ------------------------------------------------------------------ io
-    def _record(self, frame: bytes) -> None:
+    def _record(self, frame: bytes, wall: float | None = None) -> None:
         with self._pcap_lock:
             if not self._pcap.closed:
-                self._pcap.write(_pcap_record(time.time(), frame))
+                self._pcap.write(_pcap_record(time.time() if wall is None else wall, frame))
 
     def _reader(self) -> None:
         while not self._stop.is_set():
             try:
-                data, addr = self.sock.recvfrom(262144)
+                data, anc, _flags, addr = self.sock.recvmsg(262144, 64)
             except TimeoutError:
                 continue
             except OSError:
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue
-            self._record(data)
+            arrived = self._arrival(anc)
+            self._record(data, arrived[1])
             try:
                 if self._respond(data):
                     continue
             except Exception:  # noqa: BLE001 - a malformed frame is simply not answered
                 pass
-            self._q.put((time.monotonic(), data))
+            self._q.put((arrived[0], data))
+
+    @staticmethod
+    def _arrival(anc: list[tuple[int, int, bytes]]) -> tuple[float, float]:
+        """(monotonic, wall) arrival time, from the kernel's receive timestamp.
+
+        Timing cases (RTO and probe backoff) compare gaps of a few hundred
+        milliseconds; a kernel timestamp keeps a busy Python thread from
+        skewing them. The wall-clock stamp is moved onto the monotonic clock.
+        """
+        now_mono, now_wall = time.monotonic(), time.time()
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
+                sec, nsec = struct.unpack_from("qq", payload)
+                wall = sec + nsec / 1e9
+                return now_mono - (now_wall - wall), wall
+        return now_mono, now_wall
 
     def _respond(self, data: bytes) -> bool:
         """Answer ARP requests and neighbour solicitations for TB addresses."""
