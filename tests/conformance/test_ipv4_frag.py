@@ -82,3 +82,12 @@ def test_reassembly_timeout_time_exceeded(tb, dut):
     p = tb.expect(lambda p: tb.from_dut(p, 4) and ICMP in p and p[ICMP].type == 11
                   and IPerror in p and p[IPerror].id == 4321, 5, "time exceeded for IP ID 4321")
     assert p[ICMP].code == 1 and p[IPerror].src == tb.topo.tb_ip4
+
+
+def test_reassembly_timeout_without_first_fragment_silent(tb, dut):
+    """Without fragment zero, an expired reassembly sends no ICMP (RFC 792: only if fragment zero arrived)."""
+    ident = random.randint(1, 0xFFFF)
+    msg = _message(ident)
+    tb.send(_frag(tb, msg, 4322, 32, 64))
+    tb.expect_none(lambda p: tb.from_dut(p, 4) and ICMP in p and p[ICMP].type == 11
+                   and IPerror in p and p[IPerror].id == 4322, 3.0, "time exceeded")

@@ -109,3 +109,13 @@ def test_reassembly_timeout_time_exceeded(tb, dut):
                   and IPv6ExtHdrFragment in p and p[IPv6ExtHdrFragment].id == 4321,
                   5, "time exceeded for fragment ID 4321")
     assert p[ICMPv6TimeExceeded].code == 1 and p[IPerror6].src == tb.topo.tb_ip6
+
+
+def test_reassembly_timeout_without_first_fragment_silent(tb, dut):
+    """Without the first fragment, an expired reassembly sends no ICMPv6 (RFC 8200 4.5)."""
+    ident = random.randint(1, 0xFFFF)
+    msg = _message(tb, ident)
+    tb.send(_frag(tb, msg, 4322, 32, 64))
+    tb.expect_none(lambda p: tb.from_dut(p, 6) and ICMPv6TimeExceeded in p
+                   and IPv6ExtHdrFragment in p and p[IPv6ExtHdrFragment].id == 4322,
+                   3.0, "time exceeded")
