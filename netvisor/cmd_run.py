@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import shutil
 import signal
@@ -33,6 +34,10 @@ from netvisor.syscall.spawn import SpawnError, spawn, terminal_foreground_restor
 log = logging.getLogger(__name__)
 
 EXIT_SETUP_FAILED = 125
+DRAIN_TIMEOUT = 60.0
+"""Seconds the stack keeps sending after the program exits (Linux tcp_fin_timeout)."""
+DRAIN_POLL = 0.005
+"""How often the drain checks for completion (exit path only)."""
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH)
 
@@ -61,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--egress-rate", metavar="RATE", help="egress token bucket rate")
     parser.add_argument("--egress-burst", metavar="SIZE", help="egress token bucket burst")
     parser.add_argument("--stats", action="store_true", help="print stack counters at exit")
+    parser.add_argument("--drain-timeout", metavar="SECONDS", type=float,
+                        default=DRAIN_TIMEOUT,
+                        help="after the program exits, keep delivering the data and FINs "
+                             "its TCP connections still owe for up to SECONDS, then reset "
+                             f"what is left (default {DRAIN_TIMEOUT:g}, like tcp_fin_timeout)")
     parser.add_argument("--no-nat", action="store_true",
                         help="no forwarding/masquerade for the default TAP wiring")
     parser.add_argument("--platform", choices=("seccomp", "ptrace"), default="seccomp",
@@ -193,8 +203,10 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
 
         def interfaces() -> Any:
             return describe(netstack)[0]
+    if args.drain_timeout < 0:
+        raise RunError("--drain-timeout must be >= 0")
     code = trio.run(_supervise, sandboxed, provider, netstack, debug, netlink, interfaces,
-                    list(args.publish))
+                    list(args.publish), args.drain_timeout)
     terminal_foreground_restore()
     for msg in sandboxed.messages:
         _error(msg)
@@ -205,7 +217,8 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
 
 
 async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO | None,
-                     netlink: Any, interfaces: Any, publish: list[str]) -> int:
+                     netlink: Any, interfaces: Any, publish: list[str],
+                     drain_timeout: float = DRAIN_TIMEOUT) -> int:
     from netvisor.syscall.supervisor import Supervisor
     supervisor = Supervisor(sandboxed.listener, provider, debug=debug, netlink=netlink,
                             interfaces=interfaces)
@@ -218,16 +231,53 @@ async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO
         if netstack is not None and publish:
             from netvisor.syscall.wiring import serve_publish
             await nursery.start(serve_publish, netstack, publish)
-        nursery.start_soon(_forward_signals, sandboxed)
+        drain = trio.CancelScope()
+        nursery.start_soon(_forward_signals, sandboxed, drain)
         sandboxed.go()
         code = await sandboxed.wait()
+        if netstack is not None:
+            await _drain(supervisor, netstack, drain, drain_timeout)
         nursery.cancel_scope.cancel()
     return int(code)
 
 
-async def _forward_signals(sandboxed: Any) -> None:
+async def _drain(supervisor: Any, netstack: Any, scope: trio.CancelScope,
+                 timeout: float) -> None:
+    """After the program's exit: deliver what its TCP connections still owe.
+
+    The program's ends of its sockets are closed (its processes are gone),
+    so the supervisor's pumps move what it wrote into the stack and then
+    close the stack sockets (FIN, or RST per Linux rules). The loop keeps
+    running until that is done and no connection has unsent/unacknowledged
+    data or an unacknowledged FIN (as Linux keeps orphaned sockets sending),
+    at most ``timeout`` seconds (BUGS-H9 B5). Whatever is left is reset so
+    that no peer waits for data that will never come; a signal (SIGINT,
+    SIGTERM) during the drain ends it early.
+    """
+    scope.deadline = trio.current_time() + timeout
+    with scope:
+        while supervisor.pumping() or netstack.unfinished_connections():
+            await trio.sleep(DRAIN_POLL)
+    left = netstack.unfinished_connections()
+    if left:
+        log.warning("netvisor: %d connection(s) still sending after --drain-timeout: reset",
+                    len(left))
+    if netstack.abort_connections():
+        # Let the RSTs leave (a shaper may hold them a moment).
+        with trio.move_on_after(1.0):
+            while not netstack.egress_idle():
+                await trio.sleep(DRAIN_POLL)
+
+
+async def _forward_signals(sandboxed: Any, drain: trio.CancelScope | None = None) -> None:
     with trio.open_signal_receiver(*FORWARDED_SIGNALS) as signals:
         async for sig in signals:
+            # The drain scope gets its deadline when the program has exited:
+            # then there is nobody to forward to, and the signal ends the drain.
+            if drain is not None and drain.deadline != math.inf \
+                    and sig in (signal.SIGINT, signal.SIGTERM):
+                drain.cancel()
+                continue
             sandboxed.signal(sig)
 
 

@@ -67,6 +67,11 @@ MAX_FRAMES_PER_TURN: Final = 256
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
+# TCP states (by name: the driver does not import TCP) in which our FIN is
+# sent but not acknowledged, and the open synchronized ones.
+_FIN_UNACKED: Final = frozenset({"FIN_WAIT_1", "CLOSING", "LAST_ACK"})
+_SYNCHRONIZED_OPEN: Final = frozenset({"ESTABLISHED", "CLOSE_WAIT", "SYN_RECEIVED"})
+
 
 @dataclass
 class _Link:
@@ -329,6 +334,58 @@ class NetStack:
             deadline = self.stack.next_deadline()
             await trio.sleep_until(max(deadline if deadline is not None else math.inf,
                                        trio.current_time()) + 0.001)
+
+    # ------------------------------------------------------------ draining
+
+    def unfinished_connections(self) -> list[Any]:
+        """TCP connections that still owe their peer something: unsent or
+        unacknowledged data, or a FIN not yet acknowledged (FIN-WAIT-1,
+        CLOSING, LAST-ACK). What ``netvisor run`` keeps the loop alive for
+        after the program exits (Linux keeps orphaned sockets sending).
+        """
+        tcp = self.stack.transports.get(6)
+        conns = getattr(tcp, "conns", None)
+        if not conns:
+            return []
+        out = []
+        for conn in list(conns.values()):
+            name = conn.state.name
+            if name in _FIN_UNACKED or (name in _SYNCHRONIZED_OPEN
+                                        and (len(conn.sndbuf) or conn.flight > 0)):
+                out.append(conn)
+        return out
+
+    def egress_idle(self) -> bool:
+        """No frame waits in a link: nothing refused, nothing in a shaper's queue."""
+        for link in self._links.values():
+            if link.closed:
+                continue
+            if link.pending or self.stack.has_frames(link.nic_id):
+                return False
+            for ep in link.services:
+                if getattr(getattr(ep, "stats", None), "queued_frames", 0):
+                    return False
+        return True
+
+    def abort_connections(self) -> int:
+        """Reset every synchronized TCP connection (RST to the peer); returns how many.
+
+        For what is left when ``netvisor run`` stops: a peer must see the
+        connection end rather than wait for data that will never come.
+        """
+        tcp = self.stack.transports.get(6)
+        conns = getattr(tcp, "conns", None)
+        if not conns:
+            return 0
+        now = self.stack.now
+        n = 0
+        for conn in list(conns.values()):
+            if conn.state.name in _FIN_UNACKED or conn.state.name in _SYNCHRONIZED_OPEN \
+                    or conn.state.name == "FIN_WAIT_2":
+                conn.abort(now)
+                n += 1
+        self.kick()
+        return n
 
     # ---------------------------------------------------------------- loop
 

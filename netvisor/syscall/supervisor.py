@@ -65,7 +65,8 @@ SO_TYPE, SO_ERROR, SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 3, 4, 30, 38, 39
 SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD, SO_RCVTIMEO_NEW, SO_SNDTIMEO_NEW = 20, 21, 66, 67
 SO_TIMESTAMP_OLD, SO_TIMESTAMPNS_OLD = 29, 35
 IPPROTO_IP, IPPROTO_IPV6 = 0, 41
-IP_PKTINFO, IP_RECVTTL, IP_TTL = 8, 12, 2
+IP_PKTINFO, IP_RECVTTL, IP_TTL, IP_TOS, IP_RECVTOS = 8, 12, 2, 1, 13
+IPV6_RECVTCLASS, IPV6_TCLASS = 66, 67
 MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_CTRUNC = 2, 0x20, 0x40, 0x8
 NETLINK_ROUTE = 0
 POLL_HUPMASK = select.POLLHUP | select.POLLERR
@@ -102,6 +103,7 @@ class RxMeta:
     dst: Any = None
     ifindex: int = 0
     ttl: int = 0
+    tos: int = 0
 
 
 @dataclass(eq=False)
@@ -215,6 +217,17 @@ class Supervisor:
                         raise
                     self.calls += 1
                     self._dispatch(n)
+
+    def pumping(self) -> bool:
+        """After the program's exit: whether a socket's pump still has to move
+        what the program wrote into the stack (its sockets close as their
+        pumps reach EOF). A socket still connecting holds nothing written
+        (its pump is paused until the handshake completes): it is closed here.
+        """
+        for es in list(self.socks.values()):
+            if es.paused:
+                self._teardown(es)
+        return bool(self.socks)
 
     def _dispatch(self, n: Notification) -> None:
         handler = self.handlers.get(n.name)
@@ -664,16 +677,26 @@ class Supervisor:
         recvmsg = getattr(sock, "recvmsg", None)
         while True:
             try:
+                # MSG_DONTWAIT: after the program's SHUT_RD a blocking receive
+                # returns b"" at once, which is not a datagram.
                 if recvmsg is not None:
-                    r = recvmsg(65536)
+                    r = recvmsg(65536, MSG_DONTWAIT)
                     data, addr = r.data, r.addr
                     meta = RxMeta(time.time(), getattr(r, "dst", None),
-                                  getattr(r, "ifindex", 0), getattr(r, "ttl", 0))
+                                  getattr(r, "ifindex", 0), getattr(r, "ttl", 0),
+                                  getattr(r, "tos", 0))
                 else:
-                    data, addr = sock.recvfrom(65536)
+                    data, addr = sock.recvfrom(65536, MSG_DONTWAIT)
                     meta = RxMeta(time.time())
             except NetError as e:
                 if e.errno == errno.EAGAIN:
+                    if sock.poll() & select.POLLRDHUP:
+                        # SHUT_RD: nothing more will be queued (Linux drops
+                        # datagrams for a receive-shut socket). EOF for the
+                        # program's blocking receives, as Linux answers them.
+                        with contextlib.suppress(OSError):
+                            sup.shutdown(socket.SHUT_WR)
+                        return
                     await self.stack.wait(sock, select.POLLIN)
                     continue
                 if e.errno == errno.EBADF:
@@ -1146,6 +1169,7 @@ class Supervisor:
             return self._stream_send(n, es, memory.read(n.pid, n.args[1], length), flags)
         if length > 65535 + 8:
             raise Reply(0, errno.EMSGSIZE)
+        self._take_error(es)
         fam, addr = self._read_sockaddr(n, es, n.args[4], n.args[5])
         data = memory.read(n.pid, n.args[1], length)
         if fam == socket.AF_UNSPEC:
@@ -1155,6 +1179,18 @@ class Supervisor:
         sent = es.sock.sendto(data, flags & ~MSG_DONTWAIT, addr)
         self.stack.kick()
         return int(sent)
+
+    @staticmethod
+    def _take_error(es: EmuSocket) -> None:
+        """A pending error (ICMP port unreachable on a connected UDP socket:
+        ECONNREFUSED) fails the next send once, as Linux sock_alloc_send_pskb.
+
+        The stack reported it to our receive pump, which keeps it here; the
+        program's untrapped send()/recv() on the pair cannot see it.
+        """
+        if es.error:
+            err, es.error = es.error, 0
+            raise Reply(0, err)
 
     def _take_datagram(self, n: Notification, es: EmuSocket, fd: int, size: int, flags: int
                        ) -> tuple[bytes, Any, RxMeta] | None:
@@ -1283,6 +1319,7 @@ class Supervisor:
         name, namelen, iov, iovlen, _ctl, _ctllen, _ = self._MSGHDR.unpack(
             memory.read(n.pid, hdr_ptr, self._MSGHDR.size))
         data = memory.gather(n.pid, memory.read_iovecs(n.pid, iov, iovlen))
+        self._take_error(es)
         addr = None
         if name and namelen:
             fam, addr = self._read_sockaddr(n, es, name, namelen)
@@ -1438,12 +1475,14 @@ def _ns_pid(tid: int) -> int:
 # (level, option) -> the ancillary data recvmsg then adds (ip(7), ipv6(7), socket(7)).
 _CMSG_OPTS = {(SOL_SOCKET, SO_TIMESTAMP_OLD): "timestamp", (IPPROTO_IP, IP_PKTINFO): "pktinfo",
               (IPPROTO_IP, IP_RECVTTL): "ttl", (IPPROTO_IPV6, 49): "pktinfo6",
-              (IPPROTO_IPV6, 51): "hoplimit"}
+              (IPPROTO_IPV6, 51): "hoplimit", (IPPROTO_IP, IP_RECVTOS): "tos",
+              (IPPROTO_IPV6, IPV6_RECVTCLASS): "tclass"}
 
 
 def _control_messages(es: EmuSocket, meta: RxMeta) -> bytes:
     """Control messages for one datagram, in the order Linux emits them
-    (sock_recv_timestamp, then ip_cmsg_recv: PKTINFO before TTL)."""
+    (sock_recv_timestamp, then ip_cmsg_recv: PKTINFO, TTL, TOS; IPv6:
+    ip6_datagram_recv_specific_ctl: PKTINFO, HOPLIMIT, TCLASS)."""
     out = b""
     if "timestamp" in es.cmsg:
         sec = int(meta.stamp)
@@ -1455,12 +1494,16 @@ def _control_messages(es: EmuSocket, meta: RxMeta) -> bytes:
                                                          dst.packed))
     if "ttl" in es.cmsg and meta.ttl:
         out += _cmsg(IPPROTO_IP, IP_TTL, struct.pack("<i", meta.ttl))
+    if "tos" in es.cmsg and (dst is None or dst.version == 4):
+        out += _cmsg(IPPROTO_IP, IP_TOS, bytes((meta.tos & 0xFF,)))  # one byte, as Linux
     if "pktinfo6" in es.cmsg and dst is not None:
         d6 = dst if dst.version == 6 else ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff"
                                                                  + dst.packed)
         out += _cmsg(IPPROTO_IPV6, 50, d6.packed + struct.pack("<i", meta.ifindex))
     if "hoplimit" in es.cmsg and meta.ttl:
         out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", meta.ttl))
+    if "tclass" in es.cmsg:
+        out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", meta.tos & 0xFF))
     return out
 
 
