@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from netvisor.netstack import NetStack
+from netvisor.netstack import NetStack, config_from_sysctls
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,20 @@ class WiringError(Exception):
 
 def build_netstack(args: argparse.Namespace, cleanup: contextlib.ExitStack
                    ) -> tuple[NetStack, NetStack]:
-    """The NetStack for ``args.network`` (its undo actions go on ``cleanup``)."""
-    ns = NetStack()
+    """The NetStack for ``args.network`` (its undo actions go on ``cleanup``).
+
+    With ``--netns`` the stack takes the namespace's sysctls (ipfrag_time,
+    icmp_ratelimit, neighbour timers, port range...), as runsc does.
+    """
+    config = None
+    if args.network == "sandbox" and args.netns:
+        if not os.path.exists(args.netns):
+            raise WiringError(f"--netns {args.netns}: no such namespace")
+        try:
+            config = config_from_sysctls(netns=args.netns)
+        except OSError as e:
+            raise WiringError(f"--netns {args.netns}: cannot enter: {e.strerror or e}") from None
+    ns = NetStack(config=config)
     ns.add_loopback()
     cleanup.callback(ns.close)
     if args.network == "none":
