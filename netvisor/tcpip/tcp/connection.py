@@ -34,8 +34,13 @@ Deliberate departures (documented where they happen):
   for original transmissions (``rack.py``); a lost retransmission is found
   when data sent after it is SACKed (Linux's older tcp_mark_lost_retrans)
   rather than by RACK's per-segment re-timing. TLP as RFC 8985 7.
-* Spurious RTOs are undone with timestamps only (Eifel, RFC 3522/4015);
-  no F-RTO (RFC 5682) without timestamps.
+* Spurious episodes are undone as Linux does: RTOs and fast recoveries by
+  timestamps (Eifel, RFC 3522/4015; tcp_packet_delayed) or when every
+  retransmission of the episode was D-SACKed (RFC 3708, tcp_try_undo_dsack);
+  no F-RTO (RFC 5682). RACK.rtt is the latest RTT sample (timestamps),
+  not the delivered segment's own: with our 1 ms timestamp clock and no
+  per-segment retransmission stamps this is the conservative choice, and
+  measured better under heavy reordering (tests/unit/tcp/test_reordering.py).
 * No ECN, no TCP Fast Open, no pacing. HyStart++ (RFC 9406) only with
   timestamps' 1 ms RTT samples (Linux HyStart uses microsecond samples).
 """
@@ -120,6 +125,7 @@ class Connection:
         "ca_name", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at",
         "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos",
         "rcv_rtt", "ack_soon_at", "tsq_bytes", "tsq_throttled", "tsq_local",
+        "undo_marker", "undo_retrans", "undos",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -224,9 +230,18 @@ class Connection:
         self.more_pending = False
         self.pingpong = 0
         self.output_pending = False
-        self.rtx_marks: list[list[int]] = []
+        self.rtx_marks: list[list[Any]] = []
+        """[start, end, snd_nxt when sent, time sent] per retransmission in flight."""
         self.undo: tuple[int, int, int] | None = None
+        """(cwnd, ssthresh, TSval of the first retransmission or -1) to restore if the
+        episode proves spurious (Linux prior_cwnd/prior_ssthresh/retrans_stamp)."""
+        self.undo_marker = 0
+        """SND.UNA when the episode began (Linux tp->undo_marker)."""
+        self.undo_retrans = -1
+        """Retransmitted segments of the episode not yet D-SACKed (tp->undo_retrans);
+        -1 until the episode retransmits anything."""
         self.spurious_rtos = 0
+        self.undos = 0
         self.rcv_rtt: float | None = None
         self.ack_soon_at: float | None = None
         self.rack_at: float | None = None
@@ -834,6 +849,11 @@ class Connection:
         newly_sacked = 0
         if self.sack_ok and rep.sack_blocks:
             newly_sacked = self._process_sack(rep.sack_blocks, ack)
+            if (self.undo_retrans == 0 and self.undo is not None
+                    and self.ca_state in (CaState.RECOVERY, CaState.LOSS)):
+                # Every retransmission of the episode was D-SACKed: the originals
+                # had arrived, nothing was lost (RFC 3708; Linux tcp_try_undo_dsack).
+                self._undo_episode(now)
         acked = ack - prior_una
         if acked > 0:
             self._ack_advanced(rep, ack, now)
@@ -874,7 +894,7 @@ class Connection:
             if e <= s or e > self.snd_nxt:
                 continue  # invalid block (RFC 2018 / Linux tcp_is_sackblock_valid)
             if i == 0 and s < ack:
-                self.rack.dsack()  # D-SACK (RFC 2883 4): below the cumulative ACK
+                self._dsack_seen(s, e)  # D-SACK (RFC 2883 4): below the cumulative ACK
                 continue
             if s < ack:
                 continue
@@ -882,7 +902,12 @@ class Connection:
                 s2 = una + seq_diff(blocks[1][0], una & M32)
                 e2 = una + seq_diff(blocks[1][1], una & M32)
                 if s2 <= s and e <= e2:
-                    self.rack.dsack()  # D-SACK inside the second block
+                    self._dsack_seen(s, e)  # D-SACK inside the second block
+                    continue
+            if s < una:
+                # An ACK older than SND.UNA (reordered ACKs): only the part above counts.
+                s = una
+                if e <= s:
                     continue
             prior_high = self.board.high
             added = self.board.add(s, e)
@@ -897,6 +922,42 @@ class Connection:
             newly += added
         return newly
 
+    def _dsack_seen(self, s: int, e: int) -> None:
+        """A D-SACK: data we sent twice arrived twice (Linux tcp_dsack_seen).
+
+        It widens RACK's reordering window (RFC 8985 6.2 step 4), and when it
+        covers a retransmission of the current episode it counts towards
+        undoing it (RFC 3708; Linux undo_retrans, tcp_try_undo_dsack).
+        """
+        self.rack.dsack(self.host.ctx.now, self.rtt.srtt or 0.0)
+        self.rack.reord_seen = True
+        if self.undo is not None and s >= self.undo_marker and self.undo_retrans > 0:
+            self.undo_retrans -= max(1, -(-(e - s) // max(self.snd_mss, 1)))
+
+    def _start_undo(self) -> None:
+        """Remember what a spurious episode must give back (Linux tcp_init_undo)."""
+        self.undo = (self.cc.cwnd, self.cc.ssthresh, self.ts_now() if self.ts_ok else -1)
+        self.undo_marker = self.snd_una
+        self.undo_retrans = -1
+
+    def _undo_episode(self, now: float) -> None:
+        """The recovery or RTO episode was spurious: restore cwnd/ssthresh and go
+        back to OPEN (Linux tcp_undo_cwnd_reduction + tcp_try_keep_open; RFC 4015)."""
+        assert self.undo is not None
+        cwnd, ssthresh, _ = self.undo
+        if self.ca_state == CaState.LOSS:
+            self.spurious_rtos += 1
+        self.cc.cwnd = max(self.cc.cwnd, cwnd)
+        self.cc.ssthresh = max(self.cc.ssthresh, ssthresh)
+        self.ca_state = CaState.DISORDER if self.board else CaState.OPEN
+        self.high_rxt = self.snd_nxt
+        self.recover = self.snd_una
+        self.force_rxt = False
+        self.rtx_marks.clear()
+        self.undo = None
+        self.undos += 1
+        self.log.debug("undo: cwnd=%d ssthresh=%d", self.cc.cwnd, self.cc.ssthresh)
+
     def _ack_advanced(self, rep: TcpRepr, ack: int, now: float) -> None:
         prior_una = self.snd_una
         acked = ack - prior_una
@@ -906,7 +967,7 @@ class Connection:
         self.host.confirm_neighbor(self)
         self.bytes_acked += data_acked
         self.board.advance(ack)
-        self.rack.acked(ack)
+        self.rack.acked(ack, now)
         if self.rack.tlp_high is not None and ack >= self.rack.tlp_high:
             self.rack.tlp_high = None
         if self.high_rxt < ack:
@@ -931,20 +992,19 @@ class Connection:
         self.probes_out = 0
         flight = self.flight
         # Eifel detection (RFC 3522) with the RFC 4015 response, as Linux
-        # tcp_try_undo_loss: an ACK echoing a timestamp older than our first
-        # retransmission acknowledges the original, so the RTO was spurious:
-        # restore the window and stop resending what is in flight.
-        if (self.ca_state == CaState.LOSS and self.undo is not None
+        # tcp_packet_delayed: an ACK echoing a timestamp older than our first
+        # retransmission acknowledges the original, so the episode was spurious:
+        # restore the window and stop resending what is in flight. After an RTO
+        # at once (tcp_try_undo_loss); in fast recovery once no retransmission
+        # is left outstanding (tcp_try_undo_partial / tcp_try_undo_recovery).
+        undo = self.undo
+        if (undo is not None and undo[2] >= 0 and self.ca_state in (CaState.LOSS,
+                                                                     CaState.RECOVERY)
                 and rep.timestamps is not None and rep.timestamps[1]
-                and seq_diff(rep.timestamps[1], self.undo[2]) < 0):
-            cwnd, ssthresh, _ = self.undo
-            self.cc.cwnd = max(self.cc.cwnd, cwnd)
-            self.cc.ssthresh = max(self.cc.ssthresh, ssthresh)
-            self.ca_state = CaState.OPEN
-            self.high_rxt = self.snd_nxt
-            self.rtx_marks.clear()
-            self.undo = None
-            self.spurious_rtos += 1
+                and seq_diff(rep.timestamps[1], undo[2]) < 0
+                and (self.ca_state == CaState.LOSS or ack >= self.high_rxt
+                     or ack >= self.recover)):
+            self._undo_episode(now)
         # Congestion control and recovery (RFC 6582 3.2, RFC 6675 5).
         if self.ca_state in (CaState.RECOVERY, CaState.LOSS):
             if ack >= self.recover:
@@ -984,14 +1044,15 @@ class Connection:
         if high is None:
             return
         una = self.snd_una
-        keep: list[list[int]] = []
+        keep: list[list[Any]] = []
         for mark in self.rtx_marks:
-            s, e, sent_before = mark
+            s, e, sent_before, _ = mark
             if e <= una:
                 continue
             keep.append(mark)
             if high <= sent_before + self.snd_mss:
                 continue  # nothing sent after it has been delivered yet
+
             pos = max(s, una)
             resent = False
             mss = self._cur_mss()
@@ -1006,6 +1067,7 @@ class Connection:
                 resent = True
             if resent:
                 mark[2] = self.snd_nxt
+                mark[3] = now
         self.rtx_marks = keep
 
     def _detect_loss(self, now: float, newly_sacked: int) -> None:
@@ -1028,6 +1090,7 @@ class Connection:
             self._enter_recovery(now)
 
     def _enter_recovery(self, now: float) -> None:
+        self._start_undo()
         self.cc.on_loss(now, self.flight)
         self.cc.cwnd = max(self.cc.ssthresh, 2 * self.snd_mss)
         self.ca_state = CaState.RECOVERY

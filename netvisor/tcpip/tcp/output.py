@@ -188,6 +188,8 @@ def _send_range(self: "Connection", start: int, end: int, now: float, retrans: b
     if retrans:
         self.total_retrans += 1
         self.bytes_retrans += n
+        if self.undo is not None:
+            self.undo_retrans = max(self.undo_retrans, 0) + max(1, -(-n // max(seg_mss, 1)))
     else:
         self.bytes_sent += n
         if n and now - self.last_data_recv_at < self.ato and self.data_segs_in:
@@ -228,10 +230,11 @@ def _sack_lost_end(self: "Connection") -> int:
         return end
     rtt = self.rtt
     srtt = rtt.srtt or self.host.config.rto_initial
-    reo = self.rack.reo_wnd(rtt.min_rtt or srtt, srtt, self.ca_state == CaState.RECOVERY,
-                            self.board.sacked >= thr)
+    rack = self.rack
+    reo = rack.reo_wnd(rack.min_rtt or rtt.min_rtt or srtt, srtt,
+                       self.ca_state == CaState.RECOVERY, self.board.sacked >= thr)
     now = self.host.ctx.now
-    rack_end, nxt = self.rack.lost_end(una, high, now, (rtt.latest or srtt) + reo)
+    rack_end, nxt = rack.lost_end(una, high, now, (rtt.latest or srtt) + reo)
     self.rack_at = nxt
     return max(end, rack_end)
 
@@ -281,7 +284,7 @@ def transmit(self: "Connection", now: float) -> None:
             self.high_rxt = e
             self.force_rxt = False
             if self.sack_ok:
-                self.rtx_marks.append([s, e, self.snd_nxt])
+                self.rtx_marks.append([s, e, self.snd_nxt, now])
     # 2. New data (RFC 5681, Nagle, SWS, windows).
     limit = self._tso_limit(mss)
     buf_end = self.sndbuf.end

@@ -24,14 +24,15 @@ import bisect
 from typing import Final
 
 WC_DELACK: Final = 0.2  # RFC 8985 7.2 WCDelAckT (Linux TCP_DELACK_MAX)
-MAX_REO_MULT: Final = 16
+MAX_REO_MULT: Final = 255
+"""Linux reo_wnd_steps cap (0xFF); reo_wnd itself never exceeds SRTT (RFC 8985 6.2)."""
 
 
 class Rack:
     """Transmit times of original data plus RACK's reordering window state."""
 
     __slots__ = ("ends", "times", "head", "reo_mult", "reord_seen", "dsacks", "tlp_high",
-                 "probes")
+                 "probes", "reo_adjusted_at", "min_rtt")
 
     def __init__(self) -> None:
         self.ends: list[int] = []
@@ -42,6 +43,14 @@ class Rack:
         self.dsacks = 0
         self.tlp_high: int | None = None
         self.probes = 0
+        self.reo_adjusted_at = float("-inf")
+        self.min_rtt: float | None = None
+        """Minimum RTT of cumulatively ACKed original data (Linux tcp_min_rtt, fed
+        by ca_rtt_us in tcp_clean_rtx_queue, not by SACKed segments: a segment
+        that overtook others is SACKed early but ACKed only when the hole
+        fills). Measured with the driver's clock from the transmit log: the 1 ms
+        timestamp clock rounds a sub-millisecond path to 0, which would pin
+        reo_wnd (steps x min_rtt/4) at zero (Linux uses microsecond skb times)."""
 
     def sent(self, end: int, now: float) -> None:
         """Original data up to ``end`` left at ``now``."""
@@ -51,9 +60,16 @@ class Rack:
             self.ends.append(end)
             self.times.append(now)
 
-    def acked(self, una: int) -> None:
+
+    def acked(self, una: int, now: float | None = None) -> None:
         ends = self.ends
         h = bisect.bisect_right(ends, una, self.head)
+        if now is not None and h > self.head:
+            # Original data sent at times[h - 1] is cumulatively ACKed now (if it was
+            # retransmitted, the sample only overstates the RTT: harmless for a minimum).
+            rtt = now - self.times[h - 1]
+            if rtt > 0 and (self.min_rtt is None or rtt < self.min_rtt):
+                self.min_rtt = rtt
         if h >= len(ends):
             ends.clear()
             self.times.clear()
@@ -69,11 +85,18 @@ class Rack:
         self.times.clear()
         self.head = 0
 
-    def dsack(self) -> None:
-        """A D-SACK arrived: a retransmission was spurious, widen reo_wnd (6.2 step 4)."""
+    def dsack(self, now: float = 0.0, srtt: float = 0.0) -> None:
+        """A D-SACK arrived: a retransmission was spurious, widen reo_wnd (6.2 step 4).
+
+        At most one step per round trip (RFC 8985 6.2: "once per round trip";
+        Linux tcp_rack_update_reo_wnd disregards D-SACKs for data sent before
+        the last adjustment), up to 255 steps of min_rtt/4.
+        """
         self.dsacks += 1
         self.reord_seen = True
-        self.reo_mult = min(self.reo_mult + 1, MAX_REO_MULT)
+        if now - self.reo_adjusted_at >= srtt:
+            self.reo_mult = min(self.reo_mult + 1, MAX_REO_MULT)
+            self.reo_adjusted_at = now
 
     def reo_wnd(self, min_rtt: float, srtt: float, in_recovery: bool, dupthresh_met: bool) -> float:
         """RFC 8985 6.2 RACK.reo_wnd."""

@@ -144,9 +144,10 @@ def _on_rto(self: "Connection", now: float) -> None:
     # RFC 6298 5.4-5.6 and RFC 5681 3.1: retransmit the earliest segment,
     # back off, collapse cwnd to the loss window.
     if self.ca_state != CaState.LOSS or self.retransmits == 1:
-        if self.ca_state != CaState.LOSS and self.ts_ok:
-            # Remember what to restore if this RTO proves spurious (RFC 3522/4015).
-            self.undo = (self.cc.cwnd, self.cc.ssthresh, self.ts_now())
+        if self.ca_state not in (CaState.LOSS, CaState.RECOVERY) or self.undo is None:
+            # Remember what to restore if this RTO proves spurious (RFC 3522/4015,
+            # D-SACK RFC 3708); an RTO during a recovery keeps that episode's values.
+            self._start_undo()
         self.cc.on_rto(now, self.flight)
     else:
         self.cc.cwnd = self.snd_mss
