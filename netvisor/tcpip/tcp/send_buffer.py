@@ -26,7 +26,7 @@ _COMPACT_AT: Final = 256
 class SendBuffer:
     """Unacknowledged + unsent data; ``base`` is the sequence number of the first byte."""
 
-    __slots__ = ("_chunks", "_starts", "_head", "_tail", "base", "end")
+    __slots__ = ("_chunks", "_head", "_starts", "_tail", "base", "end")
 
     def __init__(self, base: int) -> None:
         self._chunks: list[Chunk] = []
