@@ -67,10 +67,6 @@ def test_fragments_with_different_ids_not_mixed(tb, dut):
         expect_echo_reply(tb, 4, ident, 1, timeout=0.5)
 
 
-@pytest.mark.xfail_on(
-    "netvisor",
-    "no ICMP time exceeded after the reassembly timeout "
-    "(2 s via net.ipv4.ipfrag_time in the namespace)")
 def test_reassembly_timeout_time_exceeded(tb, dut):
     """An incomplete datagram whose first fragment arrived ends in ICMP time exceeded code 1.
 

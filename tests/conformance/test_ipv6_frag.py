@@ -93,10 +93,6 @@ def test_fragment_beyond_maximum_length(tb, dut):
     assert p[ICMPv6ParamProblem].ptr == 42
 
 
-@pytest.mark.xfail_on(
-    "netvisor",
-    "no ICMPv6 time exceeded after the reassembly timeout "
-    "(2 s via net.ipv6.ip6frag_time in the namespace)")
 def test_reassembly_timeout_time_exceeded(tb, dut):
     """An incomplete datagram with its first fragment ends in time exceeded code 1.
 
