@@ -783,7 +783,7 @@ class Stack:
             if not nic.gso_max_size or protocol != C.IPPROTO_TCP:
                 raise NetError(errno.EMSGSIZE, "GSO asked of a NIC without it")
             hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, True, 0, False)
-            pkt = hdr + bytes(transport)
+            pkt = hdr + transport
             thl = (transport[12] >> 4) * 4
             frame_meta = {"csum_start": ETH_HLEN + 20, "csum_offset": checksum_offset,
                               "gso_type": GSO_TCPV4, "gso_size": gso_size, "hdr_len": ETH_HLEN + 20 + thl}
@@ -797,13 +797,13 @@ class Stack:
             if checksum_offset >= 0:
                 if nic.checksum_offload:
                     meta = {"csum_start": ETH_HLEN + 20, "csum_offset": checksum_offset}
-                    pkt = hdr + bytes(transport)
+                    pkt = hdr + transport
                 else:
                     tp = bytearray(transport)
                     self._complete_csum(tp, checksum_offset)
                     pkt = hdr + tp
             else:
-                pkt = hdr + bytes(transport)
+                pkt = hdr + transport
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, meta)
             return
         if dont_fragment:
@@ -840,7 +840,7 @@ class Stack:
             thl = (transport[12] >> 4) * 4
             meta = {"csum_start": ETH_HLEN + 40, "csum_offset": checksum_offset,
                         "gso_type": GSO_TCPV6, "gso_size": gso_size, "hdr_len": ETH_HLEN + 40 + thl}
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, hdr + bytes(transport),
+            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, hdr + transport,
                               meta)
             return
         if 40 + n <= mtu:
@@ -849,13 +849,13 @@ class Stack:
             if checksum_offset >= 0:
                 if nic.checksum_offload:
                     meta2 = {"csum_start": ETH_HLEN + 40, "csum_offset": checksum_offset}
-                    pkt = hdr + bytes(transport)
+                    pkt = hdr + transport
                 else:
                     tp = bytearray(transport)
                     self._complete_csum(tp, checksum_offset)
                     pkt = hdr + tp
             else:
-                pkt = hdr + bytes(transport)
+                pkt = hdr + transport
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, pkt, meta2)
             return
         if dont_fragment:

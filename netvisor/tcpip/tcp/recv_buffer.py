@@ -10,16 +10,25 @@ the advertised window (the caller trims to it) and a segment count.
 from __future__ import annotations
 
 import bisect
+from collections import deque
 
 
 class RecvBuffer:
-    """Readable bytes (``ready``) and the reassembly queue (``ooo``)."""
+    """Readable bytes (``ready``) and the reassembly queue (``ooo``).
 
-    __slots__ = ("_buf", "_head", "ooo_starts", "ooo", "ooo_bytes", "last_ooo")
+    In-order bytes are a queue of chunks. Slices of received frames that are
+    immutable (``bytes``, as every link endpoint hands them) are kept by
+    reference, so the payload is copied once, when the application reads it;
+    anything mutable is copied on arrival.
+    """
+
+    __slots__ = ("_chunks", "_off", "_len", "ooo_starts", "ooo", "ooo_bytes", "last_ooo")
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-        self._head = 0
+        self._chunks: deque[bytes | memoryview] = deque()
+        self._off = 0
+        """Bytes of the first chunk already read."""
+        self._len = 0
         self.ooo_starts: list[int] = []
         self.ooo: list[tuple[int, bytes]] = []
         self.ooo_bytes = 0
@@ -27,28 +36,56 @@ class RecvBuffer:
 
     def __len__(self) -> int:
         """Bytes the application can read now."""
-        return len(self._buf) - self._head
+        return self._len
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
+        n = len(data)
+        if not n:
+            return
+        if isinstance(data, memoryview):
+            if not (data.readonly and isinstance(data.obj, bytes)):
+                data = bytes(data)
+        elif not isinstance(data, bytes):
+            data = bytes(data)
+        self._chunks.append(data)
+        self._len += n
 
     def read(self, n: int, peek: bool = False) -> bytes:
-        n = min(n, len(self))
-        with memoryview(self._buf) as mv:
-            out = bytes(mv[self._head:self._head + n])  # one copy
+        n = min(n, self._len)
+        if n <= 0:
+            return b""
+        chunks = self._chunks
+        off = self._off
+        first = chunks[0]
+        if off == 0 and len(first) == n and isinstance(first, bytes):
+            out = first  # a whole immutable chunk: no copy at all
+        else:
+            parts: list[bytes | memoryview] = []
+            need = n
+            for c in chunks:
+                avail = len(c) - off
+                if avail >= need:
+                    parts.append(c[off:off + need] if off or need < len(c) else c)
+                    break
+                parts.append(c[off:] if off else c)
+                need -= avail
+                off = 0
+            out = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) \
+                else b"".join(parts)  # the one copy
         if not peek:
-            self._head += n
-            if self._head == len(self._buf):
-                self._buf.clear()
-                self._head = 0
-            elif self._head > 65536 and self._head * 2 > len(self._buf):
-                del self._buf[:self._head]
-                self._head = 0
+            self._len -= n
+            left = n + self._off
+            while left and left >= len(chunks[0]):
+                left -= len(chunks.popleft())
+                if not chunks:
+                    break
+            self._off = left
         return out
 
     def clear(self) -> None:
-        self._buf.clear()
-        self._head = 0
+        self._chunks.clear()
+        self._off = 0
+        self._len = 0
         self.ooo_starts.clear()
         self.ooo.clear()
         self.ooo_bytes = 0
@@ -96,7 +133,7 @@ class RecvBuffer:
             self.ooo_bytes -= len(d)
             e = s + len(d)
             if e > rcv_nxt:
-                self._buf += memoryview(d)[rcv_nxt - s:]
+                self.append(memoryview(d)[rcv_nxt - s:] if rcv_nxt > s else d)
                 rcv_nxt = e
         return rcv_nxt
 
