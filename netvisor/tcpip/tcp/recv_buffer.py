@@ -22,7 +22,7 @@ class RecvBuffer:
     anything mutable is copied on arrival.
     """
 
-    __slots__ = ("_chunks", "_off", "_len", "ooo_starts", "ooo", "ooo_bytes", "last_ooo")
+    __slots__ = ("_chunks", "_len", "_off", "last_ooo", "ooo", "ooo_bytes", "ooo_starts")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes | memoryview] = deque()
@@ -98,8 +98,7 @@ class RecvBuffer:
         i = bisect.bisect_right(self.ooo_starts, start) - 1
         if i >= 0:
             s0, d0 = self.ooo[i]
-            if s0 + len(d0) > pos:
-                pos = s0 + len(d0)
+            pos = max(pos, s0 + len(d0))
         i += 1
         pieces: list[tuple[int, bytes]] = []
         while pos < end:
