@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--no-offload", action="store_true")
     ap.add_argument("--v6", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--sort", default="tottime", help="pstats sort key (tottime, cumulative)")
+    ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     total = args.mb << 20
     rates = []
@@ -115,7 +117,7 @@ def main() -> None:
         print(f"run {i}: {args.mb} MiB in {elapsed:.2f} s = {rate:.1f} MB/s "
               f"({rate * 8 / 1000:.2f} Gbit/s) {stats}")
         if prof:
-            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            pstats.Stats(prof).sort_stats(args.sort).print_stats(args.top)
     print(f"median {statistics.median(rates):.1f} MB/s")
 
 

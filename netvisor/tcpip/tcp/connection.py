@@ -78,6 +78,7 @@ from netvisor.tcpip.tcp.recv_buffer import RecvBuffer
 from netvisor.tcpip.tcp.rtt import RttEstimator
 from netvisor.tcpip.tcp.sack import Scoreboard
 from netvisor.tcpip.tcp.send_buffer import SendBuffer
+from netvisor.tcpip.wire.checksum import pseudo_header_sum
 from netvisor.tcpip.wire.seq import seq_diff
 from netvisor.tcpip.wire.tcp import TcpRepr
 
@@ -125,7 +126,7 @@ class Connection:
         "ca_name", "reordering", "rack", "rack_at", "tlp_at", "snd_sml", "cork_at",
         "more_pending", "pingpong", "output_pending", "rtx_marks", "undo", "spurious_rtos",
         "rcv_rtt", "ack_soon_at", "tsq_bytes", "tsq_throttled", "tsq_local",
-        "undo_marker", "undo_retrans", "undos",
+        "undo_marker", "undo_retrans", "undos", "pseudo",
     )
 
     def __init__(self, host: "TcpTransport", opts: SockOpts, family: int,
@@ -235,6 +236,8 @@ class Connection:
         self.undo: tuple[int, int, int] | None = None
         """(cwnd, ssthresh, TSval of the first retransmission or -1) to restore if the
         episode proves spurious (Linux prior_cwnd/prior_ssthresh/retrans_stamp)."""
+        self.pseudo = pseudo_header_sum(laddr, raddr, 6, 0)
+        """Pseudo-header partial sum without the length (addresses are fixed)."""
         self.undo_marker = 0
         """SND.UNA when the episode began (Linux tp->undo_marker)."""
         self.undo_retrans = -1
@@ -289,9 +292,11 @@ class Connection:
             space = min(space, self.opts.window_clamp)
         return max(space, 0)
 
-    def ts_now(self) -> int:
+    def ts_now(self, now: float | None = None) -> int:
         """Our TSval clock: 1 ms ticks (Linux TCP_TS_HZ) plus a per-pair offset."""
-        return (int(self.host.ctx.now * 1000) + self.ts_offset) & M32
+        if now is None:
+            now = self.host.ctx.now
+        return (int(now * 1000) + self.ts_offset) & M32
 
     @property
     def flight(self) -> int:
@@ -975,7 +980,7 @@ class Connection:
         # RTT (RFC 7323 4.1 with timestamps, else one timed segment with Karn's rule).
         sample: float | None = None
         if self.ts_ok and rep.timestamps is not None and rep.timestamps[1]:
-            sample = ((self.ts_now() - rep.timestamps[1]) & M32) / 1000
+            sample = ((self.ts_now(now) - rep.timestamps[1]) & M32) / 1000
             if sample > 600:
                 sample = None
         elif self.rtt_seq is not None and ack > self.rtt_seq:
@@ -1117,7 +1122,7 @@ class Connection:
         if self.ts_ok and rep.timestamps is not None and rep.timestamps[1]:
             # Receiver-side RTT from echoed timestamps (Linux tcp_rcv_rtt_measure_ts),
             # for buffer auto-tuning on connections that only receive.
-            sample = ((self.ts_now() - rep.timestamps[1]) & M32) / 1000
+            sample = ((self.ts_now(now) - rep.timestamps[1]) & M32) / 1000
             if sample < 600:
                 r = self.rcv_rtt
                 self.rcv_rtt = sample if r is None or sample < r else r + (sample - r) / 8

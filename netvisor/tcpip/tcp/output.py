@@ -44,7 +44,7 @@ def _emit(self: "Connection", rep: TcpRepr, start: int, end: int, now: float) ->
         self.sndbuf.copy_into(out, hl, start, end)
     offload = self.route.checksum_offload
     rep.emit(out, 0, src=self.laddr, dst=self.raddr, payload_len=n,
-             checksum="partial" if offload else "full")
+             checksum="partial" if offload else "full", pseudo=self.pseudo)
     gso = 0
     if n and self.route.gso_max_size > 0:
         # Every piece the NIC cuts repeats this header, SACK blocks included, so
@@ -91,10 +91,10 @@ def _select_window(self: "Connection") -> int:
 
 
 def _header(self: "Connection", seq: int, flags: int, *, with_sack: bool = True,
-            tsval: int | None = None) -> TcpRepr:
+            tsval: int | None = None, now: float | None = None) -> TcpRepr:
     ts = None
     if self.ts_ok:
-        ts = (self.ts_now() if tsval is None else tsval, self.ts_recent)
+        ts = (self.ts_now(now) if tsval is None else tsval, self.ts_recent)
     blocks: tuple[tuple[int, int], ...] = ()
     if self.sack_ok and with_sack and (self.rcvbuf.ooo or self.dsack):
         chosen = receiver_blocks(self.rcvbuf.ooo_blocks(), self.rcvbuf.last_ooo, self.dsack,
@@ -107,7 +107,7 @@ def _header(self: "Connection", seq: int, flags: int, *, with_sack: bool = True,
 
 def send_ack(self: "Connection", now: float) -> None:
     """A pure ACK (also window updates, duplicate ACKs, challenge ACKs)."""
-    self._emit(self._header(self.snd_nxt, NOFLAGS), 0, 0, now)
+    self._emit(self._header(self.snd_nxt, NOFLAGS, now=now), 0, 0, now)
 
 
 def send_rst(self: "Connection", now: float) -> None:
@@ -147,7 +147,7 @@ def _tso_limit(self: "Connection", mss: int) -> int:
     return max(mss, payload - payload % mss)
 
 
-def _tsq_limit(self: "Connection", mss: int) -> int:
+def _tsq_limit(self: "Connection", mss: int, tso_limit: int | None = None) -> int:
     """TCP small queues (Linux tcp_small_queue_check): bytes this connection may
     keep queued below TCP (NIC queue, driver) before it waits for them to drain.
 
@@ -160,7 +160,8 @@ def _tsq_limit(self: "Connection", mss: int) -> int:
     two frames.
     """
     cfg = self.host.config
-    floor = max(2 * self._tso_limit(mss), cfg.tsq_min_bytes)
+    floor = max(2 * (self._tso_limit(mss) if tso_limit is None else tso_limit),
+                cfg.tsq_min_bytes)
     srtt = self.rtt.srtt
     cc = self.cc
     if srtt:
@@ -179,7 +180,7 @@ def _send_range(self: "Connection", start: int, end: int, now: float, retrans: b
         data_end = self.fin_seq
     if data_end > start and data_end == self.sndbuf.end:
         flags |= PSH
-    rep = self._header(start, flags)
+    rep = self._header(start, flags, now=now)
     self._emit(rep, start, max(start, data_end), now)
     seg_mss = self._seg_mss(rep.header_len)
     n = max(0, data_end - start)
@@ -287,6 +288,7 @@ def transmit(self: "Connection", now: float) -> None:
                 self.rtx_marks.append([s, e, self.snd_nxt, now])
     # 2. New data (RFC 5681, Nagle, SWS, windows).
     limit = self._tso_limit(mss)
+    tsq_limit = self._tsq_limit(mss, limit)
     buf_end = self.sndbuf.end
     corked = self.opts.cork or self.more_pending
     while True:
@@ -333,7 +335,7 @@ def transmit(self: "Connection", now: float) -> None:
         if not host.egress_has_room(nic):
             host.egress_blocked(self, now)
             break
-        if self.tsq_bytes >= self._tsq_limit(mss) and n > 0:
+        if self.tsq_bytes >= tsq_limit and n > 0:
             # TCP small queues: enough of ours waits below; resume when the NIC
             # queue drains (TcpTransport.handle_egress_room), not by polling.
             host.tsq_throttle(self)

@@ -193,7 +193,8 @@ class TcpRepr:
 
     def emit(self, buf: bytearray | memoryview, offset: int = 0, *, src: IPAddress,
              dst: IPAddress, payload: Buffer = b"", payload_len: int | None = None,
-             checksum: Literal["full", "partial", "none"] = "full") -> int:
+             checksum: Literal["full", "partial", "none"] = "full",
+             pseudo: int | None = None) -> int:
         """Write the header and ``payload`` at ``buf[offset:]``; return the segment length.
 
         ``checksum='full'`` computes the checksum over pseudo-header, header and
@@ -201,6 +202,8 @@ class TcpRepr:
         NIC to complete (Linux CHECKSUM_PARTIAL); ``'none'`` leaves 0 (tests).
         ``payload_len`` instead of ``payload``: the caller already wrote that
         many payload bytes after the header (the zero-copy send path).
+        ``pseudo``: ``pseudo_header_sum(src, dst, 6, 0)`` computed once by the
+        caller (a connection's addresses never change; the length is added here).
         """
         hl = self.header_len
         if hl > MAX_HEADER_LEN:
@@ -218,11 +221,12 @@ class TcpRepr:
         if payload_len is None and payload:
             buf[offset + hl:offset + total] = payload
         if checksum != "none":
-            pseudo = pseudo_header_sum(src, dst, PROTOCOL, total)
+            ph = pseudo_header_sum(src, dst, PROTOCOL, total) if pseudo is None \
+                else pseudo + total
             if checksum == "partial":
-                value = fold(pseudo)
+                value = fold(ph)
             else:
-                value = _checksum_of(buf, offset, total, pseudo)
+                value = _checksum_of(buf, offset, total, ph)
             struct.pack_into("!H", buf, offset + CHECKSUM_OFFSET, value)
         return total
 
