@@ -49,7 +49,7 @@ import logging
 import math
 import random
 import select
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -216,6 +216,9 @@ class NetStack:
         self._links: dict[int, _Link] = {}
         self._wake = trio.Event()
         self._waiters: dict[int, trio.Event] = {}
+        self._hooks: dict[int, Callable[[], None]] = {}
+        self._hooked_ready: dict[int, Callable[[], None]] = {}
+        self._in_hooks = False
         self._nursery: trio.Nursery | None = None
         self._sleep_until = -math.inf  # when the loop sleeps: the time it will wake by itself
         self.turns = 0
@@ -301,6 +304,7 @@ class NetStack:
             self._wake.set()
             return
         self._flush()
+        self._run_hooks()
         self._wake_if_earlier()
 
     async def wait(self, sock: Socket, events: int) -> int:
@@ -324,9 +328,44 @@ class NetStack:
             await ev.wait()
 
     def _on_readiness(self, sock: Socket) -> None:
-        ev = self._waiters.pop(id(sock), None)
+        key = id(sock)
+        ev = self._waiters.pop(key, None)
         if ev is not None:
             ev.set()
+        hook = self._hooks.get(key)
+        if hook is not None and key not in self._hooked_ready:
+            self._hooked_ready[key] = hook
+
+    def set_ready_hook(self, sock: Socket, hook: Callable[[], None] | None) -> None:
+        """Call ``hook()`` synchronously whenever ``sock``'s readiness may have changed.
+
+        The hook runs after the loop turn or the :meth:`kick` that changed it
+        (never inside the stack's processing, so it may call the socket and
+        ``kick()``), in the task that ran it: a pump can move data without a
+        task switch (the syscall plane's receive path). ``None`` removes it.
+        ``wait()`` waiters are woken as before.
+        """
+        key = id(sock)
+        if hook is None:
+            self._hooks.pop(key, None)
+            self._hooked_ready.pop(key, None)
+        else:
+            self._hooks[key] = hook
+
+    def _run_hooks(self) -> None:
+        if self._in_hooks or not self._hooked_ready:
+            return
+        self._in_hooks = True
+        try:
+            while self._hooked_ready:
+                key = next(iter(self._hooked_ready))
+                hook = self._hooked_ready.pop(key)
+                try:
+                    hook()
+                except Exception:  # a pump's bug must not stop the loop
+                    log.exception("readiness hook failed")
+        finally:
+            self._in_hooks = False
 
     async def wait_addresses_ready(self) -> None:
         """Return once no IPv6 address is tentative (Duplicate Address Detection done)."""
@@ -401,6 +440,7 @@ class NetStack:
                 while True:
                     self._wake = trio.Event()
                     busy = self._turn()
+                    self._run_hooks()
                     deadline = self.stack.next_deadline()
                     now = trio.current_time()
                     if busy or (deadline is not None and deadline <= now):
@@ -506,6 +546,7 @@ class NetStack:
                     return
                 link.readable = True
             busy = self._turn()
+            self._run_hooks()
             self._wake_if_earlier()
             if busy:
                 await trio.lowlevel.checkpoint()  # let others run between full batches

@@ -136,6 +136,8 @@ class EmuSocket:
     sndtimeo: float | None = None
     scopes: list[trio.CancelScope] = field(default_factory=list)
     netlink: Any = None
+    down_wake: trio.Event | None = None   # set: the receive pump's task must run
+    down_pending: bytes = b""             # taken by the fast path, not yet in our end
 
     def wake_queue(self) -> None:
         ev, self.queue_changed = self.queue_changed, trio.Event()
@@ -630,18 +632,74 @@ class Supervisor:
             pass
 
     async def _down_stream(self, es: EmuSocket) -> None:
-        """Stack -> program for a connected TCP socket."""
+        """Stack -> program for a connected TCP socket.
+
+        While this task waits, the NetStack's readiness hook
+        (:meth:`_down_fast`) moves arriving data into our end synchronously;
+        the task runs only for what the hook leaves (EOF, errors, a full pair).
+        """
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is not None:
+            set_hook(es.sock, lambda: self._down_fast(es))
+        try:
+            await self._down_stream_task(es, set_hook is not None)
+        finally:
+            es.down_wake = None
+            if set_hook is not None:
+                set_hook(es.sock, None)
+
+    def _down_fast(self, es: EmuSocket) -> None:
+        """Readiness hook: stack -> our end without a task switch (see _down_stream)."""
+        ev = es.down_wake
+        if ev is None or ev.is_set():
+            return   # the task is running or already woken: it does the work
+        sock = es.sock
+        revents = sock.poll()
+        if revents & (select.POLLERR | select.POLLHUP | select.POLLRDHUP):
+            ev.set()
+            return
+        if not revents & select.POLLIN:
+            return
+        try:
+            data = sock.recv(CHUNK)
+        except NetError:
+            ev.set()
+            return
+        if not data:
+            ev.set()
+            return
+        self.stack.kick()  # the window opened
+        try:
+            n = es.sup.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            ev.set()
+            return
+        if n < len(data):
+            es.down_pending = data[n:]
+            ev.set()
+
+    async def _down_stream_task(self, es: EmuSocket, hooked: bool) -> None:
         sock, sup = es.sock, es.sup
         while True:
-            try:
-                data = sock.recv(CHUNK)
-            except NetError as e:
-                if e.errno == errno.EAGAIN:
-                    await self.stack.wait(sock, select.POLLIN | select.POLLRDHUP)
-                    continue
-                self._on_reset(es, e.errno)
-                return
-            self.stack.kick()  # the window opened
+            if es.down_pending:
+                data, es.down_pending = es.down_pending, b""
+            else:
+                try:
+                    data = sock.recv(CHUNK)
+                except NetError as e:
+                    if e.errno == errno.EAGAIN:
+                        if hooked:
+                            es.down_wake = trio.Event()
+                            await es.down_wake.wait()
+                            es.down_wake = None
+                        else:
+                            await self.stack.wait(sock, select.POLLIN | select.POLLRDHUP)
+                        continue
+                    self._on_reset(es, e.errno)
+                    return
+                self.stack.kick()  # the window opened
             if not data:
                 try:
                     sup.shutdown(socket.SHUT_WR)  # FIN: EOF for the program
