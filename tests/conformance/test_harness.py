@@ -60,7 +60,7 @@ def _topo() -> Topology:
 class _FakeTb:
     topo = _topo()
 
-    def from_dut(self, p, family=None):  # noqa: ANN001, ANN201 - mirrors Testbench.from_dut
+    def from_dut(self, p, family=None):  # mirrors Testbench.from_dut
         return IP in p and p[IP].src == self.topo.dut_ip4
 
 
