@@ -343,10 +343,16 @@ class TcpTransport:
         never from inside this call, which may come from deep in an output path.
         """
         queued = self._tsq_queued.pop(nic_id, None)
-        if queued:
-            for conn in queued:
-                conn.tsq_bytes = 0
-        if self._tsq_throttled and self._tsq_ready_at is None:
+        if not queued:
+            return
+        ready = False
+        for conn in queued:
+            conn.tsq_bytes = 0
+            ready = ready or conn.tsq_throttled
+        # Only a throttled connection of *this* NIC makes a timer pass due: the
+        # driver drains every link each turn, so "any throttled" would spin while
+        # another link (a shaper) still holds that connection's frames.
+        if ready and self._tsq_ready_at is None:
             self._tsq_ready_at = now
 
     def _tsq_resume(self, now: float) -> None:
