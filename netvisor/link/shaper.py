@@ -25,13 +25,32 @@ What tbf does and we copy, or not:
   warns at configuration when the burst is below the device MTU; we refuse
   (``ValueError`` naming ``--egress-burst``) because such a shaper would drop
   every full-size frame.
-- tbf segments an oversized GSO skb (``tbf_segment``) and charges each
-  segment. We do not cut frames in Python; instead we advertise a
-  ``gso_max_size`` no larger than the burst, and a GSO frame whose on-wire
-  size (each segment's headers counted, as ``qdisc_pkt_len_init`` does)
-  exceeds the burst leaves when the bucket is full and drives the tokens
-  negative by the difference: the same long-run rate, at most one frame
-  burstier.
+- tbf segments a GSO skb larger than its max_size (``tbf_segment``) and
+  charges each MTU-sized piece, so its bucket always banks tokens for small
+  packets. We do not cut frames in Python; instead we advertise a
+  ``gso_max_size`` such that one GSO frame holds at most a quarter of the
+  burst on the wire (segment headers counted) and about 1 ms at the rate
+  (Linux ``tcp_tso_autosize`` sizes TSO frames to ~1 ms of pacing rate), and
+  no GSO at all when that leaves fewer than two segments. Why it matters:
+  tokens beyond the burst are discarded, so a head frame that needs nearly the
+  whole bucket loses rate on every late wake-up; with frames <= burst/4 a
+  wake-up may be late by 3/4 of the burst's worth of time before anything is
+  lost (issue 6, BUGS-H9 N2: -15% at 500 Mbit/s with 64 KiB GSO frames in a
+  64 KiB bucket). A GSO frame still larger than the burst (a stack that
+  ignores the advertised size) leaves when the bucket is full and drives the
+  tokens negative by the difference: the same long-run rate, at most one
+  frame burstier.
+- Timer: trio's own timeouts reach ``epoll_wait`` in whole milliseconds
+  (CPython's ``epoll.poll`` rounds the timeout *up*; measured here: a 0.1 ms
+  ``trio.sleep`` takes 1.1 ms), longer than a 64 KiB bucket lasts at
+  500 Mbit/s (1.05 ms). Under trio's system clock :meth:`EgressShaper.serve`
+  therefore sleeps on a ``CLOCK_MONOTONIC`` timerfd (nanosecond resolution,
+  the kernel's hrtimer, as tbf's ``qdisc_watchdog``), falling back to
+  ``trio.move_on_at`` under another clock (``MockClock`` in tests). Tokens
+  always accrue from the previous update, never from the wake-up, so a late
+  timer loses nothing until the bucket is full; ``ShaperStats.overflow_bytes``
+  counts what was discarded at the cap while frames waited (the rate lost to
+  late wake-ups: 0 when the timer is on time).
 - No peak rate (tbf's second bucket), no ingress shaping: only what the
   stack sends is shaped. Loopback is never shaped: the caller must not wrap
   a loopback endpoint (we refuse one unless ``allow_loopback``).
@@ -41,7 +60,9 @@ What tbf does and we copy, or not:
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
 import re
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -56,6 +77,24 @@ from netvisor.link.endpoint import ETH_HLEN, LinkCapabilities, LinkEndpoint
 NS_PER_S: Final = 1_000_000_000
 _BIT_NS_PER_BYTE: Final = 8 * NS_PER_S
 """One byte costs 8 bits for one second: 8e9 bit-nanoseconds."""
+
+GSO_BURST_DIVISOR: Final = 4
+"""A GSO frame may hold at most ``burst / 4`` bytes on the wire, so that a
+late wake-up has 3/4 of the bucket to bank tokens in (see the module doc)."""
+
+GSO_MAX_INTERVAL: Final = 0.001
+"""... and at most ~1 ms at the rate: Linux ``tcp_tso_autosize`` sizes a TSO
+frame to ``sk_pacing_rate >> sk_pacing_shift`` (2^-10 s); tbf would send its
+segments spaced at the rate, so a longer frame is a coarser output."""
+
+GSO_MIN_SEGS: Final = 2
+"""Fewer segments per frame than this and GSO is not advertised at all
+(Linux ``tcp_min_tso_segs`` default)."""
+
+_MAX_TCPIP_HLEN: Final = 100
+"""IPv6 header (40) + the longest TCP header (60): a GSO packet of
+``100 + k * (mtu - 100)`` bytes cut at full-MTU segments makes at most k
+segments whatever its headers."""
 
 DEFAULT_LATENCY: Final = 0.025
 """Seconds of queue at the configured rate when no limit is given: 25 ms, the
@@ -254,17 +293,30 @@ class TokenBucket:
     def rate_bytes_per_s(self) -> float:
         return self.rate_bits / 8
 
-    def _refill(self, now: float) -> None:
+    def refill(self, now: float) -> int:
+        """Accrue the tokens earned since the previous update, up to ``now``.
+
+        Returns what the cap discarded, in bit-nanoseconds (``// 8e9`` for
+        bytes): tokens accrue from the time of the previous update, whenever
+        the caller gets round to it, so a late call loses nothing unless the
+        bucket overflows. Every other method refills first.
+        """
         now_ns = round(now * NS_PER_S)
         last = self._last_ns
+        lost = 0
         if last is None or now_ns > last:
             if last is not None:
-                self._tokens = min(self._cap, self._tokens + (now_ns - last) * self.rate_bits)
+                tokens = self._tokens + (now_ns - last) * self.rate_bits
+                if tokens > self._cap:
+                    lost = tokens - self._cap
+                    tokens = self._cap
+                self._tokens = tokens
             self._last_ns = now_ns
+        return lost
 
     def tokens(self, now: float) -> float:
         """Bytes of credit at ``now`` (negative after an oversized GSO frame)."""
-        self._refill(now)
+        self.refill(now)
         return self._tokens / _BIT_NS_PER_BYTE
 
     def _need(self, size: int, allow_debt: bool) -> tuple[int, int]:
@@ -281,7 +333,7 @@ class TokenBucket:
         full, leaving the tokens negative (for GSO frames; see module doc);
         without it such a size returns ``math.inf``.
         """
-        self._refill(now)
+        self.refill(now)
         cost, need = self._need(size, allow_debt)
         if cost < 0:
             return math.inf
@@ -293,13 +345,123 @@ class TokenBucket:
 
     def time_until(self, size: int, now: float, *, allow_debt: bool = False) -> float:
         """What ``admit`` would return, without taking anything."""
-        self._refill(now)
+        self.refill(now)
         cost, need = self._need(size, allow_debt)
         if cost < 0:
             return math.inf
         if self._tokens >= need:
             return 0.0
         return -(-(need - self._tokens) // self.rate_bits) / NS_PER_S
+
+
+def shaped_gso_max_size(inner_gso_max: int, mtu: int, rate_bytes_per_s: float,
+                        burst_bytes: int) -> int:
+    """The ``gso_max_size`` a shaper advertises in front of an endpoint.
+
+    The largest IP packet whose full-MTU segments occupy at most
+    ``burst / GSO_BURST_DIVISOR`` bytes and ~``GSO_MAX_INTERVAL`` of the rate
+    on the wire (see the module doc), never above what ``inner`` takes; 0 (no
+    GSO) when that leaves fewer than ``GSO_MIN_SEGS`` segments or the inner
+    endpoint has no GSO.
+    """
+    if inner_gso_max <= 0 or mtu <= _MAX_TCPIP_HLEN:
+        return 0
+    budget = min(burst_bytes // GSO_BURST_DIVISOR, int(rate_bytes_per_s * GSO_MAX_INTERVAL))
+    segs = budget // (mtu + ETH_HLEN)
+    if segs < GSO_MIN_SEGS:
+        return 0
+    gso = min(inner_gso_max, _MAX_TCPIP_HLEN + segs * (mtu - _MAX_TCPIP_HLEN))
+    return gso if gso > mtu else 0
+
+
+# --------------------------------------------------------------------------- #
+# Precise timer                                                               #
+# --------------------------------------------------------------------------- #
+
+_CLOCK_MONOTONIC: Final = 1
+_TFD_NONBLOCK: Final = os.O_NONBLOCK  # timerfd_create(2): same values as O_*
+_TFD_CLOEXEC: Final = os.O_CLOEXEC
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+_libc: Any = None
+
+
+def _timerfd_api() -> Any:
+    global _libc
+    if _libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int,
+                                         ctypes.POINTER(_Itimerspec), ctypes.c_void_p]
+        _libc = libc
+    return _libc
+
+
+class TimerFd:
+    """A one-shot ``CLOCK_MONOTONIC`` timerfd that trio waits on.
+
+    trio's sleeps end up in ``epoll_wait`` with the timeout rounded up to whole
+    milliseconds; a timerfd fires on the kernel's hrtimer (tens of
+    microseconds late here rather than ~1.1 ms), and ``epoll`` wakes as soon
+    as it is readable. Times are relative, in seconds, so they mean the same
+    on trio's system clock (``perf_counter`` = ``CLOCK_MONOTONIC`` + offset).
+    """
+
+    def __init__(self) -> None:
+        libc = _timerfd_api()
+        fd = libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"timerfd_create: {os.strerror(err)}")
+        self.fd: int = fd
+        self._spec = _Itimerspec()
+        self._settime = libc.timerfd_settime
+        self._spec_ref = ctypes.byref(self._spec)
+
+    def arm(self, delay: float) -> None:
+        """Fire ``delay`` seconds from now (at once, i.e. in 1 ns, when <= 0)."""
+        ns = max(1, math.ceil(delay * NS_PER_S))  # 0 would disarm it
+        self._set(ns)
+
+    def disarm(self) -> None:
+        self._set(0)
+
+    def _set(self, ns: int) -> None:
+        value = self._spec.it_value
+        value.tv_sec, value.tv_nsec = divmod(ns, NS_PER_S)
+        if self._settime(self.fd, 0, self._spec_ref, None) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"timerfd_settime: {os.strerror(err)}")
+
+    async def wait(self) -> None:
+        """Until the timer fires (then it is disarmed until armed again)."""
+        await trio.lowlevel.wait_readable(self.fd)
+        try:
+            os.read(self.fd, 8)
+        except BlockingIOError:  # re-armed between readiness and read: fine
+            pass
+
+    def close(self) -> None:
+        """Close the fd (call from inside trio: waiters are told first)."""
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
+
+
+def _system_clock() -> bool:
+    """trio's default clock (``perf_counter`` + offset), on which a timerfd's
+    relative times mean what trio's deadlines mean."""
+    clock = trio.lowlevel.current_clock()
+    return type(clock).__name__ == "SystemClock" and type(clock).__module__.startswith("trio.")
 
 
 # --------------------------------------------------------------------------- #
@@ -310,6 +472,10 @@ class TokenBucket:
 class ShaperStats:
     sent_frames: int = 0
     sent_bytes: int = 0
+    """Frame bytes handed to the inner endpoint (``len(frame.data)``)."""
+    sent_wire_bytes: int = 0
+    """What those frames occupy on the wire once segmented (:func:`wire_len`):
+    the bytes the bucket charged, i.e. the shaped on-wire rate."""
     queued_frames: int = 0
     """Now waiting (for tokens, or for the inner endpoint to take them)."""
     queued_bytes: int = 0
@@ -320,6 +486,18 @@ class ShaperStats:
     dropped_bytes: int = 0
     refused_frames: int = 0
     """Offered to ``write_batch`` and handed back because the queue was full."""
+    overflow_bytes: int = 0
+    """Tokens discarded at the burst cap while frames waited for tokens: rate
+    lost to late wake-ups (0 when every wake-up came before the bucket filled)."""
+    idle_overflow_bytes: int = 0
+    """Tokens discarded at the cap while nothing waited: rate the sender left
+    unused (not the shaper's doing; a greedy sender keeps it near 0)."""
+    timer_wakeups: int = 0
+    """Wake-ups of :meth:`EgressShaper.serve` at a token deadline."""
+    timer_late_total: float = 0.0
+    """Seconds those wake-ups came after their deadline, summed ..."""
+    timer_late_max: float = 0.0
+    """... and the worst one."""
 
 
 class EgressShaper:
@@ -328,12 +506,14 @@ class EgressShaper:
     Run :meth:`serve` in a nursery: it sends queued frames when their tokens
     arrive. ``clock`` (seconds) must be the clock ``serve`` sleeps on, i.e.
     ``trio.current_time`` (the default); another one only makes sense for
-    synchronous tests that never run ``serve``.
+    synchronous tests that never run ``serve``. ``precise_timer``: sleep on a
+    timerfd (True), on trio's timeouts (False), or the timerfd when trio runs
+    on its system clock and ``clock`` is the default (None).
     """
 
     def __init__(self, inner: LinkEndpoint, config: ShaperConfig, *,
                  clock: Callable[[], float] = trio.current_time,
-                 allow_loopback: bool = False) -> None:
+                 allow_loopback: bool = False, precise_timer: bool | None = None) -> None:
         caps = inner.capabilities
         if caps.is_loopback and not allow_loopback:
             raise ValueError("loopback is never shaped: do not wrap a loopback endpoint")
@@ -348,22 +528,22 @@ class EgressShaper:
         self.bucket = TokenBucket(config.rate_bytes_per_s, config.burst_bytes)
         self.stats = ShaperStats()
         self._clock = clock
+        self._precise = precise_timer
         self._limit_bytes = max(config.queue_limit_bytes, frame_max)
         self._limit_frames = config.limit_frames
         self._queue: deque[Frame] = deque()  # waiting for tokens
         self._paid: list[Frame] = []  # tokens taken, inner has not taken them yet
+        self._lost = 0  # bit-ns discarded at the cap while frames waited
+        self._unused = 0  # ... and while none did
         self._wake = trio.Event()
+        self._timer: TimerFd | None = None  # serve()'s, while it runs on one
         self._room = trio.Event()
         self._closed = False
         self.wakeups = 0
         """Turns of :meth:`serve` (tests check it is not polling)."""
-        # Advertise GSO only up to what one burst can carry (tbf would cut
-        # larger ones; we keep them rare): packet size excludes Ethernet.
-        gso = caps.gso_max_size
-        if gso:
-            gso = min(gso, config.burst_bytes - ETH_HLEN)
-            if gso <= inner.mtu:
-                gso = 0
+        # Advertise GSO only up to a quarter of the burst / ~1 ms (module doc).
+        gso = shaped_gso_max_size(caps.gso_max_size, inner.mtu, config.rate_bytes_per_s,
+                                  config.burst_bytes)
         self._caps = LinkCapabilities(caps.checksum_offload_tx, caps.checksum_offload_rx,
                                       gso, caps.vnet_hdr, caps.is_loopback)
 
@@ -385,22 +565,38 @@ class EgressShaper:
             return False
         return st.queued_bytes + size <= self._limit_bytes
 
+    def _refill(self, now: float) -> None:
+        """Bring the bucket to ``now``; what the cap discards while frames wait
+        for tokens is rate lost (an idle bucket filling up is not)."""
+        lost = self.bucket.refill(now)
+        if lost:
+            if self._queue:
+                self._lost += lost
+                self.stats.overflow_bytes = self._lost // _BIT_NS_PER_BYTE
+            else:
+                self._unused += lost
+                self.stats.idle_overflow_bytes = self._unused // _BIT_NS_PER_BYTE
+
     def next_deadline(self) -> float | None:
         """When the head frame's tokens will be there (None: nothing waits for tokens)."""
         if not self._queue:
             return None
         now = self._clock()
+        self._refill(now)
         head = self._queue[0]
         return now + self.bucket.time_until(wire_len(head), now, allow_debt=True)
 
     def _pump(self, now: float) -> float | None:
         """Move frames whose tokens are there to ``inner``; return the next deadline."""
         q, bucket, st = self._queue, self.bucket, self.stats
+        self._refill(now)
         delay = 0.0
         while q:
-            delay = bucket.admit(wire_len(q[0]), now, allow_debt=True)
+            size = wire_len(q[0])
+            delay = bucket.admit(size, now, allow_debt=True)
             if delay > 0.0:
                 break
+            st.sent_wire_bytes += size
             self._paid.append(q.popleft())
         if self._paid:
             n = self.inner.write_batch(self._paid)
@@ -437,6 +633,10 @@ class EgressShaper:
         st = self.stats
         now = self._clock()
         was_idle = not self._queue and not self._paid
+        # Bring the bucket to now before queueing: what an idle bucket
+        # overflowed until now is not a loss (``_refill`` counts only while
+        # frames wait).
+        self._refill(now)
         burst = self.bucket.burst_bytes
         taken = added = 0
         for frame in frames:
@@ -466,8 +666,15 @@ class EgressShaper:
             # New frames still queued after the pump wait for tokens.
             st.delayed_frames += min(added, len(self._queue))
         if (self._queue or self._paid) and was_idle:
-            self._wake.set()  # serve() was idle: a new deadline exists
+            self._wake_serve()  # serve() was idle: a new deadline exists
         return taken
+
+    def _wake_serve(self) -> None:
+        timer = self._timer
+        if timer is not None:
+            timer.arm(0.0)
+        else:
+            self._wake.set()
 
     def fileno(self) -> int | None:
         return self.inner.fileno()
@@ -482,26 +689,62 @@ class EgressShaper:
             await self._room.wait()
         await trio.lowlevel.checkpoint()
 
+    def _open_timer(self) -> TimerFd | None:
+        precise = self._precise
+        if precise is None:
+            precise = self._clock is trio.current_time and _system_clock()
+        if not precise:
+            return None
+        try:
+            return TimerFd()
+        except (OSError, AttributeError):
+            if self._precise:
+                raise
+            return None  # no timerfd here: trio's millisecond timeouts
+
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Send queued frames at the exact times their tokens arrive; runs until close."""
+        timer = self._open_timer()
+        self._timer = timer
+        st = self.stats
+        deadline: float | None = None
         task_status.started()
-        while not self._closed:
-            self.wakeups += 1
-            deadline = self._pump(self._clock())
-            if self._paid:
-                try:
-                    await self.inner.wait_writable()
-                except (trio.ClosedResourceError, OSError):
-                    if self._closed:
-                        return
-                    raise
-                continue
-            self._wake = trio.Event()
-            if deadline is None:
-                await self._wake.wait()
-            else:
-                with trio.move_on_at(deadline):
+        try:
+            while not self._closed:
+                self.wakeups += 1
+                now = self._clock()
+                if deadline is not None and now >= deadline:
+                    late = now - deadline
+                    st.timer_wakeups += 1
+                    st.timer_late_total += late
+                    st.timer_late_max = max(st.timer_late_max, late)
+                deadline = self._pump(now)
+                if self._paid:
+                    deadline = None
+                    try:
+                        await self.inner.wait_writable()
+                    except (trio.ClosedResourceError, OSError):
+                        if self._closed:
+                            return
+                        raise
+                    continue
+                if timer is not None:
+                    if deadline is None:
+                        timer.disarm()
+                    else:
+                        timer.arm(deadline - self._clock())
+                    await timer.wait()
+                    continue
+                self._wake = trio.Event()
+                if deadline is None:
                     await self._wake.wait()
+                else:
+                    with trio.move_on_at(deadline):
+                        await self._wake.wait()
+        finally:
+            if timer is not None:
+                self._timer = None
+                timer.close()
 
     def close(self) -> None:
         """Drop what waits (counted) and close the inner endpoint."""
@@ -513,7 +756,7 @@ class EgressShaper:
             st.queued_frames = st.queued_bytes = 0
             self._queue.clear()
             self._paid.clear()
-            self._wake.set()
+            self._wake_serve()
             self._room.set()
         self.inner.close()
 

@@ -9,15 +9,17 @@ import trio
 import trio.testing
 
 from netvisor.frame import GSO_TCPV4, Frame
-from netvisor.link.endpoint import LinkCapabilities
+from netvisor.link.endpoint import GSO_MAX_SIZE, LinkCapabilities
 from netvisor.link.loopback import LoopbackEndpoint, MemoryEndpoint, memory_pair
 from netvisor.link.shaper import (
     EgressShaper,
     ShaperConfig,
+    TimerFd,
     TokenBucket,
     from_cni_bandwidth,
     parse_rate,
     parse_size,
+    shaped_gso_max_size,
     wire_len,
 )
 
@@ -180,13 +182,47 @@ def test_wrapper_refuses_bad_config() -> None:
     assert sh.capabilities.is_loopback
 
 
-def test_wrapper_caps_gso_to_burst() -> None:
+def test_wrapper_caps_gso_to_a_quarter_of_the_burst() -> None:
     a, _ = memory_pair(offload=True)
-    sh = EgressShaper(a, ShaperConfig(1e6, 32768), clock=lambda: 0.0)
-    assert sh.capabilities.gso_max_size == 32768 - 14
+    # 1 GB/s, 32 KiB: a quarter is 8192 bytes = 5 full frames -> 100 + 5 * 1400.
+    sh = EgressShaper(a, ShaperConfig(1e9, 32768), clock=lambda: 0.0)
+    assert sh.capabilities.gso_max_size == 7100
     assert sh.capabilities.checksum_offload_tx
-    sh2 = EgressShaper(a, ShaperConfig(1e6, 1514), clock=lambda: 0.0)
+    # Fewer than two full frames in a quarter of the burst: no GSO.
+    sh2 = EgressShaper(a, ShaperConfig(1e9, 8 * 1514 - 1), clock=lambda: 0.0)
     assert sh2.capabilities.gso_max_size == 0
+    sh3 = EgressShaper(a, ShaperConfig(1e9, 8 * 1514), clock=lambda: 0.0)
+    assert sh3.capabilities.gso_max_size == 100 + 2 * 1400
+    # Without GSO underneath there is none to advertise.
+    b, _ = memory_pair()
+    assert EgressShaper(b, ShaperConfig(1e9, 1 << 20), clock=lambda: 0.0
+                        ).capabilities.gso_max_size == 0
+
+
+@pytest.mark.parametrize(("rate", "segs"), [
+    ("1mbit", 0), ("10mbit", 0),  # 1 ms at the rate is less than 2 frames
+    ("100mbit", 8),               # 1 ms = 12500 bytes
+    ("500mbit", 10), ("10gbit", 10),  # a quarter of 64 KiB = 16384 bytes
+])
+def test_shaped_gso_max_size_at_the_issue_rates(rate: str, segs: int) -> None:
+    gso = shaped_gso_max_size(GSO_MAX_SIZE, 1500, parse_rate(rate), 65536)
+    assert gso == (100 + segs * 1400 if segs else 0)
+    assert shaped_gso_max_size(0, 1500, parse_rate(rate), 65536) == 0
+    assert shaped_gso_max_size(3000, 1500, 1e12, 1 << 30) == 3000  # inner's cap
+
+
+@pytest.mark.parametrize("mtu", [1280, 1500, 9000])
+@pytest.mark.parametrize("l34", [40, 52, 60, 72, 100])
+def test_advertised_gso_frames_fit_a_quarter_of_the_burst(mtu: int, l34: int) -> None:
+    """The largest packet a stack may build at the advertised size, cut at the
+    MSS beside its own headers (IP + TCP, options included), stays within a
+    quarter of the burst on the wire, whatever the headers."""
+    burst = 1 << 20
+    gso = shaped_gso_max_size(GSO_MAX_SIZE, mtu, 1e12, burst)
+    assert gso > mtu
+    frame = Frame(b"x" * (14 + gso), gso_type=GSO_TCPV4, gso_size=mtu - l34,
+                  hdr_len=14 + l34)
+    assert wire_len(frame) <= burst // 4
 
 
 def test_wrapper_exact_departure_times_on_mockclock() -> None:
@@ -312,6 +348,9 @@ def test_wrapper_long_run_rate_on_mockclock() -> None:
             nursery.cancel_scope.cancel()
         elapsed = trio.current_time() - t0
         assert abs(sh.stats.sent_bytes - (burst + rate * elapsed)) <= 1200
+        # MockClock wakes serve() exactly at its deadlines: no token is lost.
+        assert sh.stats.overflow_bytes == 0 and sh.stats.timer_late_max < 1e-6
+        assert sh.stats.timer_wakeups > 0
         # One timer wake per frame that waited for tokens (plus a few for
         # writes into an idle shaper): a timer, not a polling loop.
         assert sh.wakeups <= sh.stats.delayed_frames + 10
@@ -334,3 +373,150 @@ def test_gso_frame_above_burst_goes_on_full_bucket_and_leaves_debt() -> None:
     sh.write_batch([])
     assert sh.stats.sent_frames == 2
     assert len(b.read_batch(10)) == 2
+
+
+# ------------------------------------------- late wake-ups (BUGS-H9 N2, issue 6)
+
+def _gso_frame(segs: int, mss: int = 1448, hdr: int = 66) -> Frame:
+    """A TCP GSO frame of ``segs`` full segments (Ethernet + IPv4 + TCP/TS = 66)."""
+    return Frame(b"x" * (hdr + segs * mss), gso_type=GSO_TCPV4, gso_size=mss, hdr_len=hdr)
+
+
+def _late_timer_run(rate: float, burst: int, frame: Frame, late: float,
+                    seconds: float) -> tuple[EgressShaper, float]:
+    """A greedy sender behind the shaper whose every timer fires ``late`` s late.
+
+    Sans-IO on a fake clock: the shaper's timer is modelled by jumping to
+    ``next_deadline() + late`` and pumping (``write_batch`` pumps); the sender
+    tops the queue up to its limit after each pump, as TCP does on backpressure.
+    """
+    inner = MemoryEndpoint(b"\x02" * 6, 1500, LinkCapabilities(True, True, GSO_MAX_SIZE),
+                           queue_limit=1 << 30)
+    now = [0.0]
+    sh = EgressShaper(inner, ShaperConfig(rate, burst), clock=lambda: now[0])
+    while True:
+        while sh.write_batch([frame]) == 1 and sh.has_room():
+            pass  # queue full now (the last write may have been refused)
+        inner.read_batch(1 << 20)
+        deadline = sh.next_deadline()
+        assert deadline is not None and deadline > now[0]
+        if deadline + late > seconds:
+            return sh, now[0]
+        now[0] = deadline + late
+        sh.write_batch([])
+
+
+def _conserved(sh: EgressShaper, rate: float, t: float) -> None:
+    """Every token earned is sent, still in the bucket, or counted as discarded."""
+    st = sh.stats
+    earned = sh.config.burst_bytes + rate * t
+    accounted = (st.sent_wire_bytes + sh.bucket.tokens(t) + st.overflow_bytes
+                 + st.idle_overflow_bytes)
+    assert accounted == pytest.approx(earned, abs=2)
+
+
+@pytest.mark.parametrize(("rate", "late"), [
+    (parse_rate("500mbit"), 0.0001),  # 0.1 ms late: 6% of a 64 KiB bucket
+    (parse_rate("100mbit"), 0.001),   # 1 ms late
+])
+def test_late_wakeups_with_burst_sized_gso_frames_lose_rate(rate: float, late: float) -> None:
+    """N2 reproduced: frames that need (nearly) the whole 64 KiB bucket wait
+    for it to fill, so each late wake-up discards what accrues beyond the cap."""
+    for frame in (_gso_frame(45), _gso_frame(43)):  # 68130 (> burst: debt) / 65102 B
+        sh, t = _late_timer_run(rate, 65536, frame, late, 5.0)
+        _conserved(sh, rate, t)
+        # Each frame waits for a (nearly) full bucket, then ``late`` more: about
+        # late / (frame time + late) of the rate is discarded at the cap.
+        lost = sh.stats.overflow_bytes / (rate * t)
+        assert lost > 0.5 * late / (wire_len(frame) / rate + late)
+        assert sh.stats.sent_wire_bytes < 0.97 * rate * t
+        assert sh.stats.idle_overflow_bytes == 0  # the sender never left it idle
+
+
+@pytest.mark.parametrize(("rate", "late"), [
+    (parse_rate("500mbit"), 0.0001),
+    (parse_rate("500mbit"), 0.0005),  # half the bucket's 1.05 ms
+    (parse_rate("100mbit"), 0.001),   # +1 ms on every timer
+    (parse_rate("100mbit"), 0.004),
+    (parse_rate("1mbit"), 0.001),
+])
+def test_late_wakeups_lose_nothing_with_the_advertised_gso_size(rate: float,
+                                                                 late: float) -> None:
+    """With GSO frames at most a quarter of the burst, a wake-up up to 3/4 of
+    the bucket late still finds room for everything that accrued: the long-run
+    rate is exact (burst + rate x time, to within one frame)."""
+    gso = shaped_gso_max_size(GSO_MAX_SIZE, 1500, rate, 65536)
+    segs = max(1, (gso - 100) // 1448) if gso else 1
+    frame = _gso_frame(segs) if segs > 1 else Frame(b"x" * 1514)
+    assert wire_len(frame) <= 65536 // 4
+    sh, t = _late_timer_run(rate, 65536, frame, late, 5.0 if rate > 1e6 else 60.0)
+    _conserved(sh, rate, t)
+    assert sh.stats.overflow_bytes == 0
+    assert abs(sh.stats.sent_wire_bytes - (65536 + rate * t)) <= wire_len(frame)
+
+
+def test_overflow_counts_only_while_frames_wait() -> None:
+    a, b = memory_pair()
+    now = [0.0]
+    sh = EgressShaper(a, ShaperConfig(1000, 3000), clock=lambda: now[0])
+    assert sh.bucket.refill(0.0) == 0
+    now[0] = 10.0  # idle: the full bucket discards 10 s of tokens, nobody waited
+    assert sh.write_batch(_frames(4)) == 4  # 3 go on the burst, 1 waits
+    assert sh.stats.overflow_bytes == 0 and sh.stats.idle_overflow_bytes == 10_000
+    now[0] = 5.0  # a clock going backwards accrues and loses nothing
+    sh.write_batch([])
+    assert sh.stats.sent_frames == 3
+    now[0] = 14.0  # 1 s was due at 11.0; 3 s late: 3000 - 1000 tokens over the cap
+    sh.write_batch([])
+    assert sh.stats.sent_frames == 4
+    assert sh.stats.overflow_bytes == 1000 and sh.bucket.tokens(14.0) == 2000
+    _conserved(sh, 1000, 14.0)
+    assert len(b.read_batch(10)) == 4
+
+
+def test_bucket_refill_reports_exactly_what_the_cap_discards() -> None:
+    b = TokenBucket(1000, 3000)
+    assert b.refill(0.0) == 0  # starts full; the first call only sets the time
+    assert b.admit(2500, 0.0) == 0.0
+    assert b.refill(2.0) == 0  # 500 + 2000: below the cap
+    assert b.refill(3.0) == 500 * 8 * 10**9  # 2500 + 1000 -> 3000, 500 bytes over
+    assert b.refill(2.5) == 0 and b.tokens(3.0) == 3000
+
+
+def test_serve_sleeps_on_a_timerfd_under_the_system_clock() -> None:
+    """Real clock: serve() arms a timerfd (trio's own timeouts are whole
+    milliseconds), frames leave in order, the fd is closed when serve ends."""
+    a, b = memory_pair()
+    got: list[Frame] = []
+
+    async def main() -> None:
+        sh = EgressShaper(a, ShaperConfig(1_000_000, 3000, limit_bytes=100_000))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sh.serve)
+            timer = sh._timer
+            assert isinstance(timer, TimerFd) and timer.fd >= 0
+            assert sh.write_batch(_frames(20)) == 20  # 3 now, 17 at 1 ms intervals
+            with trio.fail_after(10):
+                while len(got) < 20:
+                    await b.wait_readable()
+                    got.extend(b.read_batch(64))
+            nursery.cancel_scope.cancel()
+        assert sh._timer is None and timer.fd == -1
+        assert sh.stats.timer_wakeups >= 1 and sh.stats.overflow_bytes == 0
+
+    trio.run(main)
+    assert _ids(got) == list(range(20))
+
+
+def test_serve_uses_trio_timeouts_under_mockclock_and_with_precise_timer_false() -> None:
+    a, _ = memory_pair()
+
+    async def check(precise: bool | None) -> None:
+        sh = EgressShaper(a, ShaperConfig(1000, 3000), precise_timer=precise)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sh.serve)
+            assert sh._timer is None
+            nursery.cancel_scope.cancel()
+
+    trio.run(check, None, clock=trio.testing.MockClock(autojump_threshold=0))
+    trio.run(check, False)
