@@ -50,7 +50,7 @@ from typing import Any, Protocol, TextIO
 
 import trio
 
-from netvisor.syscall import memory, sockaddr
+from netvisor.syscall import memory, sockaddr, tcp_semantics
 from netvisor.syscall.seccomp import Listener, Notification, pidfd_getfd
 from netvisor.tcpip.errors import NetError
 
@@ -138,6 +138,7 @@ class EmuSocket:
     netlink: Any = None
     down_wake: trio.Event | None = None   # set: the receive pump's task must run
     down_pending: bytes = b""             # taken by the fast path, not yet in our end
+    unread: bool = False                  # the program closed with data unread: RST
 
     def wake_queue(self) -> None:
         ev, self.queue_changed = self.queue_changed, trio.Event()
@@ -190,6 +191,9 @@ class Supervisor:
         self._poll.register(listener.fd, select.POLLIN)
         self._hup_ep = select.epoll()
         self._hup_waiters: dict[int, trio.Event] = {}
+        # Connections that died (RST, timeout): the program's end inode -> the
+        # errno getsockopt(SO_ERROR) still owes it (tcp_semantics.DeadErrors).
+        self.dead = tcp_semantics.DeadErrors()
 
     # ------------------------------------------------------------------ loop
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -486,13 +490,18 @@ class Supervisor:
             return
         es.state = "closed"
         self.socks.pop(es.ino, None)
+        if es.reset and es.error:
+            self.dead.record(es.ino, es.error)
         if es.sock is not None:
             try:
+                if es.unread and not es.reset:
+                    tcp_semantics.abort_on_close(es.sock)   # Linux tcp_close: RST
                 es.sock.close()
             except NetError:
                 pass
             self.stack.kick()
         for s, _ in es.queue:
+            tcp_semantics.abort_on_close(s)  # never accepted: RST (inet_csk_listen_stop)
             s.close()
         es.queue.clear()
         self._restore_sndbuf(es)
@@ -517,10 +526,14 @@ class Supervisor:
                 data = sup.recv(CHUNK)
             except BlockingIOError:
                 continue
-            except OSError:
+            except OSError as e:
+                # ECONNRESET on our end: the program closed its end with data
+                # of ours unread (unix_release_sock), so TCP must reset.
+                es.unread = es.unread or e.errno == errno.ECONNRESET
                 data = b""
             if data == b"" and (es.type == socket.SOCK_STREAM or self._hup(sup)):
                 if self._hup(sup):
+                    es.unread = es.unread or tcp_semantics.unread_on_close(es)
                     return  # the program closed its last copy: _teardown
                 # The program's shutdown(SHUT_WR): FIN after the data, then wait for close.
                 if not shut_wr_done and es.state == "connected":
@@ -1118,9 +1131,19 @@ class Supervisor:
             dup.close()
 
     def _getsockopt(self, n: Notification) -> int:
-        es = self._emulated(n, n.args[0])
         level, opt = n.args[1] & 0xFFFFFFFF, n.args[2] & 0xFFFFFFFF
         ptr, len_ptr = n.args[3], n.args[4]
+        es = self._lookup(n, n.args[0])
+        if es is None:
+            err = self.dead.take(n.pid, n.args[0], self.sock_dev) \
+                if (level, opt) == (SOL_SOCKET, SO_ERROR) else None
+            if err is None:
+                raise Continue()
+            have = struct.unpack("<i", memory.read(n.pid, len_ptr, 4))[0]
+            value = struct.pack("<i", err)[:max(have, 0)]
+            memory.write(n.pid, ptr, value)
+            memory.write(n.pid, len_ptr, struct.pack("<i", len(value)))
+            return 0
         have = struct.unpack("<i", memory.read(n.pid, len_ptr, 4))[0]
         if have < 0:
             raise Reply(0, errno.EINVAL)

@@ -1,0 +1,98 @@
+"""Linux TCP semantics the socketpair data plane cannot express by itself.
+
+The supervisor (``supervisor.py``) serves an emulated TCP socket as one end of
+an AF_UNIX stream pair. The pair carries data, EOF and (by closing our end
+with unread data) ECONNRESET, but not the rest of what Linux tells a program
+about a connection. This module keeps the small pieces of state and policy
+that fill those gaps; the supervisor calls them at a few points:
+
+- :class:`DeadErrors`: once a connection died (RST, TCP_USER_TIMEOUT,
+  keepalive, retransmission timeout) the supervisor forgets the socket (its
+  pair end is closed so the program's reads fail), but Linux still owes the
+  program the errno in getsockopt(SO_ERROR), once (sock_error() clears
+  sk_err). getsockopt is always trapped, so the errno is kept per inode of
+  the program's end until asked for (bounded, oldest dropped).
+- :func:`abort_on_close`: Linux tcp_close() sends RST instead of FIN when
+  the application closes with received data unread, and
+  inet_csk_listen_stop() resets connections a closed listener never
+  accepted. Setting SO_LINGER {1, 0} on the stack's socket before its
+  close() makes the stack do exactly that (tcp_disconnect path).
+- :func:`unread_on_close`: whether data the program never read is still on
+  our side of the pair when the program closed.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import struct
+from typing import Any
+
+from netvisor.tcpip.errors import NetError
+
+SOL_SOCKET, SO_LINGER = 1, 13
+# Dead connections remembered for SO_ERROR; a program that never asks must
+# not grow the supervisor without bound.
+DEAD_MAX = 4096
+
+
+class DeadErrors:
+    """Pending SO_ERROR of connections whose emulated socket was torn down."""
+
+    def __init__(self, limit: int = DEAD_MAX) -> None:
+        self._errs: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._limit = limit
+
+    def record(self, ino: int, err: int) -> None:
+        """Remember ``err`` for the program's end with inode ``ino``."""
+        self._errs[ino] = err
+        self._errs.move_to_end(ino)
+        while len(self._errs) > self._limit:
+            self._errs.popitem(last=False)
+
+    def forget(self, ino: int) -> None:
+        """A new socket reuses ``ino``: nothing is owed for it."""
+        self._errs.pop(ino, None)
+
+    def take(self, pid: int, fd: int, sock_dev: int) -> int | None:
+        """The errno owed to ``fd`` of thread ``pid`` (then cleared), or None.
+
+        None when the fd is not a dead emulated socket (the kernel answers).
+        """
+        if not self._errs:
+            return None
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd & 0xFFFFFFFF}")
+        except OSError:
+            return None
+        if st.st_dev != sock_dev:
+            return None
+        err = self._errs.pop(st.st_ino, None)
+        if err is None:
+            return None
+        # Linux clears sk_err when SO_ERROR reads it; later reads give 0
+        # (the entry stays, answering 0, so the kernel's own ECONNRESET of the
+        # pair end is not reported instead).
+        self._errs[st.st_ino] = 0
+        return err
+
+    def __len__(self) -> int:
+        return len(self._errs)
+
+
+def abort_on_close(sock: Any) -> None:
+    """Make the stack socket's coming close() an abort (RST), as SO_LINGER {1, 0}."""
+    try:
+        sock.setsockopt(SOL_SOCKET, SO_LINGER, struct.pack("<ii", 1, 0))
+    except NetError:
+        pass   # already closed or not TCP: nothing to reset
+
+
+def unread_on_close(es: Any) -> bool:
+    """Whether the program closed with data of ours it never read.
+
+    Data still in the program's end shows as ECONNRESET on our end (the
+    supervisor's receive path checks that); this covers data the pump took
+    from the stack but could not yet write into the pair.
+    """
+    return bool(getattr(es, "down_pending", b""))
