@@ -139,6 +139,7 @@ class EmuSocket:
     down_wake: trio.Event | None = None   # set: the receive pump's task must run
     down_pending: bytes = b""             # taken by the fast path, not yet in our end
     unread: bool = False                  # the program closed with data unread: RST
+    rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
 
     def wake_queue(self) -> None:
         ev, self.queue_changed = self.queue_changed, trio.Event()
@@ -887,6 +888,8 @@ class Supervisor:
             raise Reply(0, errno.EFAULT) from None
         sup, prog = self._new_pair(socket.SOCK_STREAM)
         child = EmuSocket(es.family, es.type, es.proto, conn, sup, state="connected")
+        if es.rcvbuf:   # SO_RCVBUF is inherited from the listener
+            child.rcvbuf = tcp_semantics.bound_pair(sup, struct.pack("<i", es.rcvbuf))
         try:
             self._install(n, child, prog, flags)
         except OSError:
@@ -1113,6 +1116,8 @@ class Supervisor:
                     raise
             return 0   # the supervisor writes these control messages itself
         es.sock.setsockopt(level, opt, value)
+        if (level, opt) == (SOL_SOCKET, socket.SO_RCVBUF) and es.type == socket.SOCK_STREAM:
+            es.rcvbuf = tcp_semantics.bound_pair(es.sup, value)
         self.stack.kick()
         return 0
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from netvisor.tcpip.errors import NetError
 
-SOL_SOCKET, SO_LINGER = 1, 13
+SOL_SOCKET, SO_SNDBUF, SO_LINGER = 1, 7, 13
 # Dead connections remembered for SO_ERROR; a program that never asks must
 # not grow the supervisor without bound.
 DEAD_MAX = 4096
@@ -96,3 +96,28 @@ def unread_on_close(es: Any) -> bool:
     from the stack but could not yet write into the pair.
     """
     return bool(getattr(es, "down_pending", b""))
+
+
+def bound_pair(sup: Any, value: bytes) -> int:
+    """Bound what the pair holds for the program to about its SO_RCVBUF.
+
+    Linux advertises a window from the application's receive buffer, so a
+    program that does not read closes the window. Here received data moves
+    on from the stack's socket into the pair; an AF_UNIX stream writer blocks
+    once its SO_SNDBUF worth (skb truesize) is queued at the reader, so our
+    end's SO_SNDBUF set to the program's SO_RCVBUF keeps the pair about that
+    size, the receive pump then stops reading the stack socket, its buffer
+    fills and TCP's window closes as on Linux (the kernel doubles the value
+    and applies its minimum, SOCK_MIN_SNDBUF, as for SO_RCVBUF). Returns the
+    value set (0 if unreadable).
+    """
+    if len(value) < 4:
+        return 0
+    want = struct.unpack_from("<i", value)[0]
+    if want <= 0:
+        want = 1
+    try:
+        sup.setsockopt(SOL_SOCKET, SO_SNDBUF, want)
+    except OSError:
+        return 0
+    return want

@@ -93,9 +93,6 @@ def test_fin_retransmitted_in_closing(tb, dut):
     assert again["TCP"].ack == conn.snd_nxt
 
 
-@pytest.mark.xfail_on(
-    "netvisor",
-    "closing a listener sends FIN, not RST, to connections it never accepted")
 def test_close_listener_with_unaccepted_connection_sends_rst(tb, dut):
     """Closing a listener resets connections still in its accept queue."""
     lfd, port = dut.tcp_listener(4)
@@ -106,7 +103,6 @@ def test_close_listener_with_unaccepted_connection_sends_rst(tb, dut):
     conn.expect(RST, seq=conn.rcv_nxt)
 
 
-@pytest.mark.xfail_on("netvisor", "close() with unread data sends FIN, not RST")
 def test_close_with_unread_data_sends_rst(tb, dut):
     """close() with unread received data sends RST, not FIN (RFC 2525 2.17, Linux)."""
     conn, afd, _ = tcp_established(tb, dut, 4)
@@ -187,12 +183,6 @@ def test_passive_close(tb, dut):
     conn.expect_nothing(timeout=0.3)
 
 
-@pytest.mark.xfail_on(
-    "netvisor", "SO_ERROR after the connection timed out is ECONNRESET, not ETIMEDOUT",
-    after="data")
-@pytest.mark.xfail_on(
-    "netvisor",
-    "TCP_USER_TIMEOUT does not end a connection whose FIN is unacknowledged", after="fin")
 @pytest.mark.parametrize("after", ["data", "fin"])
 def test_user_timeout(tb, dut, after):
     """TCP_USER_TIMEOUT=1000 ms: unacknowledged data (or FIN) kills the connection.

@@ -88,8 +88,6 @@ def test_zero_window_probe_answered_keeps_connection(tb, dut):
     conn.expect("A", payload=b"patience", seq=snd_nxt, timeout=2)
 
 
-@pytest.mark.xfail_on(
-    "netvisor", "SO_ERROR after the connection timed out is ECONNRESET, not ETIMEDOUT")
 def test_zero_window_probe_user_timeout(tb, dut):
     """TCP_USER_TIMEOUT also limits unanswered zero-window probing.
 
@@ -124,10 +122,6 @@ def test_send_window_sized_segments_and_piggyback(tb, dut):
     conn.expect("A", seq=conn.rcv_nxt, plen=5, timeout=1)
 
 
-@pytest.mark.xfail_on(
-    "netvisor",
-    "the receive window never closes: received data moves on into the program's socketpair, "
-    "so the window follows the stack's buffer, not the application")
 def test_zero_receive_window_and_reopen(tb, dut):
     """A DUT whose receive buffer fills advertises window 0; reading reopens it."""
     lfd, port = dut.tcp_listener(4, opts=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)])
@@ -212,8 +206,6 @@ def test_nodelay_sends_small_segments_at_once(tb, dut):
     conn.expect("A", payload=b"two", timeout=0.1)
 
 
-@pytest.mark.xfail_on(
-    "netvisor", "SO_ERROR after the connection timed out is ECONNRESET, not ETIMEDOUT")
 def test_keepalive_probe(tb, dut):
     """SO_KEEPALIVE with TCP_KEEPIDLE=1 s sends a probe with SEQ=SND.NXT-1 (RFC 1122 4.2.3.6).
 
