@@ -281,13 +281,80 @@ def burst_tbf(rate: str, burst: str, total: int) -> dict[str, Any]:
         return _burst(server, client.argv([]), total)
 
 
+def report(data: dict[str, Any]) -> None:
+    """Print the tables of one run (``--report FILE`` prints a saved one)."""
+    seconds, burst = data["seconds"], data["burst"]
+    results: dict[str, dict[str, Any]] = data["iperf3"]
+    bursts: dict[str, Any] = data["burst_test"]
+    kinds = list(results)
+    rates = data.get("rates") or list(next(iter(results.values()), {}))
+    print(f"\niperf3 {seconds:g} s, burst {burst}. goodput: Mbit/s received "
+          "(error vs rate, sender retransmits); wire: goodput x 1514/1448 (error vs rate); "
+          "shaper: netvisor's bytes charged per second once backlogged (1 s after the "
+          "start to 0.5 s before the end), tokens discarded at the cap while frames "
+          "waited (ovf) / while none did (idle) as % of the rate, netvisor CPU")
+    head = f"{'rate':<9}"
+    for kind in kinds:
+        head += f"{kind + ' goodput':>28}{kind + ' wire':>17}"
+    if "netvisor" in kinds:
+        head += f"{'netvisor shaper':>48}{'nv/tbf wire':>13}" if "tbf" in kinds else \
+            f"{'netvisor shaper':>48}"
+    print(head)
+    for rate in rates:
+        line = f"{rate:<9}"
+        for kind in kinds:
+            r = results[kind][rate]
+            if "goodput Mbit/s" in r:
+                line += (f"{r['goodput Mbit/s']:>9.3f} ({r['error %']:+5.1f}%, "
+                         f"{r['retransmits']!s:>4} rtx)" + f"{r['wire Mbit/s']:>8.2f} "
+                         f"({r['wire error %']:+5.1f}%)")
+            else:
+                line += f"{'unavailable' if 'unavailable' in r else 'error':>28}{'':>17}"
+        nv = results.get("netvisor", {}).get(rate, {})
+        if "netvisor" in kinds:
+            if "steady wire Mbit/s" in nv:
+                line += (f"{nv['steady wire Mbit/s']:>9.2f} ({nv['steady wire error %']:+5.1f}%) "
+                         f"ovf {nv['steady overflow %']:>4.1f}% idle {nv['steady idle %']:>4.1f}% "
+                         f"cpu {nv['steady cpu %']:>3.0f}%")
+            else:
+                line += f"{'-':>48}"
+            tb = results.get("tbf", {}).get(rate, {})
+            if "tbf" in kinds and "wire Mbit/s" in nv and "wire Mbit/s" in tb:
+                line += f"{(nv['wire Mbit/s'] / tb['wire Mbit/s'] - 1) * 100:>+12.1f}%"
+        print(line)
+    verdict = []
+    for rate in rates:
+        r = results.get("netvisor", {}).get(rate, {})
+        if "error %" in r:
+            ok = abs(r["error %"]) <= 5 and not r["retransmits"]
+            verdict.append(f"{rate} {'PASS' if ok else 'FAIL'}")
+    if verdict:
+        print("issue 6 (netvisor goodput within 5% of the rate, no retransmissions): "
+              + ", ".join(verdict))
+    print("\n4 MiB at once through rate 10mbit burst 1mb: first MiB after (s), then Mbit/s")
+    for kind, b in bursts.items():
+        if "first_mib_s" in b:
+            print(f"{kind:<10} first MiB in {b['first_mib_s'] * 1000:.1f} ms, rest at "
+                  f"{b['rest_mbit_s']:.2f} Mbit/s")
+        else:
+            print(f"{kind:<10} {b}")
+    for kind in kinds:
+        for rate in rates:
+            if "error" in results[kind][rate]:
+                print(f"{kind} {rate} error: {results[kind][rate]['error']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--rates", default="1mbit,10mbit,100mbit,500mbit")
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--burst", default="64kb")
     p.add_argument("--only", choices=("netvisor", "tbf"))
+    p.add_argument("--report", metavar="FILE", help="print the tables of a saved run and exit")
     args = p.parse_args(argv)
+    if args.report:
+        report(json.loads(Path(args.report).read_text()))
+        return 0
     parse_size(args.burst)  # a clear error before anything starts
     rates = [r for r in args.rates.split(",") if r]
     unavailable = netvisor_available() if args.only != "tbf" else "not requested"
@@ -316,64 +383,12 @@ def main(argv: list[str] | None = None) -> int:
             bursts[kind] = {"error": str(exc)}
         print(f"{kind} burst: {bursts[kind]}", flush=True)
 
-    print(f"\niperf3 {args.seconds:g} s, burst {args.burst}. goodput: Mbit/s received "
-          "(error vs rate, sender retransmits); wire: goodput x 1514/1448 (error vs rate); "
-          "shaper: netvisor's bytes charged per second once backlogged (1 s after the "
-          "start to 0.5 s before the end), tokens discarded at the cap while frames "
-          "waited (ovf) / while none did (idle) as % of the rate, netvisor CPU")
-    head = f"{'rate':<9}"
-    for kind in kinds:
-        head += f"{kind + ' goodput':>31}{kind + ' wire':>17}"
-    if "netvisor" in kinds:
-        head += f"{'netvisor shaper':>44}{'nv/tbf wire':>13}" if "tbf" in kinds else \
-            f"{'netvisor shaper':>44}"
-    print(head)
-    for rate in rates:
-        line = f"{rate:<9}"
-        for kind in kinds:
-            r = results[kind][rate]
-            if "goodput Mbit/s" in r:
-                line += (f"{r['goodput Mbit/s']:>9.3f} ({r['error %']:+5.1f}%, "
-                         f"{r['retransmits']!s:>4} rtx)" + f"{r['wire Mbit/s']:>8.2f} "
-                         f"({r['wire error %']:+5.1f}%)")
-            else:
-                line += f"{'unavailable' if 'unavailable' in r else 'error':>30}{'':>16}"
-        nv = results.get("netvisor", {}).get(rate, {})
-        if "netvisor" in kinds:
-            if "steady wire Mbit/s" in nv:
-                line += (f"{nv['steady wire Mbit/s']:>9.2f} ({nv['steady wire error %']:+5.1f}%) "
-                         f"ovf {nv['steady overflow %']:>4.1f}% idle {nv['steady idle %']:>4.1f}% "
-                         f"cpu {nv['steady cpu %']:>3.0f}%")
-            else:
-                line += f"{'-':>44}"
-            tb = results.get("tbf", {}).get(rate, {})
-            if "tbf" in kinds and "wire Mbit/s" in nv and "wire Mbit/s" in tb:
-                line += f"{(nv['wire Mbit/s'] / tb['wire Mbit/s'] - 1) * 100:>+12.1f}%"
-        print(line)
-    verdict = []
-    for rate in rates:
-        r = results.get("netvisor", {}).get(rate, {})
-        if "error %" in r:
-            ok = abs(r["error %"]) <= 5 and not r["retransmits"]
-            verdict.append(f"{rate} {'PASS' if ok else 'FAIL'}")
-    if verdict:
-        print("issue 6 (netvisor goodput within 5% of the rate, no retransmissions): "
-              + ", ".join(verdict))
-    print("\n4 MiB at once through rate 10mbit burst 1mb: first MiB after (s), then Mbit/s")
-    for kind, b in bursts.items():
-        if "first_mib_s" in b:
-            print(f"{kind:<10} first MiB in {b['first_mib_s'] * 1000:.1f} ms, rest at "
-                  f"{b['rest_mbit_s']:.2f} Mbit/s")
-        else:
-            print(f"{kind:<10} {b}")
-    for kind in kinds:
-        for rate in rates:
-            if "error" in results[kind][rate]:
-                print(f"{kind} {rate} error: {results[kind][rate]['error']}")
     path = ROOT / "bench" / "results" / f"shaper-{int(time.time())}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"seconds": args.seconds, "burst": args.burst,
-                                "iperf3": results, "burst_test": bursts}, indent=2) + "\n")
+    data = {"seconds": args.seconds, "burst": args.burst, "rates": rates,
+            "iperf3": results, "burst_test": bursts}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    report(data)
     print(f"\nwritten {path.relative_to(ROOT)}")
     return 0
 
