@@ -140,6 +140,7 @@ class EmuSocket:
     down_pending: bytes = b""             # taken by the fast path, not yet in our end
     unread: bool = False                  # the program closed with data unread: RST
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
+    tokens: int = 0                       # listener: token bytes in the program's end
 
     def wake_queue(self) -> None:
         ev, self.queue_changed = self.queue_changed, trio.Event()
@@ -834,7 +835,22 @@ class Supervisor:
         return 0
 
     async def _accept_loop(self, es: EmuSocket) -> None:
-        """Take connections from the stack eagerly; one token byte each."""
+        """One token byte in the program's end per connection the stack has queued.
+
+        The stack's accept queue stays the program's accept queue (its
+        listen() backlog applies, as on Linux): connections are taken from
+        it only by the program's trapped accept(). The readiness hook runs
+        at every arrival (and accept); without hooks (another provider) the
+        connections are taken eagerly instead.
+        """
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is not None:
+            set_hook(es.sock, lambda: self._listener_ready(es))
+            try:
+                self._listener_ready(es)
+                await trio.sleep_forever()
+            finally:
+                set_hook(es.sock, None)
         while True:
             try:
                 conn, addr = es.sock.accept()
@@ -849,9 +865,36 @@ class Supervisor:
             es.queue.append((conn, addr))
             try:
                 es.sup.send(b"\0")
+                es.tokens += 1
             except OSError:
                 pass
             es.wake_queue()
+
+    def _listener_ready(self, es: EmuSocket) -> None:
+        """Readiness hook of a listener: top the tokens up to the queued connections."""
+        if es.state != "listening":
+            return
+        qlen = tcp_semantics.accept_queue_len(es.sock)
+        if qlen is None:
+            return
+        missing = qlen + len(es.queue) - es.tokens
+        if missing > 0:
+            try:
+                es.tokens += es.sup.send(b"\0" * missing)
+            except OSError:
+                pass
+        es.wake_queue()
+
+    def _pull(self, es: EmuSocket) -> bool:
+        """Whether a connection is ready for the program's accept (taken from the stack)."""
+        if es.queue:
+            return True
+        try:
+            es.queue.append(es.sock.accept())
+        except NetError:
+            return False
+        self.stack.kick()
+        return True
 
     def _accept(self, n: Notification) -> Callable[[], Awaitable[None]] | None:
         es = self._emulated(n, n.args[0])
@@ -860,16 +903,18 @@ class Supervisor:
             raise Reply(0, errno.EINVAL)
         if es.state != "listening":
             raise Reply(0, errno.EINVAL)
-        if es.queue:
+        if self._pull(es):
             self._deliver(n, es, flags)
             return None
+        while es.tokens > 0:   # a queued connection vanished (reset): drop its token
+            self._consume_token(n, es)
         if self._nonblocking(n, n.args[0]):
             raise Reply(0, errno.EAGAIN)
 
         async def wait() -> None:
             with trio.move_on_after(es.rcvtimeo if es.rcvtimeo is not None else float("inf")) \
                     as timeout:
-                while not es.queue:
+                while not self._pull(es):
                     await es.queue_changed.wait()
                     if es.state == "closed":
                         raise Reply(0, errno.EBADF)
@@ -904,9 +949,10 @@ class Supervisor:
         except OSError:
             return
         try:
-            dup.recv(1, socket.MSG_DONTWAIT)
+            if dup.recv(1, socket.MSG_DONTWAIT):
+                es.tokens -= 1
         except OSError:
-            pass
+            es.tokens = 0   # none left in the program's end
         finally:
             dup.close()
 

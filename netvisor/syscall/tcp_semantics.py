@@ -31,6 +31,7 @@ from typing import Any
 from netvisor.tcpip.errors import NetError
 
 SOL_SOCKET, SO_SNDBUF, SO_LINGER = 1, 7, 13
+IPPROTO_TCP, TCP_INFO = 6, 11
 # Dead connections remembered for SO_ERROR; a program that never asks must
 # not grow the supervisor without bound.
 DEAD_MAX = 4096
@@ -121,3 +122,18 @@ def bound_pair(sup: Any, value: bytes) -> int:
     except OSError:
         return 0
     return want
+
+
+def accept_queue_len(sock: Any) -> int | None:
+    """Connections in a stack listener's accept queue (None: not known).
+
+    Read as Linux reports it, TCP_INFO on a listener: tcpi_unacked (the u32
+    at offset 24) is the accept queue's length, tcpi_sacked the backlog.
+    """
+    try:
+        raw = sock.getsockopt(IPPROTO_TCP, TCP_INFO, 104)
+    except (NetError, AttributeError):
+        return None
+    if len(raw) < 28:
+        return None
+    return int(struct.unpack_from("<I", raw, 24)[0])

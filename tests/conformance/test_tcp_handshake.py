@@ -207,7 +207,6 @@ def test_recv_queued_in_synsent(tb, dut):
     assert fut.result(timeout=2) == b"early data"
 
 
-@pytest.mark.xfail_on("netvisor", "the listen() backlog does not limit the accept queue")
 def test_listen_backlog(tb, dut):
     """A full accept queue drops new SYNs; accepting one makes room again.
 
