@@ -537,6 +537,7 @@ class EgressShaper:
         self._unused = 0  # ... and while none did
         self._wake = trio.Event()
         self._timer: TimerFd | None = None  # serve()'s, while it runs on one
+        self._serving = False
         self._room = trio.Event()
         self._closed = False
         self.wakeups = 0
@@ -703,7 +704,15 @@ class EgressShaper:
             return None  # no timerfd here: trio's millisecond timeouts
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Send queued frames at the exact times their tokens arrive; runs until close."""
+        """Send queued frames at the exact times their tokens arrive; runs until close.
+
+        One runs per shaper: a second call while one runs returns at once
+        (after ``started()``), so every owner of a wrapper chain may start it.
+        """
+        if self._serving:
+            task_status.started()
+            return
+        self._serving = True
         timer = self._open_timer()
         self._timer = timer
         st = self.stats
@@ -742,6 +751,7 @@ class EgressShaper:
                     with trio.move_on_at(deadline):
                         await self._wake.wait()
         finally:
+            self._serving = False
             if timer is not None:
                 self._timer = None
                 timer.close()

@@ -495,6 +495,8 @@ def test_serve_sleeps_on_a_timerfd_under_the_system_clock() -> None:
             await nursery.start(sh.serve)
             timer = sh._timer
             assert isinstance(timer, TimerFd) and timer.fd >= 0
+            await nursery.start(sh.serve)  # a second serve() returns at once
+            assert sh._timer is timer
             assert sh.write_batch(_frames(20)) == 20  # 3 now, 17 at 1 ms intervals
             with trio.fail_after(10):
                 while len(got) < 20:
