@@ -35,7 +35,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from netvisor.frame import GSO_NONE, Frame
 from netvisor.tcpip.wire.checksum import fold, partial_sum
@@ -130,6 +130,57 @@ class LinkEndpoint(Protocol):
     def close(self) -> None:
         """Release the fd/queue; idempotent."""
         ...
+
+
+class ForwardingEndpoint:
+    """Base for wrappers: every :class:`LinkEndpoint` call goes to ``inner``.
+
+    A wrapper subclasses it and overrides only what it changes (gVisor's
+    ``link/nested``, smoltcp's ``phy`` middleware). Any other attribute
+    (``stats``, ``name``, ``ifindex``...) is the inner endpoint's too, through
+    ``__getattr__``. ``inner`` stays an instance attribute: the driver walks a
+    wrapper chain through instance dictionaries (``netstack._chain``).
+    """
+
+    def __init__(self, inner: LinkEndpoint) -> None:
+        self.inner = inner
+
+    @property
+    def mac(self) -> bytes:
+        return self.inner.mac
+
+    @property
+    def mtu(self) -> int:
+        return self.inner.mtu
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        return self.inner.capabilities
+
+    def read_batch(self, max_frames: int) -> list[Frame]:
+        return self.inner.read_batch(max_frames)
+
+    def write_batch(self, frames: Sequence[Frame]) -> int:
+        return self.inner.write_batch(frames)
+
+    def fileno(self) -> int | None:
+        return self.inner.fileno()
+
+    async def wait_readable(self) -> None:
+        await self.inner.wait_readable()
+
+    async def wait_writable(self) -> None:
+        await self.inner.wait_writable()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not found on the wrapper: forward. Not
+        # for ``inner`` itself (before __init__ set it), which would recurse.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def complete_checksum(frame: Frame) -> bytes | bytearray | memoryview:

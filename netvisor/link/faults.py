@@ -26,7 +26,7 @@ from typing import Any, Final
 import trio
 
 from netvisor.frame import Frame
-from netvisor.link.endpoint import LinkCapabilities, LinkEndpoint
+from netvisor.link.endpoint import ForwardingEndpoint, LinkEndpoint
 
 MAX_HELD: Final = 64
 """Bound on frames held back for reordering; beyond it frames pass in order."""
@@ -132,7 +132,7 @@ class FaultPlan:
                      frame.hdr_len)
 
 
-class FaultInjector:
+class FaultInjector(ForwardingEndpoint):
     """Wrap ``inner`` and apply ``config``'s faults on rx and/or tx.
 
     ``fileno()`` is None: frames can wait inside the wrapper (duplicates beyond
@@ -143,24 +143,12 @@ class FaultInjector:
     """
 
     def __init__(self, inner: LinkEndpoint, config: FaultConfig) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.config = config
         self.rx_plan = FaultPlan(config, random.Random(config.seed), rx=True)
         self.tx_plan = FaultPlan(config, random.Random(config.seed + 1))
         self._rx_backlog: deque[Frame] = deque()
         self._tx_backlog: list[Frame] = []
-
-    @property
-    def mac(self) -> bytes:
-        return self.inner.mac
-
-    @property
-    def mtu(self) -> int:
-        return self.inner.mtu
-
-    @property
-    def capabilities(self) -> LinkCapabilities:
-        return self.inner.capabilities
 
     def read_batch(self, max_frames: int) -> list[Frame]:
         backlog = self._rx_backlog
@@ -200,15 +188,7 @@ class FaultInjector:
             return
         await self.inner.wait_readable()
 
-    async def wait_writable(self) -> None:
-        await self.inner.wait_writable()
-
     def close(self) -> None:
         self._rx_backlog.clear()
         self._tx_backlog.clear()
         self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)

@@ -20,10 +20,10 @@ import os
 import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import IO, Any, Final
+from typing import IO, Final
 
 from netvisor.frame import Frame
-from netvisor.link.endpoint import LinkCapabilities, LinkEndpoint
+from netvisor.link.endpoint import ForwardingEndpoint, LinkEndpoint
 
 PCAP_MAGIC: Final = 0xA1B2C3D4
 LINKTYPE_ETHERNET: Final = 1
@@ -34,7 +34,7 @@ _GLOBAL_HDR: Final = struct.Struct("<IHHiIII")
 _REC_HDR: Final = struct.Struct("<IIII")
 
 
-class PcapSniffer:
+class PcapSniffer(ForwardingEndpoint):
     """Wrap ``inner``; record received (``rx``) and sent (``tx``) frames to ``dest``.
 
     ``dest`` is a path (created/truncated, closed with the sniffer) or an open
@@ -47,7 +47,7 @@ class PcapSniffer:
                  rx: bool = True, tx: bool = True) -> None:
         if snaplen <= 0:
             raise ValueError(f"snaplen must be > 0, got {snaplen}")
-        self.inner = inner
+        super().__init__(inner)
         self._clock = clock
         self._snaplen = snaplen
         self._rx = rx
@@ -75,19 +75,7 @@ class PcapSniffer:
             write(data if cut == n else memoryview(data)[:cut])
         self.frames_written += len(frames)
 
-    # -- LinkEndpoint -----------------------------------------------------------
-    @property
-    def mac(self) -> bytes:
-        return self.inner.mac
-
-    @property
-    def mtu(self) -> int:
-        return self.inner.mtu
-
-    @property
-    def capabilities(self) -> LinkCapabilities:
-        return self.inner.capabilities
-
+    # -- LinkEndpoint: what the sniffer changes (the rest is forwarded) ----------
     def read_batch(self, max_frames: int) -> list[Frame]:
         frames = self.inner.read_batch(max_frames)
         if frames and self._rx and not self._closed:
@@ -99,15 +87,6 @@ class PcapSniffer:
         if n and self._tx and not self._closed:
             self._record(frames[:n])
         return n
-
-    def fileno(self) -> int | None:
-        return self.inner.fileno()
-
-    async def wait_readable(self) -> None:
-        await self.inner.wait_readable()
-
-    async def wait_writable(self) -> None:
-        await self.inner.wait_writable()
 
     def flush(self) -> None:
         if not self._closed:
@@ -121,9 +100,3 @@ class PcapSniffer:
             if self._owns_file:
                 self._file.close()
         self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called for attributes not found on the wrapper: forward.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
