@@ -141,6 +141,7 @@ class EmuSocket:
     unread: bool = False                  # the program closed with data unread: RST
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
     tokens: int = 0                       # listener: token bytes in the program's end
+    shut_rd: bool = False                 # the program's shutdown(SHUT_RD/SHUT_RDWR)
 
     def wake_queue(self) -> None:
         ev, self.queue_changed = self.queue_changed, trio.Event()
@@ -534,7 +535,7 @@ class Supervisor:
                 es.unread = es.unread or e.errno == errno.ECONNRESET
                 data = b""
             if data == b"" and (es.type == socket.SOCK_STREAM or self._hup(sup)):
-                if self._hup(sup):
+                if self._hup(sup) and not es.shut_rd:
                     es.unread = es.unread or tcp_semantics.unread_on_close(es)
                     return  # the program closed its last copy: _teardown
                 # The program's shutdown(SHUT_WR): FIN after the data, then wait for close.
@@ -545,7 +546,13 @@ class Supervisor:
                     except NetError:
                         pass
                     self.stack.kick()
-                await self._wait_hup(es)
+                if es.shut_rd:
+                    # After the program's SHUT_RD the pair is shut both ways
+                    # (POLLHUP) while the program still holds the socket (and
+                    # may set SO_LINGER {1, 0} before its close: RST).
+                    await self._wait_close(es)
+                else:
+                    await self._wait_hup(es)
                 return
             if es.reset:
                 return  # writes after RST: close ours with unread data -> ECONNRESET
@@ -588,6 +595,27 @@ class Supervisor:
                 del self._hup_waiters[fd]
                 with contextlib.suppress(OSError, ValueError):
                     self._hup_ep.unregister(fd)
+
+    async def _wait_close(self, es: EmuSocket) -> None:
+        """Wait until the program closed its end when our end already polls HUP.
+
+        The program's close still wakes our end (unix_release_sock:
+        sk_state_change), which the shared edge-triggered epoll reports as a
+        new EPOLLHUP; each report, and the start, checks whether the fd the
+        program last used still is this socket (a dup elsewhere is not seen:
+        the stack socket then closes at that fd's close).
+        """
+        fd = es.sup.fileno()
+        try:
+            self._hup_ep.register(fd, select.EPOLLHUP | select.EPOLLET)
+            while tcp_semantics.still_open(es.owner, es.ino):
+                ev = self._hup_waiters[fd] = trio.Event()
+                with trio.move_on_after(tcp_semantics.CLOSE_RECHECK):
+                    await ev.wait()
+        finally:
+            self._hup_waiters.pop(fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self._hup_ep.unregister(fd)
 
     async def _watch_hups(self) -> None:
         while True:
@@ -1245,6 +1273,7 @@ class Supervisor:
             if es.state != "connected":
                 raise Reply(0, errno.ENOTCONN)
             if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+                es.shut_rd = True
                 try:
                     es.sock.shutdown(socket.SHUT_RD)
                 except NetError:

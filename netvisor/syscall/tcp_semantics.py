@@ -137,3 +137,17 @@ def accept_queue_len(sock: Any) -> int | None:
     if len(raw) < 28:
         return None
     return int(struct.unpack_from("<I", raw, 24)[0])
+
+
+# A program that closed a shut-down socket through another copy (dup, fork)
+# is noticed at the latest after this long (seconds).
+CLOSE_RECHECK = 5.0
+
+
+def still_open(owner: tuple[int, int], ino: int) -> bool:
+    """Whether fd ``owner[1]`` of thread ``owner[0]`` still is the socket ``ino``."""
+    tid, fd = owner
+    try:
+        return os.stat(f"/proc/{tid}/fd/{fd}").st_ino == ino
+    except OSError:
+        return False

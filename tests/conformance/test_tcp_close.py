@@ -128,7 +128,6 @@ def test_linger_zero_sends_rst(tb, dut):
     conn.expect(RST, seq=conn.rcv_nxt)
 
 
-@pytest.mark.xfail_on("netvisor", "SO_LINGER {1, 0} after shutdown(): close() sends no RST")
 def test_linger_zero_after_shutdown_sends_rst(tb, dut):
     """shutdown(SHUT_RDWR) sends FIN; a later close() with linger {1, 0} still resets."""
     conn, afd, _ = tcp_established(tb, dut, 4)
