@@ -1,9 +1,56 @@
 """Linux numbers the TCP socket API speaks (copied as ints: no ``socket``/``select`` imports)."""
 
+# ruff: noqa: PLC0414 - ``X as X`` below is the explicit re-export that mypy --strict needs
+
 from __future__ import annotations
 
 import enum
 from typing import Final
+
+# The generic socket-API numbers live in netvisor.tcpip.consts (one copy for the
+# whole core); re-exported here so TCP code keeps importing them from
+# this module. TCP-only numbers follow.
+from netvisor.tcpip.consts import AF_INET as AF_INET
+from netvisor.tcpip.consts import AF_INET6 as AF_INET6
+from netvisor.tcpip.consts import IP_TOS as IP_TOS
+from netvisor.tcpip.consts import IP_TTL as IP_TTL
+from netvisor.tcpip.consts import IPPROTO_IP as IPPROTO_IP
+from netvisor.tcpip.consts import IPPROTO_IPV6 as IPPROTO_IPV6
+from netvisor.tcpip.consts import IPPROTO_TCP as IPPROTO_TCP
+from netvisor.tcpip.consts import IPV6_TCLASS as IPV6_TCLASS
+from netvisor.tcpip.consts import IPV6_UNICAST_HOPS as IPV6_UNICAST_HOPS
+from netvisor.tcpip.consts import IPV6_V6ONLY as IPV6_V6ONLY
+from netvisor.tcpip.consts import MSG_DONTWAIT as MSG_DONTWAIT
+from netvisor.tcpip.consts import MSG_PEEK as MSG_PEEK
+from netvisor.tcpip.consts import POLLERR as POLLERR
+from netvisor.tcpip.consts import POLLHUP as POLLHUP
+from netvisor.tcpip.consts import POLLIN as POLLIN
+from netvisor.tcpip.consts import POLLOUT as POLLOUT
+from netvisor.tcpip.consts import POLLPRI as POLLPRI
+from netvisor.tcpip.consts import POLLRDHUP as POLLRDHUP
+from netvisor.tcpip.consts import POLLRDNORM as POLLRDNORM
+from netvisor.tcpip.consts import POLLWRNORM as POLLWRNORM
+from netvisor.tcpip.consts import SHUT_RD as SHUT_RD
+from netvisor.tcpip.consts import SHUT_RDWR as SHUT_RDWR
+from netvisor.tcpip.consts import SHUT_WR as SHUT_WR
+from netvisor.tcpip.consts import SO_BROADCAST as SO_BROADCAST
+from netvisor.tcpip.consts import SO_DOMAIN as SO_DOMAIN
+from netvisor.tcpip.consts import SO_DONTROUTE as SO_DONTROUTE
+from netvisor.tcpip.consts import SO_ERROR as SO_ERROR
+from netvisor.tcpip.consts import SO_KEEPALIVE as SO_KEEPALIVE
+from netvisor.tcpip.consts import SO_LINGER as SO_LINGER
+from netvisor.tcpip.consts import SO_OOBINLINE as SO_OOBINLINE
+from netvisor.tcpip.consts import SO_PRIORITY as SO_PRIORITY
+from netvisor.tcpip.consts import SO_PROTOCOL as SO_PROTOCOL
+from netvisor.tcpip.consts import SO_RCVBUF as SO_RCVBUF
+from netvisor.tcpip.consts import SO_RCVBUFFORCE as SO_RCVBUFFORCE
+from netvisor.tcpip.consts import SO_RCVLOWAT as SO_RCVLOWAT
+from netvisor.tcpip.consts import SO_REUSEADDR as SO_REUSEADDR
+from netvisor.tcpip.consts import SO_REUSEPORT as SO_REUSEPORT
+from netvisor.tcpip.consts import SO_SNDBUF as SO_SNDBUF
+from netvisor.tcpip.consts import SO_TYPE as SO_TYPE
+from netvisor.tcpip.consts import SOCK_STREAM as SOCK_STREAM
+from netvisor.tcpip.consts import SOL_SOCKET as SOL_SOCKET
 
 
 class State(enum.IntEnum):
@@ -31,57 +78,19 @@ class CaState(enum.IntEnum):
     RECOVERY = 3
     LOSS = 4
 
-
-AF_INET: Final = 2
-AF_INET6: Final = 10
-SOCK_STREAM: Final = 1
-IPPROTO_TCP: Final = 6
-
-POLLIN: Final = 0x001
-POLLPRI: Final = 0x002
-POLLOUT: Final = 0x004
-POLLERR: Final = 0x008
-POLLHUP: Final = 0x010
-POLLRDNORM: Final = 0x040
-POLLWRNORM: Final = 0x100
-POLLRDHUP: Final = 0x2000
-
 RCV_SHUTDOWN: Final = 1
 SEND_SHUTDOWN: Final = 2
 SHUTDOWN_MASK: Final = 3
 
-SHUT_RD: Final = 0
-SHUT_WR: Final = 1
-SHUT_RDWR: Final = 2
-
 MSG_OOB: Final = 0x1
-MSG_PEEK: Final = 0x2
-MSG_DONTWAIT: Final = 0x40
 MSG_WAITALL: Final = 0x100
 MSG_NOSIGNAL: Final = 0x4000
 MSG_MORE: Final = 0x8000
 
-SOL_SOCKET: Final = 1
 SO_DEBUG: Final = 1
-SO_REUSEADDR: Final = 2
-SO_TYPE: Final = 3
-SO_ERROR: Final = 4
-SO_DONTROUTE: Final = 5
-SO_BROADCAST: Final = 6
-SO_SNDBUF: Final = 7
-SO_RCVBUF: Final = 8
-SO_KEEPALIVE: Final = 9
-SO_OOBINLINE: Final = 10
-SO_PRIORITY: Final = 12
-SO_LINGER: Final = 13
-SO_REUSEPORT: Final = 15
-SO_RCVLOWAT: Final = 18
 SO_SNDLOWAT: Final = 19
 SO_ACCEPTCONN: Final = 30
 SO_SNDBUFFORCE: Final = 32
-SO_RCVBUFFORCE: Final = 33
-SO_PROTOCOL: Final = 38
-SO_DOMAIN: Final = 39
 
 TCP_NODELAY: Final = 1
 TCP_MAXSEG: Final = 2
@@ -100,14 +109,6 @@ TCP_USER_TIMEOUT: Final = 18
 TCP_FASTOPEN: Final = 23
 TCP_NOTSENT_LOWAT: Final = 25
 TCP_FASTOPEN_CONNECT: Final = 30
-
-IPPROTO_IP: Final = 0
-IP_TOS: Final = 1
-IP_TTL: Final = 2
-IPPROTO_IPV6: Final = 41
-IPV6_V6ONLY: Final = 26
-IPV6_TCLASS: Final = 67
-IPV6_UNICAST_HOPS: Final = 16
 
 TCPI_OPT_TIMESTAMPS: Final = 1
 TCPI_OPT_SACK: Final = 2
