@@ -29,6 +29,7 @@ from typing import Final
 import trio
 
 from netvisor.frame import GSO_NONE, Frame
+from netvisor.link._kernel import close_notifying
 from netvisor.link.endpoint import (
     GSO_MAX_SIZE,
     LinkCapabilities,
@@ -150,11 +151,7 @@ class MemoryEndpoint:
         if self._efd is None:
             return
         fd, self._efd = self._efd, None
-        try:
-            trio.lowlevel.notify_closing(fd)
-        except RuntimeError:
-            pass  # not inside trio: nobody can be waiting on it
-        os.close(fd)
+        close_notifying(fd)
         self._rxq.clear()
         self._room.set()
 

@@ -31,22 +31,15 @@ import errno
 import fcntl
 import socket
 import struct
-from collections.abc import Sequence
-from typing import Final, Self
-
-import trio
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from netvisor.frame import Frame
 from netvisor.link import _ifctl
-from netvisor.link.endpoint import (
-    ETH_HLEN,
-    GSO_MAX_SIZE,
-    LinkCapabilities,
-    LinkStats,
-    prepare_plain_tx,
-)
+from netvisor.link._kernel import KernelEndpoint
+from netvisor.link.endpoint import LinkStats
 from netvisor.link.netns import in_netns
-from netvisor.link.vnet import VNET_HDR_LEN, emit, parse_into_frame
+from netvisor.link.vnet import parse_into_frame
 
 ETH_P_ALL: Final = 0x0003
 SOL_PACKET: Final = 263
@@ -69,7 +62,6 @@ frames, i.e. a few ms at 10 Gbit/s while the loop is busy elsewhere."""
 # retrying it from wait_writable would spin (the socket itself is writable).
 _FRAME_ERRORS: Final = frozenset({errno.EINVAL, errno.EMSGSIZE, errno.ENOBUFS,
                                   errno.ENETDOWN, errno.ENXIO, errno.EFAULT, errno.ENOMEM})
-_RX_BUF: Final = GSO_MAX_SIZE + ETH_HLEN + 4
 
 
 def device_does_tso(name: str) -> bool:
@@ -87,12 +79,15 @@ def device_does_tso(name: str) -> bool:
     return bool(struct.unpack_from("II", value.raw)[1])
 
 
-class PacketEndpoint:
+class PacketEndpoint(KernelEndpoint[socket.socket]):
     """Frames on interface ``ifname`` (optionally inside namespace ``netns``).
 
     ``mac`` defaults to the device's own MAC (the stack takes the interface
     over, as runsc does). ``vnet_hdr``: None = on when the device does TSO.
     """
+
+    _kind = "packet"
+    _frame_errors = _FRAME_ERRORS
 
     def __init__(self, ifname: str, *, mac: bytes | None = None, vnet_hdr: bool | None = None,
                  buffer_bytes: int = DEFAULT_BUFFER, netns: str | None = None) -> None:
@@ -101,7 +96,7 @@ class PacketEndpoint:
         self.stats = LinkStats()
         with in_netns(netns):
             self.ifindex: int = _ifctl.ifindex(ifname)
-            self._mtu = _ifctl.get_mtu(ifname)
+            dev_mtu = _ifctl.get_mtu(ifname)
             dev_mac = _ifctl.get_hwaddr(ifname)
             if vnet_hdr is None:
                 vnet_hdr = device_does_tso(ifname)
@@ -121,8 +116,8 @@ class PacketEndpoint:
             if vnet_hdr:
                 sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
             sock.bind((ifname, ETH_P_ALL))
-            self._mac = bytes(mac) if mac is not None else dev_mac
-            if self._mac != dev_mac:
+            our_mac = bytes(mac) if mac is not None else dev_mac
+            if our_mac != dev_mac:
                 mreq = struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
                 sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
             sock.setblocking(False)
@@ -131,32 +126,19 @@ class PacketEndpoint:
             raise
         self.name: str = ifname
         self.device_mac: bytes = dev_mac
-        self._sock: socket.socket | None = sock
-        self._fd = sock.fileno()
-        self._vnet = bool(vnet_hdr)
-        self._hdr = VNET_HDR_LEN if vnet_hdr else 0
-        self._rxbuf = bytearray(max(_RX_BUF, self._mtu + ETH_HLEN + 4) + self._hdr)
-        self._rxview = memoryview(self._rxbuf)
-        self._caps = LinkCapabilities(
-            checksum_offload_tx=self._vnet,
-            checksum_offload_rx=self._vnet,
-            gso_max_size=GSO_MAX_SIZE if self._vnet else 0,
-            vnet_hdr=self._vnet,
-        )
-
-    # -- LinkEndpoint -----------------------------------------------------------
-    @property
-    def mac(self) -> bytes:
-        return self._mac
+        self._io = sock
+        self._init_link(our_mac, dev_mtu, bool(vnet_hdr))
 
     @property
-    def mtu(self) -> int:
-        return self._mtu
+    def _sock(self) -> socket.socket | None:
+        """The packet socket (None once closed)."""
+        return self._io
 
-    @property
-    def capabilities(self) -> LinkCapabilities:
-        return self._caps
+    def _senders(self, io: socket.socket) -> tuple[Callable[[Sequence[Any]], int],
+                                                   Callable[[Any], int]]:
+        return io.sendmsg, io.send
 
+    # -- LinkEndpoint (the rest is KernelEndpoint's) ----------------------------
     def read_batch(self, max_frames: int) -> list[Frame]:
         sock = self._sock
         if sock is None:
@@ -188,64 +170,3 @@ class PacketEndpoint:
             stats.rx_bytes += n - hdr
         stats.rx_frames += len(out)
         return out
-
-    def write_batch(self, frames: Sequence[Frame]) -> int:
-        sock = self._sock
-        if sock is None:
-            raise OSError(errno.EBADF, "packet endpoint closed")
-        stats = self.stats
-        taken = 0
-        for frame in frames:
-            try:
-                if self._vnet:
-                    sock.sendmsg((emit(frame), frame.data))
-                else:
-                    data = prepare_plain_tx(frame, stats)
-                    if data is None:
-                        taken += 1
-                        continue
-                    sock.send(data)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno not in _FRAME_ERRORS:
-                    raise
-                stats.tx_errors += 1
-                taken += 1
-                continue
-            taken += 1
-            stats.tx_frames += 1
-            stats.tx_bytes += len(frame.data)
-        return taken
-
-    def fileno(self) -> int | None:
-        return self._fd if self._sock is not None else None
-
-    async def wait_readable(self) -> None:
-        if self._sock is None:
-            raise OSError(errno.EBADF, "packet endpoint closed")
-        await trio.lowlevel.wait_readable(self._sock)
-
-    async def wait_writable(self) -> None:
-        if self._sock is None:
-            raise OSError(errno.EBADF, "packet endpoint closed")
-        await trio.lowlevel.wait_writable(self._sock)
-
-    def close(self) -> None:
-        if self._sock is None:
-            return
-        sock, self._sock = self._sock, None
-        try:
-            trio.lowlevel.notify_closing(sock)
-        except RuntimeError:
-            pass  # outside trio: nobody waits
-        sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<PacketEndpoint {self.name} vnet_hdr={self._vnet} mtu={self._mtu}>"

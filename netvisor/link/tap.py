@@ -25,22 +25,16 @@ import errno
 import fcntl
 import os
 import struct
-from collections.abc import Sequence
-from typing import Final, Self
-
-import trio
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, Final
 
 from netvisor.frame import Frame
 from netvisor.link import _ifctl
-from netvisor.link.endpoint import (
-    ETH_HLEN,
-    GSO_MAX_SIZE,
-    LinkCapabilities,
-    LinkStats,
-    prepare_plain_tx,
-)
+from netvisor.link._kernel import KernelEndpoint
+from netvisor.link.endpoint import LinkStats
 from netvisor.link.netns import in_netns
-from netvisor.link.vnet import VNET_HDR_LEN, emit, parse_into_frame
+from netvisor.link.vnet import VNET_HDR_LEN, parse_into_frame
 
 TUNSETIFF: Final = 0x400454CA
 TUNSETPERSIST: Final = 0x400454CB
@@ -58,9 +52,6 @@ TUN_F_TSO6: Final = 0x04
 # the frame as taken so that it cannot wedge the caller's queue.
 _FRAME_ERRORS: Final = frozenset({errno.EINVAL, errno.EMSGSIZE, errno.EIO,
                                   errno.EFAULT, errno.ENOMEM})
-# Largest frame the kernel may hand us: a 64 KB GSO packet plus Ethernet
-# header (and a VLAN tag); larger device MTUs are handled in __init__.
-_RX_BUF_MIN: Final = GSO_MAX_SIZE + ETH_HLEN + 4
 
 
 def random_mac() -> bytes:
@@ -70,7 +61,7 @@ def random_mac() -> bytes:
     return bytes(raw)
 
 
-class TapEndpoint:
+class TapEndpoint(KernelEndpoint[int]):
     """A TAP device; the stack is the host at the far end of its cable.
 
     ``name``: an existing TAP to attach to, a new name, or "" to let the
@@ -80,13 +71,14 @@ class TapEndpoint:
     ``netns``: path of the network namespace to create/attach it in.
     """
 
+    _kind = "TAP"
+    _frame_errors = _FRAME_ERRORS
+
     def __init__(self, name: str = "", *, vnet_hdr: bool = False, rx_offload: bool = True,
                  mac: bytes | None = None, mtu: int | None = None, up: bool = True,
                  persist: bool = False, netns: str | None = None) -> None:
         if mac is not None and len(mac) != 6:
             raise ValueError(f"mac must be 6 bytes, got {len(mac)}")
-        self._mac = mac if mac is not None else random_mac()
-        self._vnet = vnet_hdr
         self.stats = LinkStats()
         flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
         with in_netns(netns):
@@ -109,7 +101,7 @@ class TapEndpoint:
                     fcntl.ioctl(fd, TUNSETPERSIST, 1)
                 if mtu is not None:
                     _ifctl.set_mtu(self.name, mtu)
-                self._mtu = _ifctl.get_mtu(self.name)
+                dev_mtu = _ifctl.get_mtu(self.name)
                 self.ifindex: int = _ifctl.ifindex(self.name)
                 self.kernel_mac: bytes = _ifctl.get_hwaddr(self.name)
                 """The MAC of the kernel's side of the TAP (the stack's peer)."""
@@ -118,32 +110,15 @@ class TapEndpoint:
             except BaseException:
                 os.close(fd)
                 raise
-        self._fd: int | None = fd
-        self._hdr = VNET_HDR_LEN if vnet_hdr else 0
-        self._rxbuf = bytearray(max(_RX_BUF_MIN, self._mtu + ETH_HLEN + 4) + self._hdr)
-        self._rxview = memoryview(self._rxbuf)
-        self._caps = LinkCapabilities(
-            checksum_offload_tx=vnet_hdr,
-            checksum_offload_rx=vnet_hdr,
-            gso_max_size=GSO_MAX_SIZE if vnet_hdr else 0,
-            vnet_hdr=vnet_hdr,
-        )
+        self._io = fd
+        self._init_link(mac if mac is not None else random_mac(), dev_mtu, vnet_hdr)
 
-    # -- LinkEndpoint -----------------------------------------------------------
-    @property
-    def mac(self) -> bytes:
-        return self._mac
+    def _senders(self, io: int) -> tuple[Callable[[Sequence[Any]], int], Callable[[Any], int]]:
+        return partial(os.writev, io), partial(os.write, io)
 
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    @property
-    def capabilities(self) -> LinkCapabilities:
-        return self._caps
-
+    # -- LinkEndpoint (the rest is KernelEndpoint's) ----------------------------
     def read_batch(self, max_frames: int) -> list[Frame]:
-        fd = self._fd
+        fd = self._io
         if fd is None:
             return []
         out: list[Frame] = []
@@ -179,65 +154,3 @@ class TapEndpoint:
             stats.rx_bytes += n - hdr
         stats.rx_frames += len(out)
         return out
-
-    def write_batch(self, frames: Sequence[Frame]) -> int:
-        fd = self._fd
-        if fd is None:
-            raise OSError(errno.EBADF, "TAP endpoint closed")
-        stats = self.stats
-        taken = 0
-        for frame in frames:
-            try:
-                if self._vnet:
-                    os.writev(fd, (emit(frame), frame.data))
-                else:
-                    data = prepare_plain_tx(frame, stats)
-                    if data is not None:
-                        os.write(fd, data)
-                    else:
-                        taken += 1
-                        continue
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                if exc.errno not in _FRAME_ERRORS:
-                    raise
-                stats.tx_errors += 1
-                taken += 1
-                continue
-            taken += 1
-            stats.tx_frames += 1
-            stats.tx_bytes += len(frame.data)
-        return taken
-
-    def fileno(self) -> int | None:
-        return self._fd
-
-    async def wait_readable(self) -> None:
-        if self._fd is None:
-            raise OSError(errno.EBADF, "TAP endpoint closed")
-        await trio.lowlevel.wait_readable(self._fd)
-
-    async def wait_writable(self) -> None:
-        if self._fd is None:
-            raise OSError(errno.EBADF, "TAP endpoint closed")
-        await trio.lowlevel.wait_writable(self._fd)
-
-    def close(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        try:
-            trio.lowlevel.notify_closing(fd)
-        except RuntimeError:
-            pass  # outside trio: nobody waits
-        os.close(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<TapEndpoint {self.name} vnet_hdr={self._vnet} mtu={self._mtu}>"
