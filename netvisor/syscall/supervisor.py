@@ -194,6 +194,7 @@ class Supervisor:
         self._poll.register(listener.fd, select.POLLIN)
         self._hup_ep = select.epoll()
         self._hup_waiters: dict[int, trio.Event] = {}
+        self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         # Connections that died (RST, timeout): the program's end inode -> the
         # errno getsockopt(SO_ERROR) still owes it (tcp_semantics.DeadErrors).
         self.dead = tcp_semantics.DeadErrors()
@@ -336,7 +337,19 @@ class Supervisor:
         if es is not None and st.st_dev == self.sock_dev:
             es.owner = (n.pid, fd)
             return es
+        self._other_ino = st.st_ino if st.st_dev == self.sock_dev else 0
         return None
+
+    def _emulated_or_dead(self, n: Notification, fd: int) -> EmuSocket:
+        """As :meth:`_emulated`; a connection that died answers its errno once
+        (Linux tcp_recvmsg/tcp_sendmsg report sk_err: ETIMEDOUT, EHOSTUNREACH...)."""
+        es = self._lookup(n, fd)
+        if es is None:
+            err = self.dead.take(self._other_ino) if self.dead else None
+            if err:
+                raise Reply(0, err)
+            raise Continue()
+        return es
 
     def _emulated(self, n: Notification, fd: int) -> EmuSocket:
         es = self._lookup(n, fd)
@@ -717,6 +730,7 @@ class Supervisor:
         except BlockingIOError:
             n = 0
         except OSError:
+            es.unread = True   # the program closed before reading this: RST
             ev.set()
             return
         if n < len(data):
@@ -770,6 +784,7 @@ class Supervisor:
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(sup)
                 except OSError:
+                    es.unread = True   # closed with this unread: RST at teardown
                     return  # the program closed; _up tears down
 
     async def _down_dgram(self, es: EmuSocket) -> None:
@@ -1214,8 +1229,8 @@ class Supervisor:
         ptr, len_ptr = n.args[3], n.args[4]
         es = self._lookup(n, n.args[0])
         if es is None:
-            err = self.dead.take(n.pid, n.args[0], self.sock_dev) \
-                if (level, opt) == (SOL_SOCKET, SO_ERROR) else None
+            err = self.dead.take(self._other_ino) \
+                if (level, opt) == (SOL_SOCKET, SO_ERROR) and self.dead else None
             if err is None:
                 raise Continue()
             have = struct.unpack("<i", memory.read(n.pid, len_ptr, 4))[0]
@@ -1318,7 +1333,7 @@ class Supervisor:
 
     # --------------------------------------------------------- datagrams
     def _sendto(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
-        es = self._emulated(n, n.args[0])
+        es = self._emulated_or_dead(n, n.args[0])
         length = n.args[2] & 0xFFFFFFFF
         flags = n.args[3] & 0xFFFFFFFF
         if es.netlink is not None:
@@ -1404,7 +1419,7 @@ class Supervisor:
         return wait
 
     def _recvfrom(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
-        es = self._emulated(n, n.args[0])
+        es = self._emulated_or_dead(n, n.args[0])
         if es.type == socket.SOCK_STREAM:
             raise Continue()
         size = n.args[2] & 0xFFFFFFFF
@@ -1420,7 +1435,7 @@ class Supervisor:
     _MSGHDR = struct.Struct("<QI4xQQQQi4x")
 
     def _sendmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
-        es = self._emulated(n, n.args[0])
+        es = self._emulated_or_dead(n, n.args[0])
         if es.netlink is not None:
             return self._netlink_sendmsg(n, es)
         if es.type == socket.SOCK_STREAM:
@@ -1491,7 +1506,7 @@ class Supervisor:
         return int(sent)
 
     def _recvmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
-        es = self._emulated(n, n.args[0])
+        es = self._emulated_or_dead(n, n.args[0])
         if es.type == socket.SOCK_STREAM:
             raise Continue()
         hdr_ptr = n.args[1]

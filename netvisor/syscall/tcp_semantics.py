@@ -55,26 +55,15 @@ class DeadErrors:
         """A new socket reuses ``ino``: nothing is owed for it."""
         self._errs.pop(ino, None)
 
-    def take(self, pid: int, fd: int, sock_dev: int) -> int | None:
-        """The errno owed to ``fd`` of thread ``pid`` (then cleared), or None.
+    def take(self, ino: int) -> int | None:
+        """The errno owed to the program's end ``ino`` (then cleared), or None.
 
-        None when the fd is not a dead emulated socket (the kernel answers).
+        None when it is not a dead emulated socket (the kernel answers); 0
+        once the errno was reported (Linux sock_error() clears sk_err).
         """
-        if not self._errs:
-            return None
-        try:
-            st = os.stat(f"/proc/{pid}/fd/{fd & 0xFFFFFFFF}")
-        except OSError:
-            return None
-        if st.st_dev != sock_dev:
-            return None
-        err = self._errs.pop(st.st_ino, None)
-        if err is None:
-            return None
-        # Linux clears sk_err when SO_ERROR reads it; later reads give 0
-        # (the entry stays, answering 0, so the kernel's own ECONNRESET of the
-        # pair end is not reported instead).
-        self._errs[st.st_ino] = 0
+        err = self._errs.get(ino)
+        if err:
+            self._errs[ino] = 0
         return err
 
     def __len__(self) -> int:
@@ -114,7 +103,7 @@ def bound_pair(sup: Any, value: bytes) -> int:
     """
     if len(value) < 4:
         return 0
-    want = struct.unpack_from("<i", value)[0]
+    want = int(struct.unpack_from("<i", value)[0])
     if want <= 0:
         want = 1
     try:
