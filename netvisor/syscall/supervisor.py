@@ -21,10 +21,14 @@ and the stack's socket. Only calls that need the stack's knowledge trap.
 - Non-blocking connect: the program's end is filled until EAGAIN so that
   POLLOUT does not fire before the handshake completes; exactly that filler
   is drained when it does (shared/notes/syscall-trapping.md).
-- Listeners: connections are accepted from the stack eagerly into a queue;
-  one token byte per queued connection in the program's end gives POLLIN;
-  accept consumes one. A connection whose ADDFD fails (call interrupted)
-  goes back to the front of the queue, so none is lost.
+- Listeners: one token byte in the program's end per connection the
+  stack has queued gives POLLIN; the program's accept takes one connection
+  from the stack (so listen()'s backlog applies) and consumes a token. A
+  connection whose ADDFD fails (call interrupted) goes back to the front of
+  a queue of ours, so none is lost.
+- Linux close/error semantics the pair cannot carry (SO_ERROR after the
+  connection died, RST on close with unread data, the program's SO_RCVBUF
+  bounding the pair): ``tcp_semantics.py``.
 - UDP over an AF_UNIX SOCK_SEQPACKET pair (keeps datagram boundaries without
   the 10-datagram queue limit of SOCK_DGRAM); source addresses of queued
   datagrams are kept in a FIFO for recvfrom/recvmsg, resynchronised by
