@@ -17,9 +17,21 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from netvisor.tcpip.errors import MalformedPacket, Truncated
+from netvisor.tcpip.errors import MalformedPacket
 from netvisor.tcpip.wire import checksum as _csum
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import (
+    ReadableBuffer,
+    WritableBuffer,
+    as_view,
+    check_room,
+    decode_float_code,
+    emit_group_records,
+    emit_query_tail,
+    encode_float_code,
+    need,
+    parse_group_records,
+    read_addresses,
+)
 
 IPv4Address = ipaddress.IPv4Address
 
@@ -47,20 +59,12 @@ V3_QUERY_MIN_LEN: Final = 12
 
 def decode_code(code: int) -> int:
     """8-bit Max Resp Code / QQIC -> value (RFC 3376 4.1.1, 4.1.7)."""
-    if code < 0x80:
-        return code
-    return ((code & 0x0F) | 0x10) << (((code >> 4) & 7) + 3)
+    return decode_float_code(code, 4)
 
 
 def encode_code(value: int) -> int:
     """The code whose value is the largest <= ``value``."""
-    if value < 0x80:
-        return value
-    for exp in range(7, -1, -1):
-        mant = (value >> (exp + 3)) - 0x10
-        if 0 <= mant <= 0x0F:
-            return 0x80 | (exp << 4) | mant
-    return 0xFF
+    return encode_float_code(value, 4)
 
 
 class IgmpView:
@@ -134,12 +138,8 @@ class IgmpQuery:
         code = 0 if self.version == 1 else self.max_resp_code
         struct.pack_into("!BBH4s", buf, offset, MEMBERSHIP_QUERY, code, 0, self.group.packed)
         if self.version == 3:
-            if not 0 <= self.qrv <= 7:
-                raise ValueError(f"igmp: QRV {self.qrv}")
-            struct.pack_into("!BBH", buf, offset + 8, (8 if self.suppress else 0) | self.qrv,
-                             self.qqic, len(self.sources))
-            for i, s in enumerate(self.sources):
-                buf[offset + 12 + 4 * i:offset + 16 + 4 * i] = s.packed
+            emit_query_tail(buf, offset + 8, self.suppress, self.qrv, self.qqic, self.sources,
+                            4, "igmp")
         _fill(buf, offset, total, checksum)
         return total
 
@@ -207,18 +207,7 @@ class IgmpV3Report:
         total = self.buffer_len
         check_room(buf, offset, total, "igmp v3 report")
         struct.pack_into("!BBHHH", buf, offset, V3_MEMBERSHIP_REPORT, 0, 0, 0, len(self.records))
-        pos = offset + 8
-        for r in self.records:
-            if len(r.aux_data) % 4:
-                raise ValueError("igmp: aux data must be a multiple of 4 bytes")
-            struct.pack_into("!BBH4s", buf, pos, r.record_type, len(r.aux_data) // 4,
-                             len(r.sources), r.group.packed)
-            pos += 8
-            for s in r.sources:
-                buf[pos:pos + 4] = s.packed
-                pos += 4
-            buf[pos:pos + len(r.aux_data)] = r.aux_data
-            pos += len(r.aux_data)
+        emit_group_records(buf, offset + 8, self.records, 4, "igmp")
         _fill(buf, offset, total, checksum)
         return total
 
@@ -232,10 +221,7 @@ IgmpRepr = IgmpQuery | IgmpV2Message | IgmpV3Report
 
 
 def _sources(buf: memoryview, pos: int, count: int) -> tuple[IPv4Address, ...]:
-    end = pos + 4 * count
-    if end > len(buf):
-        raise Truncated(f"igmp: {count} sources need {end - pos} bytes")
-    return tuple(IPv4Address(bytes(buf[i:i + 4])) for i in range(pos, end, 4))
+    return read_addresses(buf, pos, count, 4, IPv4Address, "igmp")
 
 
 def parse_igmp(view: IgmpView, *, verify_checksum: bool = True) -> IgmpRepr:
@@ -259,19 +245,6 @@ def parse_igmp(view: IgmpView, *, verify_checksum: bool = True) -> IgmpRepr:
         return IgmpV2Message(t, view.group, view.max_resp_code)
     if t == V3_MEMBERSHIP_REPORT:
         count = int(struct.unpack_from("!H", b, 6)[0])
-        records: list[IgmpRecord] = []
-        pos = 8
-        for _ in range(count):
-            if pos + 8 > n:
-                raise Truncated("igmp v3 report: record past the end")
-            rtype, aux_words, nsrc = struct.unpack_from("!BBH", b, pos)
-            group = IPv4Address(bytes(b[pos + 4:pos + 8]))
-            sources = _sources(b, pos + 8, nsrc)
-            aux_start = pos + 8 + 4 * nsrc
-            aux_end = aux_start + 4 * aux_words
-            if aux_end > n:
-                raise Truncated("igmp v3 report: aux data past the end")
-            records.append(IgmpRecord(rtype, group, sources, bytes(b[aux_start:aux_end])))
-            pos = aux_end
+        records = parse_group_records(b, count, 4, IPv4Address, IgmpRecord, "igmp", 3)
         return IgmpV3Report(tuple(records))
     raise MalformedPacket(f"igmp: type {t:#x}")

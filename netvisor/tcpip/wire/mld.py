@@ -18,8 +18,17 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from netvisor.tcpip.errors import MalformedPacket, Truncated
-from netvisor.tcpip.wire._util import WritableBuffer, check_room
+from netvisor.tcpip.errors import MalformedPacket
+from netvisor.tcpip.wire._util import (
+    WritableBuffer,
+    check_room,
+    decode_float_code,
+    emit_group_records,
+    emit_query_tail,
+    encode_float_code,
+    parse_group_records,
+    read_addresses,
+)
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.icmpv6 import (
     MLD_DONE,
@@ -49,37 +58,22 @@ BLOCK_OLD_SOURCES: Final = 6
 
 def decode_mrc(code: int) -> int:
     """Maximum Response Code -> Maximum Response Delay in ms (RFC 3810 5.1.3)."""
-    if code < 0x8000:
-        return code
-    return ((code & 0x0FFF) | 0x1000) << (((code >> 12) & 7) + 3)
+    return decode_float_code(code, 12)
 
 
 def encode_mrc(delay_ms: int) -> int:
     """The code whose decoded delay is the largest <= ``delay_ms``."""
-    if delay_ms < 0x8000:
-        return delay_ms
-    for exp in range(7, -1, -1):
-        mant = (delay_ms >> (exp + 3)) - 0x1000
-        if 0 <= mant <= 0x0FFF:
-            return 0x8000 | (exp << 12) | mant
-    return 0xFFFF
+    return encode_float_code(delay_ms, 12)
 
 
 def decode_qqic(code: int) -> int:
     """Querier's Query Interval Code -> seconds (RFC 3810 5.1.9)."""
-    if code < 0x80:
-        return code
-    return ((code & 0x0F) | 0x10) << (((code >> 4) & 7) + 3)
+    return decode_float_code(code, 4)
 
 
 def encode_qqic(seconds: int) -> int:
-    if seconds < 0x80:
-        return seconds
-    for exp in range(7, -1, -1):
-        mant = (seconds >> (exp + 3)) - 0x10
-        if 0 <= mant <= 0x0F:
-            return 0x80 | (exp << 4) | mant
-    return 0xFF
+    """The code whose decoded interval is the largest <= ``seconds``."""
+    return encode_float_code(seconds, 4)
 
 
 def _check(view: Icmpv6View, src: IPv6Address | None, dst: IPv6Address | None,
@@ -92,10 +86,7 @@ def _check(view: Icmpv6View, src: IPv6Address | None, dst: IPv6Address | None,
 
 
 def _sources(buf: memoryview, pos: int, count: int) -> tuple[IPv6Address, ...]:
-    end = pos + 16 * count
-    if end > len(buf):
-        raise Truncated(f"mld: {count} sources need {end - pos} bytes")
-    return tuple(IPv6Address(bytes(buf[i:i + 16])) for i in range(pos, end, 16))
+    return read_addresses(buf, pos, count, 16, IPv6Address, "mld")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +127,8 @@ class MldQuery:
         struct.pack_into("!BBHHH16s", buf, offset, MLD_QUERY, 0, 0, self.max_resp_code, 0,
                          self.group.packed)
         if self.v2:
-            if not 0 <= self.qrv <= 7:
-                raise ValueError(f"mld: QRV {self.qrv}")
-            struct.pack_into("!BBH", buf, offset + 24, (8 if self.suppress else 0) | self.qrv,
-                             self.qqic, len(self.sources))
-            for i, s in enumerate(self.sources):
-                buf[offset + 28 + 16 * i:offset + 44 + 16 * i] = s.packed
+            emit_query_tail(buf, offset + 24, self.suppress, self.qrv, self.qqic, self.sources,
+                            16, "mld")
         fill_checksum(buf, offset, total, src, dst, checksum)
         return total
 
@@ -211,18 +198,7 @@ class MldV2Report:
         total = self.buffer_len
         check_room(buf, offset, total, "mld v2 report")
         struct.pack_into("!BBHHH", buf, offset, MLD_REPORT_V2, 0, 0, 0, len(self.records))
-        pos = offset + 8
-        for r in self.records:
-            if len(r.aux_data) % 4:
-                raise ValueError("mld: aux data must be a multiple of 4 bytes")
-            struct.pack_into("!BBH16s", buf, pos, r.record_type, len(r.aux_data) // 4,
-                             len(r.sources), r.group.packed)
-            pos += 20
-            for s in r.sources:
-                buf[pos:pos + 16] = s.packed
-                pos += 16
-            buf[pos:pos + len(r.aux_data)] = r.aux_data
-            pos += len(r.aux_data)
+        emit_group_records(buf, offset + 8, self.records, 16, "mld")
         fill_checksum(buf, offset, total, src, dst, checksum)
         return total
 
@@ -250,20 +226,7 @@ def parse_mld(view: Icmpv6View, *, src: IPv6Address | None = None,
         if n < MLDV2_REPORT_MIN_LEN:
             raise MalformedPacket(f"mld v2 report of {n} bytes")
         count = int(struct.unpack_from("!H", b, 6)[0])
-        records: list[MldRecord] = []
-        pos = 8
-        for _ in range(count):
-            if pos + 20 > n:
-                raise Truncated("mld v2 report: record past the end")
-            rtype, aux_words, nsrc = struct.unpack_from("!BBH", b, pos)
-            group = IPv6Address(bytes(b[pos + 4:pos + 20]))
-            sources = _sources(b, pos + 20, nsrc)
-            aux_start = pos + 20 + 16 * nsrc
-            aux_end = aux_start + 4 * aux_words
-            if aux_end > n:
-                raise Truncated("mld v2 report: aux data past the end")
-            records.append(MldRecord(rtype, group, sources, bytes(b[aux_start:aux_end])))
-            pos = aux_end
+        records = parse_group_records(b, count, 16, IPv6Address, MldRecord, "mld", 2)
         return MldV2Report(tuple(records))
     if n < MLDV1_LEN:
         raise MalformedPacket(f"mld type {t}: {n} bytes < 24")
