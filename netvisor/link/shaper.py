@@ -35,7 +35,7 @@ What tbf does and we copy, or not:
   tokens beyond the burst are discarded, so a head frame that needs nearly the
   whole bucket loses rate on every late wake-up; with frames <= burst/4 a
   wake-up may be late by 3/4 of the burst's worth of time before anything is
-  lost (issue 6, BUGS-H9 N2: -15% at 500 Mbit/s with 64 KiB GSO frames in a
+  lost (issue 6, BUGS-H9 N2: -14..-32% at 500 Mbit/s with 64 KiB GSO frames in a
   64 KiB bucket). A GSO frame still larger than the burst (a stack that
   ignores the advertised size) leaves when the bucket is full and drives the
   tokens negative by the difference: the same long-run rate, at most one
