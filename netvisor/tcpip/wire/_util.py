@@ -149,3 +149,44 @@ def emit_query_tail(buf: WritableBuffer, pos: int, suppress: bool, qrv: int, qqi
     pos += 4
     for i, s in enumerate(sources):
         buf[pos + width * i:pos + width * (i + 1)] = s.packed
+
+
+# -- to_bytes for message reprs -----------------------------------------------
+
+class _Emits(Protocol):
+    @property
+    def buffer_len(self) -> int: ...
+    def emit(self, buf: WritableBuffer, offset: int = 0) -> int: ...
+
+
+class _EmitsV6(Protocol):
+    @property
+    def buffer_len(self) -> int: ...
+    def emit(self, buf: WritableBuffer, offset: int = 0, *, src: ipaddress.IPv6Address,
+             dst: ipaddress.IPv6Address) -> int: ...
+
+
+class ToBytes:
+    """Mixin for a repr with ``buffer_len`` and ``emit(buf, offset)``: ``to_bytes()``."""
+
+    __slots__ = ()
+
+    def to_bytes(self: _Emits) -> bytes:
+        """The message as new bytes."""
+        out = bytearray(self.buffer_len)
+        self.emit(out)
+        return bytes(out)
+
+
+class ToBytesV6:
+    """Mixin for an ICMPv6 message repr (its checksum needs the addresses):
+    ``to_bytes(src=, dst=)``."""
+
+    __slots__ = ()
+
+    def to_bytes(self: _EmitsV6, *, src: ipaddress.IPv6Address,
+                 dst: ipaddress.IPv6Address) -> bytes:
+        """The message as new bytes, checksum filled for ``src`` -> ``dst``."""
+        out = bytearray(self.buffer_len)
+        self.emit(out, src=src, dst=dst)
+        return bytes(out)

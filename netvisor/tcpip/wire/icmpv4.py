@@ -19,7 +19,14 @@ from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket
 from netvisor.tcpip.wire import checksum as _csum
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import (
+    ReadableBuffer,
+    ToBytes,
+    WritableBuffer,
+    as_view,
+    check_room,
+    need,
+)
 
 HEADER_LEN: Final = 8
 CHECKSUM_OFFSET: Final = 2
@@ -123,7 +130,7 @@ class Icmpv4View:
 
 
 @dataclass(frozen=True, slots=True)
-class Icmpv4Repr:
+class Icmpv4Repr(ToBytes):
     """An ICMP message (see the module docstring for ``rest``)."""
 
     type: int
@@ -217,8 +224,3 @@ class Icmpv4Repr:
             _csum.fill_checksum(buf, offset, total, offset + CHECKSUM_OFFSET, 0,
                                 _csum.ChecksumMode.FULL)
         return total
-
-    def to_bytes(self) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out)
-        return bytes(out)

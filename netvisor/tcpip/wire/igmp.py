@@ -21,6 +21,7 @@ from netvisor.tcpip.errors import MalformedPacket
 from netvisor.tcpip.wire import checksum as _csum
 from netvisor.tcpip.wire._util import (
     ReadableBuffer,
+    ToBytes,
     WritableBuffer,
     as_view,
     check_room,
@@ -106,7 +107,7 @@ def _fill(buf: WritableBuffer, offset: int, total: int, checksum: bool) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class IgmpQuery:
+class IgmpQuery(ToBytes):
     """Membership Query; ``group`` 0.0.0.0 = general query. ``version`` is 1, 2
     or 3 (by length and code, see the module docstring): a version 2 query
     needs ``max_resp_code`` > 0, since 0 on 8 bytes means IGMPv1."""
@@ -143,14 +144,9 @@ class IgmpQuery:
         _fill(buf, offset, total, checksum)
         return total
 
-    def to_bytes(self) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
-class IgmpV2Message:
+class IgmpV2Message(ToBytes):
     """IGMPv1/v2 Membership Report (0x12 / 0x16) or v2 Leave Group (0x17)."""
 
     type: int
@@ -170,11 +166,6 @@ class IgmpV2Message:
         _fill(buf, offset, V2_LEN, checksum)
         return V2_LEN
 
-    def to_bytes(self) -> bytes:
-        out = bytearray(V2_LEN)
-        self.emit(out)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
 class IgmpRecord:
@@ -192,7 +183,7 @@ class IgmpRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class IgmpV3Report:
+class IgmpV3Report(ToBytes):
     """IGMPv3 Membership Report (RFC 3376 4.2), sent to 224.0.0.22."""
 
     records: tuple[IgmpRecord, ...] = ()
@@ -210,11 +201,6 @@ class IgmpV3Report:
         emit_group_records(buf, offset + 8, self.records, 4, "igmp")
         _fill(buf, offset, total, checksum)
         return total
-
-    def to_bytes(self) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out)
-        return bytes(out)
 
 
 IgmpRepr = IgmpQuery | IgmpV2Message | IgmpV3Report

@@ -20,6 +20,7 @@ from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket
 from netvisor.tcpip.wire._util import (
+    ToBytesV6,
     WritableBuffer,
     check_room,
     decode_float_code,
@@ -90,7 +91,7 @@ def _sources(buf: memoryview, pos: int, count: int) -> tuple[IPv6Address, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class MldQuery:
+class MldQuery(ToBytesV6):
     """Multicast Listener Query; ``group`` :: = general query.
 
     MLDv1 queries (``v2=False``) have no S/QRV/QQIC/sources; for them
@@ -132,14 +133,9 @@ class MldQuery:
         fill_checksum(buf, offset, total, src, dst, checksum)
         return total
 
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
-class MldV1Message:
+class MldV1Message(ToBytesV6):
     """MLDv1 Report (131) or Done (132) (RFC 2710 3)."""
 
     type: int
@@ -160,11 +156,6 @@ class MldV1Message:
         fill_checksum(buf, offset, MLDV1_LEN, src, dst, checksum)
         return MLDV1_LEN
 
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(MLDV1_LEN)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
 class MldRecord:
@@ -182,7 +173,7 @@ class MldRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class MldV2Report:
+class MldV2Report(ToBytesV6):
     """MLDv2 Listener Report (RFC 3810 5.2), sent to ff02::16."""
 
     records: tuple[MldRecord, ...] = ()
@@ -201,11 +192,6 @@ class MldV2Report:
         emit_group_records(buf, offset + 8, self.records, 16, "mld")
         fill_checksum(buf, offset, total, src, dst, checksum)
         return total
-
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
 
 
 MldRepr = MldQuery | MldV1Message | MldV2Report

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room
+from netvisor.tcpip.wire._util import ReadableBuffer, ToBytesV6, WritableBuffer, as_view, check_room
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.icmpv6 import (
     NEIGHBOR_ADVERT,
@@ -210,7 +210,7 @@ def _emit_message(msg: NdpRepr, fixed: bytes, buf: WritableBuffer, offset: int,
 
 
 @dataclass(frozen=True, slots=True)
-class RouterSolicit:
+class RouterSolicit(ToBytesV6):
     """Router Solicitation (RFC 4861 4.1)."""
 
     options: NdpOptions = field(default_factory=NdpOptions)
@@ -227,14 +227,9 @@ class RouterSolicit:
         fixed = struct.pack("!BBHI", ROUTER_SOLICIT, 0, 0, 0)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)
 
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
-class RouterAdvert:
+class RouterAdvert(ToBytesV6):
     """Router Advertisement (RFC 4861 4.2). Times: lifetime in seconds,
     reachable/retrans in milliseconds, 0 = unspecified. ``flags`` keeps the
     other 6 flag bits (RFC 4191 preference, RFC 5175 ...)."""
@@ -261,14 +256,9 @@ class RouterAdvert:
                             self.router_lifetime, self.reachable_time, self.retrans_timer)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)
 
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
-class NeighborSolicit:
+class NeighborSolicit(ToBytesV6):
     """Neighbor Solicitation (RFC 4861 4.3)."""
 
     target: IPv6Address
@@ -285,14 +275,9 @@ class NeighborSolicit:
         fixed = struct.pack("!BBHI16s", NEIGHBOR_SOLICIT, 0, 0, 0, self.target.packed)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)
 
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
-class NeighborAdvert:
+class NeighborAdvert(ToBytesV6):
     """Neighbor Advertisement (RFC 4861 4.4)."""
 
     target: IPv6Address
@@ -314,14 +299,9 @@ class NeighborAdvert:
         fixed = struct.pack("!BBHB3x16s", NEIGHBOR_ADVERT, 0, 0, flags, self.target.packed)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)
 
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
-
 
 @dataclass(frozen=True, slots=True)
-class Redirect:
+class Redirect(ToBytesV6):
     """Redirect (RFC 4861 4.5): ``target`` is the better first hop (or the
     destination itself when on-link), ``destination`` the redirected address."""
 
@@ -340,11 +320,6 @@ class Redirect:
         fixed = struct.pack("!BBHI16s16s", REDIRECT, 0, 0, 0, self.target.packed,
                             self.destination.packed)
         return _emit_message(self, fixed, buf, offset, src, dst, checksum)
-
-    def to_bytes(self, *, src: IPv6Address, dst: IPv6Address) -> bytes:
-        out = bytearray(self.buffer_len)
-        self.emit(out, src=src, dst=dst)
-        return bytes(out)
 
 
 NdpRepr = RouterSolicit | RouterAdvert | NeighborSolicit | NeighborAdvert | Redirect
