@@ -190,3 +190,37 @@ class ToBytesV6:
         out = bytearray(self.buffer_len)
         self.emit(out, src=src, dst=dst)
         return bytes(out)
+
+
+class IcmpHeaderView:
+    """The 8-byte header ICMPv6 (RFC 4443 2.1) kept from ICMPv4 (RFC 792):
+    type, code, checksum, a 32-bit word whose meaning depends on the type,
+    then data. Base of ``Icmpv4View`` and ``Icmpv6View``, which add length
+    checks and the checksum rule (ICMPv6 covers a pseudo-header)."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self, buf: ReadableBuffer) -> None:
+        self.buf = as_view(buf)
+
+    @property
+    def type(self) -> int:
+        return self.buf[0]
+
+    @property
+    def code(self) -> int:
+        return self.buf[1]
+
+    @property
+    def checksum(self) -> int:
+        return int(struct.unpack_from("!H", self.buf, 2)[0])
+
+    @property
+    def rest(self) -> int:
+        """The 32-bit word after the checksum."""
+        return int(struct.unpack_from("!I", self.buf, 4)[0])
+
+    @property
+    def data(self) -> memoryview:
+        """Bytes after the 8-byte header."""
+        return self.buf[8:]

@@ -20,10 +20,10 @@ from typing import Final
 from netvisor.tcpip.errors import MalformedPacket
 from netvisor.tcpip.wire import checksum as _csum
 from netvisor.tcpip.wire._util import (
+    IcmpHeaderView,
     ReadableBuffer,
     ToBytes,
     WritableBuffer,
-    as_view,
     check_room,
     need,
 )
@@ -90,40 +90,16 @@ ERROR_QUOTE_MAX: Final = 576 - 20 - HEADER_LEN
 """Linux quotes as much as fits in 576 bytes (icmp_send, RFC 1812 4.3.2.3)."""
 
 
-class Icmpv4View:
+class Icmpv4View(IcmpHeaderView):
     """A view over an ICMP message (the whole IPv4 payload)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: ReadableBuffer) -> None:
-        self.buf = as_view(buf)
+    __slots__ = ()
 
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> Icmpv4View:
         """Raise ``Truncated`` if shorter than the 8-byte header."""
         need(buf, HEADER_LEN, "icmpv4")
         return cls(buf)
-
-    @property
-    def type(self) -> int:
-        return self.buf[0]
-
-    @property
-    def code(self) -> int:
-        return self.buf[1]
-
-    @property
-    def checksum(self) -> int:
-        return int(struct.unpack_from("!H", self.buf, 2)[0])
-
-    @property
-    def rest(self) -> int:
-        """The 32-bit word after the checksum."""
-        return int(struct.unpack_from("!I", self.buf, 4)[0])
-
-    @property
-    def data(self) -> memoryview:
-        return self.buf[HEADER_LEN:]
 
     def checksum_ok(self) -> bool:
         return _csum.verify(self.buf)

@@ -19,7 +19,13 @@ from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket
 from netvisor.tcpip.wire import checksum as _csum
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import (
+    IcmpHeaderView,
+    ReadableBuffer,
+    WritableBuffer,
+    check_room,
+    need,
+)
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.ip import IPPROTO_ICMPV6
 
@@ -91,13 +97,10 @@ def fill_checksum(buf: WritableBuffer, offset: int, length: int, src: ipaddress.
     _csum.fill_checksum(buf, offset, length, offset + CHECKSUM_OFFSET, pseudo, checksum)
 
 
-class Icmpv6View:
+class Icmpv6View(IcmpHeaderView):
     """A view over an ICMPv6 message (the whole upper-layer payload)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: ReadableBuffer) -> None:
-        self.buf = as_view(buf)
+    __slots__ = ()
 
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> Icmpv6View:
@@ -109,27 +112,6 @@ class Icmpv6View:
         """
         need(buf, 4, "icmpv6")
         return cls(buf)
-
-    @property
-    def type(self) -> int:
-        return self.buf[0]
-
-    @property
-    def code(self) -> int:
-        return self.buf[1]
-
-    @property
-    def checksum(self) -> int:
-        return int(struct.unpack_from("!H", self.buf, 2)[0])
-
-    @property
-    def rest(self) -> int:
-        return int(struct.unpack_from("!I", self.buf, 4)[0])
-
-    @property
-    def data(self) -> memoryview:
-        """Bytes after the 8-byte header."""
-        return self.buf[HEADER_LEN:]
 
     @property
     def body(self) -> memoryview:
