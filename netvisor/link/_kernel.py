@@ -24,6 +24,7 @@ from netvisor.frame import Frame
 from netvisor.link.endpoint import (
     ETH_HLEN,
     GSO_MAX_SIZE,
+    FixedLinkInfo,
     LinkCapabilities,
     LinkStats,
     prepare_plain_tx,
@@ -50,7 +51,7 @@ def close_notifying(handle: int | socket.socket) -> None:
 H = TypeVar("H", int, socket.socket)
 
 
-class KernelEndpoint(Generic[H]):
+class KernelEndpoint(FixedLinkInfo, Generic[H]):
     """Base of :class:`TapEndpoint` and :class:`PacketEndpoint`.
 
     A subclass opens its handle ``_io`` (an fd or a socket), calls
@@ -89,19 +90,7 @@ class KernelEndpoint(Generic[H]):
         """(send a vnet header and a frame as one write, send one plain frame)."""
         raise NotImplementedError
 
-    # -- LinkEndpoint -----------------------------------------------------------
-    @property
-    def mac(self) -> bytes:
-        return self._mac
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    @property
-    def capabilities(self) -> LinkCapabilities:
-        return self._caps
-
+    # -- LinkEndpoint (mac, mtu, capabilities: FixedLinkInfo) -------------------
     def write_batch(self, frames: Sequence[Frame]) -> int:
         io = self._io
         if io is None:

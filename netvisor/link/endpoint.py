@@ -132,6 +132,27 @@ class LinkEndpoint(Protocol):
         ...
 
 
+class FixedLinkInfo:
+    """``mac``, ``mtu`` and ``capabilities`` of a concrete endpoint, fixed when
+    it is made (the subclass sets ``_mac``, ``_mtu`` and ``_caps``)."""
+
+    _mac: bytes
+    _mtu: int
+    _caps: LinkCapabilities
+
+    @property
+    def mac(self) -> bytes:
+        return self._mac
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        return self._caps
+
+
 class ForwardingEndpoint:
     """Base for wrappers: every :class:`LinkEndpoint` call goes to ``inner``.
 

@@ -32,6 +32,7 @@ from netvisor.frame import GSO_NONE, Frame
 from netvisor.link._kernel import close_notifying
 from netvisor.link.endpoint import (
     GSO_MAX_SIZE,
+    FixedLinkInfo,
     LinkCapabilities,
     LinkStats,
     complete_checksum,
@@ -43,7 +44,7 @@ LOOPBACK_MTU: Final = 65536
 """Linux ``lo`` MTU since 3.x (drivers/net/loopback.c)."""
 
 
-class MemoryEndpoint:
+class MemoryEndpoint(FixedLinkInfo):
     """An endpoint whose frames go into the receive queue of ``peer``.
 
     Frames are copied to ``bytes`` on write (the writer may reuse its buffer).
@@ -70,19 +71,7 @@ class MemoryEndpoint:
         self.peer: MemoryEndpoint = self
         self.stats = LinkStats()
 
-    # -- LinkEndpoint -------------------------------------------------------
-    @property
-    def mac(self) -> bytes:
-        return self._mac
-
-    @property
-    def mtu(self) -> int:
-        return self._mtu
-
-    @property
-    def capabilities(self) -> LinkCapabilities:
-        return self._caps
-
+    # -- LinkEndpoint (mac, mtu, capabilities: FixedLinkInfo) ---------------
     def read_batch(self, max_frames: int) -> list[Frame]:
         q = self._rxq
         if not q or self._efd is None:
