@@ -192,16 +192,23 @@ class ToBytesV6:
         return bytes(out)
 
 
-class IcmpHeaderView:
-    """The 8-byte header ICMPv6 (RFC 4443 2.1) kept from ICMPv4 (RFC 792):
-    type, code, checksum, a 32-bit word whose meaning depends on the type,
-    then data. Base of ``Icmpv4View`` and ``Icmpv6View``, which add length
-    checks and the checksum rule (ICMPv6 covers a pseudo-header)."""
+class BufferView:
+    """Base of the header views that hold only their buffer (``buf``, a flat
+    byte memoryview; wrapping never copies or checks: see each ``checked``)."""
 
     __slots__ = ("buf",)
 
     def __init__(self, buf: ReadableBuffer) -> None:
         self.buf = as_view(buf)
+
+
+class IcmpHeaderView(BufferView):
+    """The 8-byte header ICMPv6 (RFC 4443 2.1) kept from ICMPv4 (RFC 792):
+    type, code, checksum, a 32-bit word whose meaning depends on the type,
+    then data. Base of ``Icmpv4View`` and ``Icmpv6View``, which add length
+    checks and the checksum rule (ICMPv6 covers a pseudo-header)."""
+
+    __slots__ = ()
 
     @property
     def type(self) -> int:

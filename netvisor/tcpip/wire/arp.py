@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import (
+    BufferView,
+    ReadableBuffer,
+    WritableBuffer,
+    check_room,
+    need,
+)
 
 HTYPE_ETHERNET: Final = 1
 PTYPE_IPV4: Final = 0x0800
@@ -22,13 +28,10 @@ OP_REPLY: Final = 2
 HEADER_LEN: Final = 28  # Ethernet/IPv4 ARP packet
 
 
-class ArpView:
+class ArpView(BufferView):
     """A view over an ARP packet."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: ReadableBuffer) -> None:
-        self.buf = as_view(buf)
+    __slots__ = ()
 
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> ArpView:

@@ -20,10 +20,10 @@ from typing import Final
 from netvisor.tcpip.errors import MalformedPacket
 from netvisor.tcpip.wire import checksum as _csum
 from netvisor.tcpip.wire._util import (
+    BufferView,
     ReadableBuffer,
     ToBytes,
     WritableBuffer,
-    as_view,
     check_room,
     decode_float_code,
     emit_group_records,
@@ -68,13 +68,10 @@ def encode_code(value: int) -> int:
     return encode_float_code(value, 4)
 
 
-class IgmpView:
+class IgmpView(BufferView):
     """A view over an IGMP message (the whole IPv4 payload)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: ReadableBuffer) -> None:
-        self.buf = as_view(buf)
+    __slots__ = ()
 
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> IgmpView:

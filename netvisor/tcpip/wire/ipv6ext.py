@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from typing import Final, Self
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room, need
+from netvisor.tcpip.wire._util import (
+    BufferView,
+    ReadableBuffer,
+    WritableBuffer,
+    as_view,
+    check_room,
+    need,
+)
 from netvisor.tcpip.wire.ip import (
     IPPROTO_DSTOPTS,
     IPPROTO_FRAGMENT,
@@ -153,13 +160,10 @@ def build_options(options: tuple[Ipv6Option, ...] | list[Ipv6Option]) -> bytes:
 # -- generic views -------------------------------------------------------------------------
 
 
-class ExtHeaderView:
+class ExtHeaderView(BufferView):
     """A view over a Hop-by-Hop, Routing or Destination Options header."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: ReadableBuffer) -> None:
-        self.buf = as_view(buf)
+    __slots__ = ()
 
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> ExtHeaderView:
@@ -188,13 +192,10 @@ class ExtHeaderView:
         return self.buf[self.header_len:]
 
 
-class FragmentView:
+class FragmentView(BufferView):
     """A view over a Fragment header (RFC 8200 4.5)."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: ReadableBuffer) -> None:
-        self.buf = as_view(buf)
+    __slots__ = ()
 
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> FragmentView:

@@ -16,7 +16,13 @@ from typing import Final
 
 from netvisor.tcpip.errors import MalformedPacket, Truncated
 from netvisor.tcpip.wire import checksum as _csum
-from netvisor.tcpip.wire._util import ReadableBuffer, WritableBuffer, as_view, check_room
+from netvisor.tcpip.wire._util import (
+    BufferView,
+    ReadableBuffer,
+    WritableBuffer,
+    as_view,
+    check_room,
+)
 from netvisor.tcpip.wire.checksum import ChecksumMode
 from netvisor.tcpip.wire.ip import IPPROTO_UDP
 
@@ -30,14 +36,10 @@ CHECKSUM_OFFSET: Final = 6
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class UdpView:
+class UdpView(BufferView):
     """A view over a UDP datagram."""
 
-    __slots__ = ("buf",)
-
-    def __init__(self, buf: ReadableBuffer) -> None:
-        """Wrap ``buf`` without checks; prefer :meth:`checked`."""
-        self.buf = as_view(buf)
+    __slots__ = ()
 
     @classmethod
     def checked(cls, buf: ReadableBuffer) -> UdpView:
