@@ -221,6 +221,7 @@ class NetStack:
         self._in_hooks = False
         self._nursery: trio.Nursery | None = None
         self._sleep_until = -math.inf  # when the loop sleeps: the time it will wake by itself
+        self._sleep_scope: trio.CancelScope | None = None
         self.turns = 0
 
     # -------------------------------------------------------------- set-up
@@ -447,8 +448,10 @@ class NetStack:
                         await trio.lowlevel.checkpoint()
                         continue
                     self._sleep_until = deadline if deadline is not None else math.inf
-                    with trio.move_on_at(self._sleep_until):
+                    with trio.move_on_at(self._sleep_until) as scope:
+                        self._sleep_scope = scope
                         await self._wake.wait()
+                    self._sleep_scope = None
                     self._sleep_until = -math.inf
         finally:
             self._nursery = None
@@ -552,10 +555,19 @@ class NetStack:
                 await trio.lowlevel.checkpoint()  # let others run between full batches
 
     def _wake_if_earlier(self) -> None:
-        """Wake the sleeping main loop when a timer now falls before its wake-up."""
+        """Make the sleeping main loop wake by the stack's (earlier) next deadline.
+
+        Moving its cancel scope's deadline costs no task switch; waking it to
+        recompute its sleep did, once per request (every send arms an RTO).
+        """
         deadline = self.stack.next_deadline()
         if deadline is not None and deadline < self._sleep_until:
-            self._wake.set()
+            scope = self._sleep_scope
+            if scope is not None:
+                scope.deadline = deadline
+                self._sleep_until = deadline
+            else:
+                self._wake.set()
 
     async def _writer(self, link: _Link) -> None:
         try:
