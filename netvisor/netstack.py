@@ -305,6 +305,8 @@ class NetStack:
             self._wake.set()
             return
         self._flush()
+        if self._in_hooks:
+            return  # whoever runs the hooks checks the deadline right after them
         self._run_hooks()
         self._wake_if_earlier()
 
