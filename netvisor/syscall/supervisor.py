@@ -953,7 +953,7 @@ class Supervisor:
         if self._pull(es):
             self._deliver(n, es, flags)
             return None
-        while es.tokens > 0:   # a queued connection vanished (reset): drop its token
+        for _ in range(es.tokens):   # a queued connection vanished (reset): drop its token
             self._consume_token(n, es)
         if self._nonblocking(n, n.args[0]):
             raise Reply(0, errno.EAGAIN)
