@@ -72,7 +72,7 @@ from typing import Any, Final
 import trio
 
 from netvisor.frame import GSO_NONE, Frame
-from netvisor.link.endpoint import ETH_HLEN, LinkCapabilities, LinkEndpoint
+from netvisor.link.endpoint import ETH_HLEN, ForwardingEndpoint, LinkCapabilities, LinkEndpoint
 
 NS_PER_S: Final = 1_000_000_000
 _BIT_NS_PER_BYTE: Final = 8 * NS_PER_S
@@ -500,7 +500,7 @@ class ShaperStats:
     """... and the worst one."""
 
 
-class EgressShaper:
+class EgressShaper(ForwardingEndpoint):
     """Wrap ``inner`` and shape what is written to it (see the module doc).
 
     Run :meth:`serve` in a nursery: it sends queued frames when their tokens
@@ -523,7 +523,7 @@ class EgressShaper:
                 f"egress burst {config.burst_bytes} bytes is smaller than one full-size frame "
                 f"({frame_max} bytes = MTU {inner.mtu} + {ETH_HLEN}); every such frame would "
                 f"be dropped: raise --egress-burst")
-        self.inner = inner
+        super().__init__(inner)
         self.config = config
         self.bucket = TokenBucket(config.rate_bytes_per_s, config.burst_bytes)
         self.stats = ShaperStats()
@@ -612,21 +612,11 @@ class EgressShaper:
                 self._room.set()
         return now + delay if q else None
 
-    # -- LinkEndpoint ----------------------------------------------------------------
-    @property
-    def mac(self) -> bytes:
-        return self.inner.mac
-
-    @property
-    def mtu(self) -> int:
-        return self.inner.mtu
-
+    # -- LinkEndpoint: what the shaper changes (the rest, ingress included, is
+    # ForwardingEndpoint's: ingress is not shaped) ------------------------------------
     @property
     def capabilities(self) -> LinkCapabilities:
         return self._caps
-
-    def read_batch(self, max_frames: int) -> list[Frame]:
-        return self.inner.read_batch(max_frames)  # ingress is not shaped
 
     def write_batch(self, frames: Sequence[Frame]) -> int:
         if self._closed:
@@ -676,12 +666,6 @@ class EgressShaper:
             timer.arm(0.0)
         else:
             self._wake.set()
-
-    def fileno(self) -> int | None:
-        return self.inner.fileno()
-
-    async def wait_readable(self) -> None:
-        await self.inner.wait_readable()
 
     async def wait_writable(self) -> None:
         """Return when the queue has room for a full-size frame."""
@@ -769,8 +753,3 @@ class EgressShaper:
             self._wake_serve()
             self._room.set()
         self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)

@@ -504,7 +504,11 @@ def test_serve_sleeps_on_a_timerfd_under_the_system_clock() -> None:
                     got.extend(b.read_batch(64))
             nursery.cancel_scope.cancel()
         assert sh._timer is None and timer.fd == -1
-        assert sh.stats.timer_wakeups >= 1 and sh.stats.overflow_bytes == 0
+        # Only the mechanism is checked here: whether a wake-up on the real
+        # clock comes early enough to lose no token depends on how busy the
+        # machine is (exact accounting under late wake-ups is tested with
+        # MockClock above), and tests make no timing assertions.
+        assert sh.stats.timer_wakeups >= 1
 
     trio.run(main)
     assert _ids(got) == list(range(20))
