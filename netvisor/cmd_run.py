@@ -210,9 +210,9 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
     terminal_foreground_restore()
     for msg in sandboxed.messages:
         _error(msg)
-    if args.stats and netstack is not None:
+    if netstack is not None and (args.stats or debug is not None):
         from netvisor.syscall.wiring import print_stats
-        print_stats(netstack)
+        print_stats(netstack, sys.stderr if args.stats or debug is None else debug)
     return int(code)
 
 

@@ -277,6 +277,10 @@ class NetStack:
         """nic id -> endpoint."""
         return {nic: link.endpoint for nic, link in self._links.items()}
 
+    def endpoint_chains(self) -> dict[int, list[Any]]:
+        """nic id -> the link's endpoint and every endpoint it wraps, outermost first."""
+        return {nic: _chain(link.endpoint) for nic, link in self._links.items()}
+
     def close(self) -> None:
         """Close every endpoint (idempotent)."""
         for link in self._links.values():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -27,7 +28,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 from netvisor.netstack import NetStack, config_from_sysctls
 
@@ -359,9 +360,22 @@ def netlink_factory(ns: NetStack) -> Callable[[int], _NetlinkAdapter] | None:
     return lambda pid: _NetlinkAdapter(ns, pid)
 
 
-def print_stats(ns: NetStack) -> None:
-    sys.stderr.write(json.dumps({"counters": ns.stack.counters.snapshot()}, sort_keys=True)
-                     + "\n")
+def stats(ns: NetStack) -> dict[str, Any]:
+    """The stack's counters and, per shaped NIC, the egress shaper's counters."""
+    from netvisor.link.shaper import EgressShaper
+
+    shapers = {str(nic): dataclasses.asdict(ep.stats)
+               for nic, chain in ns.endpoint_chains().items()
+               for ep in chain if isinstance(ep, EgressShaper)}
+    out: dict[str, Any] = {"counters": ns.stack.counters.snapshot()}
+    if shapers:
+        out["egress_shaper"] = shapers
+    return out
+
+
+def print_stats(ns: NetStack, out: TextIO = sys.stderr) -> None:
+    """``--stats`` (and ``--debug``) at exit: one JSON line."""
+    out.write(json.dumps(stats(ns), sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------ publish
