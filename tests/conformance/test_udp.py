@@ -191,10 +191,12 @@ def _udp_then_unreach(tb, dut, family, fd, port, connect: bool):
 
 @pytest.mark.xfail_on(
     "netvisor",
-    "ICMP port unreachable is not reported to connected UDP sockets", how="send")
+    "ICMP port unreachable reaches SO_ERROR but not a plain send() on a connected UDP socket "
+    "(untrapped call on the socketpair)", how="send")
 @pytest.mark.xfail_on(
     "netvisor",
-    "ICMP port unreachable is not reported to connected UDP sockets", how="recv")
+    "ICMP port unreachable reaches SO_ERROR but not a plain recv() on a connected UDP socket "
+    "(untrapped call on the socketpair)", how="recv")
 @FAMILIES
 @pytest.mark.parametrize("how", ["recv", "send", "so_error"])
 def test_icmp_error_reported_on_connected_socket(tb, dut, family, how):
@@ -229,7 +231,8 @@ def test_icmp_error_not_reported_on_unconnected_socket(tb, dut, family):
 
 @pytest.mark.xfail_on(
     "netvisor",
-    "ICMP port unreachable does not wake a blocked recv() on a connected UDP socket")
+    "ICMP port unreachable does not wake a blocked plain recv() on a connected UDP socket "
+    "(untrapped call on the socketpair)")
 @FAMILIES
 def test_icmp_error_wakes_blocking_recv(tb, dut, family):
     """A recv() blocked on a connected socket returns ECONNREFUSED when the error arrives."""
