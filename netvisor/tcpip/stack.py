@@ -783,27 +783,15 @@ class Stack:
             if not nic.gso_max_size or protocol != C.IPPROTO_TCP:
                 raise NetError(errno.EMSGSIZE, "GSO asked of a NIC without it")
             hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, True, 0, False)
-            pkt = hdr + transport
-            thl = (transport[12] >> 4) * 4
-            frame_meta = {"csum_start": ETH_HLEN + 20, "csum_offset": checksum_offset,
-                              "gso_type": GSO_TCPV4, "gso_size": gso_size, "hdr_len": ETH_HLEN + 20 + thl}
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, frame_meta)
+            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset,
+                                           GSO_TCPV4, gso_size)
+            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, meta)
             return
         if 20 + n <= mtu:
             df = dont_fragment if dont_fragment is not None else protocol in (C.IPPROTO_TCP,
                                                                                 C.IPPROTO_UDP)
             hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, df, 0, False)
-            meta: dict[str, int] | None = None
-            if checksum_offset >= 0:
-                if nic.checksum_offload:
-                    meta = {"csum_start": ETH_HLEN + 20, "csum_offset": checksum_offset}
-                    pkt = hdr + transport
-                else:
-                    tp = bytearray(transport)
-                    self._complete_csum(tp, checksum_offset)
-                    pkt = hdr + tp
-            else:
-                pkt = hdr + transport
+            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset)
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, meta)
             return
         if dont_fragment:
@@ -819,6 +807,30 @@ class Stack:
             hdr = self._ipv4_header(src, dst, protocol, ln, ttl, tos, False, off, more, ident)
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP,
                               hdr + bytes(tp[off:off + ln]), None)
+
+    def _with_offload(self, nic: Nic, hdr: bytes, transport: bytes | bytearray | memoryview,
+                      checksum_offset: int, gso_type: int = GSO_NONE, gso_size: int = 0,
+                      ) -> tuple[bytes, dict[str, int] | None]:
+        """One IP packet (``hdr`` + ``transport``) and its Frame offload metadata.
+
+        ``checksum_offset`` >= 0: the transport checksum holds only the
+        pseudo-header sum; the NIC completes it (virtio NEEDS_CSUM) when it
+        can, else it is completed here. A GSO super-segment always leaves its
+        checksum to the NIC (only offloading NICs are given one).
+        """
+        l3_end = ETH_HLEN + len(hdr)
+        if gso_size:
+            thl = (transport[12] >> 4) * 4
+            return hdr + transport, {"csum_start": l3_end, "csum_offset": checksum_offset,
+                                     "gso_type": gso_type, "gso_size": gso_size,
+                                     "hdr_len": l3_end + thl}
+        if checksum_offset < 0:
+            return hdr + transport, None
+        if nic.checksum_offload:
+            return hdr + transport, {"csum_start": l3_end, "csum_offset": checksum_offset}
+        tp = bytearray(transport)
+        self._complete_csum(tp, checksum_offset)
+        return hdr + tp, None
 
     def _output_v4_raw(self, nic: Nic, src: IPv4Address, dst: IPv4Address, protocol: int,
                        payload: bytes | bytearray, *, ttl: int, options: bytes = b"",
@@ -837,26 +849,14 @@ class Stack:
             if not nic.gso_max_size or protocol != C.IPPROTO_TCP:
                 raise NetError(errno.EMSGSIZE, "GSO asked of a NIC without it")
             hdr = struct.pack("!IHBB16s16s", first, n, protocol, hop, src.packed, dst.packed)
-            thl = (transport[12] >> 4) * 4
-            meta = {"csum_start": ETH_HLEN + 40, "csum_offset": checksum_offset,
-                        "gso_type": GSO_TCPV6, "gso_size": gso_size, "hdr_len": ETH_HLEN + 40 + thl}
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, hdr + transport,
-                              meta)
+            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset,
+                                           GSO_TCPV6, gso_size)
+            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, pkt, meta)
             return
         if 40 + n <= mtu:
             hdr = struct.pack("!IHBB16s16s", first, n, protocol, hop, src.packed, dst.packed)
-            meta2: dict[str, int] | None = None
-            if checksum_offset >= 0:
-                if nic.checksum_offload:
-                    meta2 = {"csum_start": ETH_HLEN + 40, "csum_offset": checksum_offset}
-                    pkt = hdr + transport
-                else:
-                    tp = bytearray(transport)
-                    self._complete_csum(tp, checksum_offset)
-                    pkt = hdr + tp
-            else:
-                pkt = hdr + transport
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, pkt, meta2)
+            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset)
+            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, pkt, meta)
             return
         if dont_fragment:
             raise NetError(errno.EMSGSIZE, f"{40 + n} > path MTU {mtu}")
