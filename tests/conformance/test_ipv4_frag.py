@@ -15,7 +15,7 @@ from scapy.layers.inet import ICMP, IPerror
 from scapy.packet import Raw
 
 from tests.conformance.test_icmp import expect_echo_reply
-from tests.conformance.testbench import ExpectError
+from tests.conformance.testbench import REASSEMBLY_CASES, ExpectError
 
 # ICMP message (8-byte header + 56 data) = 64 bytes, cut at multiples of 8.
 DATA = bytes(range(56))
@@ -31,19 +31,10 @@ def _frag(tb, msg: bytes, ip_id: int, start: int, end: int, *, last: bool | None
     return tb.ip4(id=ip_id, proto=1, frag=start // 8, flags=flags) / Raw(msg[start:end])
 
 
-CASES = {
-    "in-order": ([(0, 24), (24, 48), (48, 64)], True),
-    "out-of-order": ([(48, 64), (0, 24), (24, 48)], True),
-    "duplicate": ([(0, 24), (0, 24), (24, 48), (48, 64)], True),
-    "subset": ([(0, 48), (8, 16), (48, 64)], True),
-    "overlap": ([(0, 24), (16, 40), (40, 64)], False),
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(REASSEMBLY_CASES))
 def test_reassembly(tb, dut, case):
     """Fragments in various orders are reassembled; partial overlaps discard the datagram."""
-    pieces, answered = CASES[case]
+    pieces, answered = REASSEMBLY_CASES[case]
     ident = random.randint(1, 0xFFFF)
     msg = _message(ident)
     ip_id = random.randint(1, 0xFFFF)

@@ -23,7 +23,7 @@ from scapy.layers.inet6 import (
 from scapy.packet import Raw
 
 from tests.conformance.test_icmp import expect_echo_reply
-from tests.conformance.testbench import ExpectError
+from tests.conformance.testbench import REASSEMBLY_CASES, ExpectError
 
 DATA = bytes(range(56))
 
@@ -40,19 +40,10 @@ def _frag(tb, msg: bytes, frag_id: int, start: int, end: int, *, more: bool | No
             / Raw(msg[start:end]))
 
 
-CASES = {
-    "in-order": ([(0, 24), (24, 48), (48, 64)], True),
-    "out-of-order": ([(48, 64), (0, 24), (24, 48)], True),
-    "duplicate": ([(0, 24), (0, 24), (24, 48), (48, 64)], True),
-    "subset": ([(0, 48), (8, 16), (48, 64)], True),
-    "overlap": ([(0, 24), (16, 40), (40, 64)], False),
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(REASSEMBLY_CASES))
 def test_reassembly(tb, dut, case):
     """Fragments in various orders are reassembled; overlaps discard the datagram (RFC 5722)."""
-    pieces, answered = CASES[case]
+    pieces, answered = REASSEMBLY_CASES[case]
     ident = random.randint(1, 0xFFFF)
     msg = _message(tb, ident)
     frag_id = random.randint(1, 0xFFFFFFFF)

@@ -393,6 +393,19 @@ class Testbench:
 
 # ---------------------------------------------------------------- TCP conn
 
+# Fragment plans for the reassembly cases, the same for IPv4 and IPv6: name ->
+# ([(start, end) byte ranges of a 64-byte datagram, in sending order],
+# whether the DUT answers). A partial overlap discards the datagram on both
+# (RFC 5722 for IPv6; Linux ip_frag_queue does the same for IPv4).
+REASSEMBLY_CASES: dict[str, tuple[list[tuple[int, int]], bool]] = {
+    "in-order": ([(0, 24), (24, 48), (48, 64)], True),
+    "out-of-order": ([(48, 64), (0, 24), (24, 48)], True),
+    "duplicate": ([(0, 24), (0, 24), (24, 48), (48, 64)], True),
+    "subset": ([(0, 48), (8, 16), (48, 64)], True),
+    "overlap": ([(0, 24), (16, 40), (40, 64)], False),
+}
+
+
 def seq_add(a: int, b: int) -> int:
     return (a + b) & 0xFFFFFFFF
 
