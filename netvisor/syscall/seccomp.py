@@ -67,6 +67,7 @@ AF_PACKET: Final = 17
 FIONREAD: Final = 0x541B    # = SIOCINQ
 TIOCOUTQ: Final = 0x5411    # = SIOCOUTQ
 SIOC_BASE: Final = 0x8900   # SIOCGIF*, SIOCGSTAMP, SIOCATMARK ... (0x89xx)
+SIOCIW_BASE: Final = 0x8B00  # wireless extensions (SIOCIWFIRST..SIOCIWLAST, 0x8Bxx)
 
 # Calls always handed to the supervisor.
 ALWAYS_TRAPPED: Final = (
@@ -188,6 +189,9 @@ def build_filter(trap: int = SECCOMP_RET_USER_NOTIF) -> bytes:
     a.jeq(TIOCOUTQ, "trap")
     a.and_(0xFFFFFF00)
     a.jeq(SIOC_BASE, "trap")
+    # Wireless extensions act on the socket's network namespace (sock_ioctl ->
+    # wext_handle_ioctl), which is the supervisor's for an emulated socket.
+    a.jeq(SIOCIW_BASE, "trap")
     a.ret(SECCOMP_RET_ALLOW)
 
     a.label("allow")

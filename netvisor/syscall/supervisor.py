@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import logging
 import os
@@ -1306,11 +1307,39 @@ class Supervisor:
     def _ioctl(self, n: Notification) -> int:
         es = self._lookup(n, n.args[0])
         req = n.args[1] & 0xFFFFFFFF
-        if es is None or req in (0x541B, 0x5411):
+        if req in (0x541B, 0x5411) or req in _SOCKET_LOCAL_IOCTLS:
             raise Continue()  # FIONREAD/SIOCOUTQ: the pair's own queue answers
-        if self.interfaces is None or req & 0xFF00 != 0x8900:
+        if es is None:
+            # The program's own sockets live in its namespace: the kernel does
+            # it. A pair end of a socket we tore down still lives in ours.
+            if self._other_ino and self._in_our_netns(n, n.args[0]):
+                raise Reply(0, errno.EPERM)
             raise Continue()
+        if req & 0xFF00 != 0x8900:
+            raise Reply(0, errno.EOPNOTSUPP)   # wireless extensions: no such device here
+        if self.interfaces is None:
+            raise Reply(0, errno.EPERM)
         return self._ifreq(n, es, req)
+
+    def _in_our_netns(self, n: Notification, fd: int) -> bool:
+        """Whether the program's socket ``fd`` was created in the supervisor's
+        network namespace (an emulated socket's pair end): device ioctls on
+        it (SIOCSIFMTU, SIOCGSKNS, ...) must never reach the kernel, which
+        would apply them to the supervisor's namespace (sock_net)."""
+        try:
+            dup = self._dup_from(n, fd)
+        except OSError:
+            return True
+        try:
+            nsfd = fcntl.ioctl(dup.fileno(), 0x894C)   # SIOCGSKNS
+        except OSError:
+            return True
+        finally:
+            dup.close()
+        try:
+            return os.fstat(nsfd).st_ino == os.stat("/proc/thread-self/ns/net").st_ino
+        finally:
+            os.close(nsfd)
 
     def _ifreq(self, n: Notification, es: EmuSocket, req: int) -> int:
         """SIOCGIF* answered from the stack's interfaces (H6's ifreq codec)."""
@@ -1326,7 +1355,9 @@ class Supervisor:
             memory.write(n.pid, ptr, ifreq.encode_ifconf(new_len, buf))
             return 0
         if req not in ifreq.IFREQ_IOCTLS and req != 0x8910:
-            raise Continue()   # setters and the rest: the sandbox's own empty namespace
+            # Setters and the rest: refused as netlink changes are. Never
+            # CONTINUE: the pair end lives in the supervisor's namespace.
+            raise Reply(0, errno.EPERM)
         raw = memory.read(n.pid, ptr, ifreq.IFREQ_SIZE)
         try:
             out = ifreq.ifreq_ioctl(req, raw, itfs, family=es.family)
@@ -1629,6 +1660,9 @@ class Supervisor:
 
 
 NL_KERNEL = ("netlink-kernel",)
+# Socket ioctls that act on the socket itself, never on its namespace's devices:
+# FIOSETOWN, SIOCSPGRP, FIOGETOWN, SIOCGPGRP, SIOCATMARK, SIOCGSTAMP(NS)_OLD, SIOCOUTQNSD.
+_SOCKET_LOCAL_IOCTLS = frozenset(range(0x8901, 0x8908)) | {0x894B}
 
 
 def _encode(addr: Any, family: int) -> bytes:

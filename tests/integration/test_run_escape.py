@@ -62,6 +62,30 @@ elif mode == "int80":
     fn = ctypes.CFUNCTYPE(ctypes.c_int)(base)
     r = fn()
     print("ok" if r >= 0 else f"fail {errno.errorcode.get(-r, -r)}")
+elif mode in ("ifmtu", "ifmtu_dead"):
+    # SIOCSIFMTU on lo through an AF_INET socket (under netvisor: an emulated
+    # one, or one whose connection died and was torn down).
+    import fcntl
+    s = socket.socket()
+    if mode == "ifmtu_dead":
+        srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+        s.connect(srv.getsockname()); a, _ = srv.accept()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); a.close()
+        import time; time.sleep(0.3)
+        try: s.recv(1)
+        except OSError: pass
+    try:
+        fcntl.ioctl(s.fileno(), 0x8922, struct.pack("16si12x", b"lo", 1280)); print("ok")
+    except OSError as e:
+        print("fail", errno.errorcode[e.errno])
+elif mode == "skns":
+    import fcntl
+    try:
+        s = socket.socket()
+        fd = fcntl.ioctl(s.fileno(), 0x894C)
+        print("ok", os.readlink(f"/proc/self/fd/{fd}") == os.readlink("/proc/self/ns/net"))
+    except OSError as e:
+        print("fail", errno.errorcode[e.errno])
 '''
 
 
@@ -121,3 +145,29 @@ def test_netlink_shows_the_stack_and_refuses_changes(make_netns: Callable[[str],
                "import socket; s = socket.socket(); s.bind(('10.9.9.9', 0))"])
     assert "EADDRNOTAVAIL" in r.stderr or "assign requested address" in r.stderr
     assert "10.9.9.9" not in ns.ip("addr")
+
+
+def _lo_mtu(ns_path: str) -> str:
+    import subprocess
+    out = subprocess.run(["nsenter", f"--net={ns_path}", "ip", "-o", "link", "show", "lo"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split(" mtu ")[1].split()[0]
+
+
+@pytest.mark.parametrize("mode", ["ifmtu", "ifmtu_dead"])
+def test_device_ioctls_never_reach_the_supervisors_namespace(
+        escape: Callable[..., tuple[str, int, str]], mode: str) -> None:
+    """An emulated socket is created in the supervisor's namespace: a device
+    ioctl continued to the kernel on it would reconfigure that namespace."""
+    ns_path = escape("skns", False)[2]
+    before = _lo_mtu(ns_path)
+    out, code, _ = escape(mode, True)
+    assert (out, code) == ("fail EPERM", 0)
+    assert _lo_mtu(ns_path) == before != "1280"
+    assert escape("ifmtu", False)[0] == "ok"      # possible without netvisor (own namespace)
+    assert _lo_mtu(ns_path) == "1280"
+
+
+def test_socket_namespace_handle_not_given(escape: Callable[..., tuple[str, int, str]]) -> None:
+    assert escape("skns", False)[0] == "ok True"
+    assert escape("skns", True)[0] == "fail EPERM"

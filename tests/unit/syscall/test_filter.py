@@ -82,6 +82,7 @@ def test_always_trapped(name: str) -> None:
 
 @pytest.mark.parametrize("req,expected", [
     (0x541B, TRAP), (0x5411, TRAP), (0x8912, TRAP), (0x8933, TRAP),
+    (0x8922, TRAP), (0x894C, TRAP), (0x8B01, TRAP), (0x8B2C, TRAP),   # SIOCSIFMTU, SIOCGSKNS, wext
     (0x5401, ALLOW), (0x5421, ALLOW),                  # TCGETS, FIONBIO
 ])
 def test_ioctl_by_request(req: int, expected: int) -> None:
