@@ -122,9 +122,12 @@ class PtraceListener:
             raise
         return True
 
-    def inject(self, nid: int, kind: int, flags: int) -> tuple[int, socket.socket, int]:
+    def inject(self, nid: int, kind: int, flags: int, *, pair: bool = True
+               ) -> tuple[int, socket.socket, int]:
         """Make the stopped call return a new fd: one end of a pair whose other
-        end (returned) is ours. Returns (fd in the program, our end, inode)."""
+        end (returned) is ours. Returns (fd in the program, our end, inode).
+        Without ``pair`` the new socket stays unconnected and our copy of it
+        is returned instead (the supervisor connects it later, in place)."""
         tid = self._stopped.pop(nid, None)
         if tid is None:
             raise OSError(errno.ENOENT, "call gone")
@@ -155,17 +158,21 @@ class PtraceListener:
                 ours = socket.socket(fileno=pidfd_getfd(pidfd, fd))
             finally:
                 os.close(pidfd)
-            acceptor = self._acceptor(kind)
+            ino = os.fstat(ours.fileno()).st_ino
+            if not pair:
+                return fd, ours, ino
+            acceptor = self.acceptor(kind)
             ours.connect(acceptor.getsockname())
             sup, _ = acceptor.accept()
-            ino = os.fstat(ours.fileno()).st_ino
             ours.close()
         finally:
             _ptrace(PTRACE_CONT, tid, 0, 0)
         sup.setblocking(False)
         return fd, sup, ino
 
-    def _acceptor(self, kind: int) -> socket.socket:
+    def acceptor(self, kind: int) -> socket.socket:
+        """Our listening AF_UNIX socket of type ``kind`` (the program's
+        sockets live in another network namespace: a filesystem name)."""
         # A filesystem name, not an abstract one: the copy we connect was made
         # in the sandbox's network namespace, and abstract names are per netns.
         a = self._acceptors.get(kind)

@@ -276,15 +276,20 @@ class Listener:
             return False
         return True
 
-    def addfd(self, nid: int, srcfd: int, *, cloexec: bool = False, send: bool = False) -> int:
+    def addfd(self, nid: int, srcfd: int, *, cloexec: bool = False, send: bool = False,
+              setfd: int | None = None) -> int:
         """Install ``srcfd`` into the caller (SECCOMP_IOCTL_NOTIF_ADDFD).
 
         With ``send`` the new fd number is also the syscall's return value,
-        atomically (ADDFD_FLAG_SEND). Raises OSError(ENOENT) when the
-        notification is gone; then nothing was installed.
+        atomically (ADDFD_FLAG_SEND). With ``setfd`` the file replaces the
+        caller's fd of that number (ADDFD_FLAG_SETFD, as dup2). Raises
+        OSError(ENOENT) when the notification is gone; then nothing was installed.
         """
         flags = SECCOMP_ADDFD_FLAG_SEND if send else 0
-        _ADDFD.pack_into(self._addfd, 0, nid, flags, srcfd, 0, os.O_CLOEXEC if cloexec else 0)
+        if setfd is not None:
+            flags |= SECCOMP_ADDFD_FLAG_SETFD
+        _ADDFD.pack_into(self._addfd, 0, nid, flags, srcfd, setfd or 0,
+                         os.O_CLOEXEC if cloexec else 0)
         return int(fcntl.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_ADDFD, self._addfd, True))
 
     def close(self) -> None:

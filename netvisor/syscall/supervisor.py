@@ -147,6 +147,12 @@ class EmuSocket:
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
     tokens: int = 0                       # listener: token bytes in the program's end
     shut_rd: bool = False                 # the program's shutdown(SHUT_RD/SHUT_RDWR)
+    # TCP before connect()/listen() (and after a failed connect): ``sup`` is
+    # our copy of the program's *unconnected* AF_UNIX stream socket
+    # (tcp_semantics.py, "Unconnected sockets"), connected in place later.
+    placeholder: bool = False
+    dead_pair: bool = False               # a failed connect left the pair dead
+    connect_waiters: int = 0              # blocking connect() calls waiting
 
     def wake_queue(self) -> None:
         ev, self.queue_changed = self.queue_changed, trio.Event()
@@ -200,6 +206,7 @@ class Supervisor:
         self._hup_ep = select.epoll()
         self._hup_waiters: dict[int, trio.Event] = {}
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
+        self._acc: socket.socket | None = None   # see _acceptor
         # Connections that died (RST, timeout): the program's end inode -> the
         # errno getsockopt(SO_ERROR) still owes it (tcp_semantics.DeadErrors).
         self.dead = tcp_semantics.DeadErrors()
@@ -212,6 +219,7 @@ class Supervisor:
             self.nursery = nursery
             nursery.start_soon(self._watch_pending)
             nursery.start_soon(self._watch_hups)
+            nursery.start_soon(self._watch_placeholders)
             task_status.started()
             fd = self.listener.fd
             while True:
@@ -240,8 +248,8 @@ class Supervisor:
         (its pump is paused until the handshake completes): it is closed here.
         """
         for es in list(self.socks.values()):
-            if es.paused:
-                self._teardown(es)
+            if es.paused or es.placeholder:
+                self._teardown(es)   # (a placeholder: nothing written, and its close is not seen)
         return bool(self.socks)
 
     def _dispatch(self, n: Notification) -> None:
@@ -365,27 +373,47 @@ class Supervisor:
     @staticmethod
     def _nonblocking(n: Notification, fd: int) -> bool:
         """O_NONBLOCK of the program's open file description (shared by dups)."""
-        try:
-            with open(f"/proc/{n.pid}/fdinfo/{fd & 0xFFFFFFFF}", "rb") as f:
-                for line in f:
-                    if line.startswith(b"flags:"):
-                        return bool(int(line.split()[1], 8) & os.O_NONBLOCK)
-        except OSError:
-            pass
-        return False
+        return bool(_fd_flags(n.pid, fd & 0xFFFFFFFF) & os.O_NONBLOCK)
 
     @staticmethod
     def _dup_from(n: Notification, fd: int) -> socket.socket:
         """Our own copy of the program's fd (pidfd_getfd)."""
+        return _dup_fd(n.pid, fd)
+
+    def _guarded(self, n: Notification, fd: int) -> EmuSocket:
+        """As :meth:`_emulated` for calls that name addresses (connect, bind,
+        listen): a socket of ours that is no longer emulated (a torn-down pair
+        end or placeholder) must not CONTINUE, the kernel would resolve
+        AF_UNIX names in the supervisor's namespace."""
+        es = self._lookup(n, fd)
+        if es is None:
+            if self._other_ino and self._in_our_netns(n, fd):
+                raise Reply(0, errno.EPERM)
+            raise Continue()
+        return es
+
+    def _retry_in_use(self, fn: Callable[[], Any]) -> Any:
+        """``fn()``; on EADDRINUSE once more after reaping closed placeholders
+        (their close is not seen at once: tcp_semantics.py)."""
         try:
-            pidfd = os.pidfd_open(n.pid, PIDFD_THREAD)
-        except OSError:
-            pidfd = os.pidfd_open(n.pid)
-        try:
-            newfd = pidfd_getfd(pidfd, fd & 0xFFFFFFFF)
-        finally:
-            os.close(pidfd)
-        return socket.socket(fileno=newfd)
+            return fn()
+        except NetError as e:
+            if e.errno != errno.EADDRINUSE or not self._reap_placeholders():
+                raise
+        return fn()
+
+    def _reap_placeholders(self) -> int:
+        """Tear down unconnected TCP sockets the program no longer holds."""
+        gone = [es for es in self.socks.values()
+                if es.placeholder and not tcp_semantics.still_held(es.owner, es.ino)]
+        for es in gone:
+            self._teardown(es)
+        return len(gone)
+
+    async def _watch_placeholders(self) -> None:
+        while True:
+            await trio.sleep(tcp_semantics.CLOSE_RECHECK)
+            self._reap_placeholders()
 
     def _write_addr(self, n: Notification, addr: Any, family: int,
                     addr_ptr: int, len_ptr: int) -> None:
@@ -406,13 +434,87 @@ class Supervisor:
             self.sock_dev = os.fstat(prog.fileno()).st_dev
         return sup, prog
 
+    def _new_placeholder(self) -> socket.socket:
+        prog = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.sock_dev < 0:
+            self.sock_dev = os.fstat(prog.fileno()).st_dev
+        return prog
+
+    def _acceptor(self) -> socket.socket:
+        """Our AF_UNIX listener that placeholders are connected to (in place)."""
+        acceptor = getattr(self.listener, "acceptor", None)
+        if acceptor is not None:   # ptrace: the program's sockets are in its namespace
+            return acceptor(socket.SOCK_STREAM)  # type: ignore[no-any-return]
+        if self._acc is None:
+            acc = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            acc.bind(f"\0netvisor-{os.getpid()}-{os.urandom(8).hex()}")
+            acc.listen(64)
+            self._acc = acc
+        return self._acc
+
+    def _attach(self, es: EmuSocket) -> socket.socket:
+        """Connect the program's placeholder, in place, to a new end of ours.
+
+        The program's file stays the same (its fd, dups, O_NONBLOCK and
+        epoll registrations made before connect() all keep working: nginx
+        adds an upstream socket to epoll before connecting it). Returns our
+        copy of the program's end (the caller closes it).
+        """
+        prog = es.sup
+        acc = self._acceptor()
+        # (never setblocking() on it: that would change the program's O_NONBLOCK;
+        # an AF_UNIX connect to a listener with room completes at once anyway)
+        prog.connect(acc.getsockname())
+        while True:
+            sup, _ = acc.accept()
+            # Only we can name it (random abstract name in our namespace, or a
+            # 0700 directory); still, pair only with our own connection.
+            if struct.unpack("<iII", sup.getsockopt(SOL_SOCKET, socket.SO_PEERCRED, 12))[0] \
+                    == os.getpid():
+                break
+            sup.close()
+        sup.setblocking(False)
+        if es.rcvbuf:
+            tcp_semantics.bound_pair(sup, struct.pack("<i", es.rcvbuf))
+        es.sup = sup
+        es.placeholder = False
+        return prog
+
+    def _renew_placeholder(self, n: Notification, es: EmuSocket, fd: int) -> bool:
+        """Replace the program's dead pair end by a fresh unconnected placeholder
+        at the same fd number (ADDFD_FLAG_SETFD into the pending call ``n``).
+        False where that is impossible (ptrace platform, call gone)."""
+        if hasattr(self.listener, "inject"):
+            return False
+        fd &= 0xFFFFFFFF
+        flags = _fd_flags(n.pid, fd)
+        prog = self._new_placeholder()
+        if flags & os.O_NONBLOCK:
+            prog.setblocking(False)
+        try:
+            self.listener.addfd(n.id, prog.fileno(), cloexec=bool(flags & os.O_CLOEXEC),
+                                setfd=fd)
+        except OSError:
+            prog.close()
+            return False
+        self.socks.pop(es.ino, None)
+        if es.sup.fileno() >= 0:
+            es.sup.close()
+        es.sup = prog
+        es.ino = os.fstat(prog.fileno()).st_ino
+        self.socks[es.ino] = es
+        es.owner = (n.pid, fd)
+        es.placeholder, es.dead_pair = True, False
+        return True
+
     def _install(self, n: Notification, es: EmuSocket, prog: socket.socket, flags: int) -> None:
         """Register ``es`` and inject ``prog`` as the syscall's result (atomic)."""
         if hasattr(self.listener, "inject"):   # ptrace platform: no ADDFD
             kind = prog.type
             prog.close()
             es.sup.close()
-            fd, es.sup, es.ino = self.listener.inject(n.id, kind, flags)
+            fd, es.sup, es.ino = self.listener.inject(n.id, kind, flags,
+                                                      pair=not es.placeholder)
             self.socks[es.ino] = es
             es.owner = (n.pid, fd)
             if self.debug:
@@ -431,12 +533,15 @@ class Supervisor:
             del self.socks[es.ino]
             prog.close()
             raise
-        prog.close()
+        if not es.placeholder:
+            prog.close()   # a placeholder's copy is kept: es.sup
         if self.debug:
             self._log(n, f"{fd} (emulated {_famname(es.family)}/{_typename(es.type)})")
         self._start_tasks(es)
 
     def _start_tasks(self, es: EmuSocket) -> None:
+        if es.placeholder:
+            return   # no pair yet: tasks start at connect()/listen() (_attach)
         if es.netlink is not None:
             self._spawn_for(es, self._netlink_pump)
             return
@@ -460,9 +565,14 @@ class Supervisor:
         if base not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             raise Reply(0, errno.ESOCKTNOSUPPORT)  # inet_create: no protosw for the type
         sock = self.stack.socket(family, base, proto)
-        kind = socket.SOCK_STREAM if base == socket.SOCK_STREAM else socket.SOCK_SEQPACKET
-        sup, prog = self._new_pair(kind)
-        es = EmuSocket(family, base, proto or (6 if base == socket.SOCK_STREAM else 17), sock, sup)
+        if base == socket.SOCK_STREAM:
+            # Unconnected until connect()/listen(): Linux's unconnected TCP
+            # socket as closely as AF_UNIX gives it (tcp_semantics.py).
+            sup = prog = self._new_placeholder()
+        else:
+            sup, prog = self._new_pair(socket.SOCK_SEQPACKET)
+        es = EmuSocket(family, base, proto or (6 if base == socket.SOCK_STREAM else 17), sock, sup,
+                       placeholder=base == socket.SOCK_STREAM)
         try:
             self._install(n, es, prog, flags)
         except OSError:
@@ -501,7 +611,7 @@ class Supervisor:
                 self._teardown(es)
             finally:
                 es.scopes.remove(scope)
-                if fn == self._up or fn == self._netlink_pump:
+                if fn in (self._up, self._netlink_pump, self._listener_watch):
                     self._teardown(es)  # the program closed its last copy
         assert self.nursery is not None
         self.nursery.start_soon(run)
@@ -850,7 +960,7 @@ class Supervisor:
         return sockaddr.decode(raw, es.family)
 
     def _bind(self, n: Notification) -> int:
-        es = self._emulated(n, n.args[0])
+        es = self._guarded(n, n.args[0])
         if es.netlink is not None:
             return 0
         fam, addr = self._read_sockaddr(n, es, n.args[1], n.args[2])
@@ -864,11 +974,11 @@ class Supervisor:
                 raise Reply(0, errno.EAFNOSUPPORT)
         elif fam != socket.AF_INET6:
             raise Reply(0, errno.EINVAL if fam == socket.AF_INET else errno.EAFNOSUPPORT)
-        es.sock.bind(addr)
+        self._retry_in_use(lambda: es.sock.bind(addr))
         return 0
 
     def _listen(self, n: Notification) -> int:
-        es = self._emulated(n, n.args[0])
+        es = self._guarded(n, n.args[0])
         if es.type != socket.SOCK_STREAM:
             raise Reply(0, errno.EOPNOTSUPP)
         if es.state not in ("fresh", "listening"):
@@ -876,11 +986,43 @@ class Supervisor:
         backlog = n.args[1] & 0xFFFFFFFF
         if backlog >= 0x80000000:
             backlog = 0
-        es.sock.listen(min(backlog, 4096))
+        if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
+            raise Reply(0, errno.EINVAL)   # ptrace: a failed connect's pair cannot listen
+        self._retry_in_use(lambda: es.sock.listen(min(backlog, 4096)))
         if es.state == "fresh":
             es.state = "listening"
+            if es.placeholder:
+                self._fill_listener(self._attach(es))
+                self._spawn_for(es, self._listener_watch)
+            else:
+                self._spawn_for(es, self._up)
             self._spawn_for(es, self._accept_loop)
         return 0
+
+    @staticmethod
+    def _fill_listener(prog: socket.socket) -> None:
+        """Linux's listener polls 0 until a connection is queued (POLLIN), never
+        POLLOUT: the program's end is filled once (our end never reads it) so
+        it is not writable; token bytes then give POLLIN (_listener_ready)."""
+        try:
+            prog.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+            chunk = bytes(4096)
+            while True:
+                try:
+                    prog.send(chunk, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    try:
+                        prog.send(chunk[:256], socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+        except OSError:
+            pass
+        finally:
+            prog.close()
+
+    async def _listener_watch(self, es: EmuSocket) -> None:
+        """A listener's close by the program (our end, full of filler, polls HUP)."""
+        await self._wait_hup(es)
 
     async def _accept_loop(self, es: EmuSocket) -> None:
         """One token byte in the program's end per connection the stack has queued.
@@ -1006,7 +1148,7 @@ class Supervisor:
 
     # --------------------------------------------------------------- connect
     def _connect(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
-        es = self._emulated(n, n.args[0])
+        es = self._guarded(n, n.args[0])
         if es.netlink is not None:
             return 0
         fam, addr = self._read_sockaddr(n, es, n.args[1], n.args[2])
@@ -1031,7 +1173,7 @@ class Supervisor:
         if es.state == "connecting":
             if nonblock:
                 raise Reply(0, errno.EALREADY)
-            return self._wait_connect(n, es)
+            return self._wait_connect(n, es, addr)
         if fam not in (socket.AF_INET, socket.AF_INET6) and fam != es.family:
             raise Reply(0, errno.EAFNOSUPPORT)
         if es.family == socket.AF_INET and fam != socket.AF_INET:
@@ -1045,13 +1187,19 @@ class Supervisor:
                 raise Reply(0, err)
         if es.error and es.state == "fresh":
             es.error = 0
+        if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
+            # ptrace: the failed connect's pair end cannot be replaced; Linux
+            # would try again (documented difference).
+            raise Reply(0, errno.ECONNABORTED)
         try:
             es.sock.connect(addr)
         except NetError as e:
             if e.errno != errno.EINPROGRESS:
-                raise
+                raise    # refused before any packet: the socket stays unconnected
         else:
             self.stack.kick()
+            if es.placeholder:
+                self._attach(es).close()
             self._connected(es)
             return 0
         self.stack.kick()
@@ -1060,18 +1208,16 @@ class Supervisor:
         # Hold POLLOUT back until the handshake completes. Also for a blocking
         # connect: a signal may interrupt it, and then the program polls for
         # POLLOUT (CPython does) before the supervisor can notice the EINTR.
-        self._fill(n, es)
+        prog = self._attach(es) if es.placeholder else self._dup_from(n, n.args[0])
+        self._fill(es, prog)
         self._spawn_for(es, self._connect_watch)
         if nonblock:
             raise Reply(0, errno.EINPROGRESS)
-        return self._wait_connect(n, es)
+        return self._wait_connect(n, es, addr)
 
-    def _fill(self, n: Notification, es: EmuSocket) -> None:
-        """Fill the program's end so POLLOUT waits for the handshake (notes)."""
-        try:
-            dup = self._dup_from(n, n.args[0])
-        except OSError:
-            return
+    def _fill(self, es: EmuSocket, dup: socket.socket) -> None:
+        """Fill the program's end (``dup``: our copy, kept while filled) so
+        POLLOUT waits for the handshake (notes)."""
         es.paused = True
         es.resumed = trio.Event()
         # Shrink the program end's send buffer first so that a few KB fill it
@@ -1097,18 +1243,34 @@ class Supervisor:
         except OSError:
             pass
 
-    def _wait_connect(self, n: Notification, es: EmuSocket) -> Callable[[], Awaitable[int]]:
+    def _wait_connect(self, n: Notification, es: EmuSocket, addr: Any
+                      ) -> Callable[[], Awaitable[int]]:
+        es.connect_waiters += 1   # now: the handshake may fail before wait() runs
+
         async def wait() -> int:
             done = es.connect_done
             assert done is not None
-            with trio.move_on_after(es.sndtimeo if es.sndtimeo is not None else float("inf")):
-                await done.wait()
-                es.connect_interrupted = False
-                if es.state == "connected":
-                    return 0
-                err, es.error = es.error, 0
-                raise Reply(0, err or errno.ECONNREFUSED)
-            raise Reply(0, errno.EINPROGRESS)  # SO_SNDTIMEO expired (Linux)
+            try:
+                with trio.move_on_after(es.sndtimeo if es.sndtimeo is not None
+                                        else float("inf")):
+                    await done.wait()
+                    es.connect_interrupted = False
+                    if es.state == "connected":
+                        return 0
+                    err, es.error = es.error, 0
+                    # Linux: a blocking connect that failed leaves the socket
+                    # unconnected again (sock_error in __inet_stream_connect,
+                    # then tcp_disconnect): ENOTCONN, EPIPE, connect() anew.
+                    # The stack's socket learns it as a connect() call would.
+                    with contextlib.suppress(NetError):
+                        es.sock.connect(addr)
+                    es.connect_interrupted = False
+                    if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
+                        pass   # ptrace: the dead pair stays (EOF, EPIPE)
+                    raise Reply(0, err or errno.ECONNREFUSED)
+                raise Reply(0, errno.EINPROGRESS)  # SO_SNDTIMEO expired (Linux)
+            finally:
+                es.connect_waiters -= 1
         return wait
 
     async def _connect_watch(self, es: EmuSocket) -> None:
@@ -1117,17 +1279,47 @@ class Supervisor:
             err = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
         except NetError as e:
             err = e.errno
-        if err == 0:
-            self._connected(es)
-        else:
-            es.error = err
-            es.state = "fresh"
         # Until a connect() call collects the outcome, the next one answers it
         # (0 after a completed non-blocking connect, as Linux does).
         es.connect_interrupted = True
-        self._drain_filler(es)
+        if err == 0:
+            self._connected(es)
+            self._drain_filler(es)
+        else:
+            es.error = err
+            es.state = "fresh"
+            self._fail_pair(es, unread=not es.connect_waiters)
         assert es.connect_done is not None
         es.connect_done.set()
+
+    def _fail_pair(self, es: EmuSocket, *, unread: bool) -> None:
+        """A connect failed: close our end of the pair, keep a copy of the program's.
+
+        With ``unread`` (a non-blocking connect: nobody collects the error
+        yet) the filler stays unread, so the program's end reports an error
+        as Linux's socket does after a failed connect: poll IN|OUT|ERR|HUP|
+        RDHUP, then recv() ECONNRESET once (Linux: the connect's errno), 0
+        after; send() EPIPE (+SIGPIPE). Without it (a blocking connect, when
+        the end cannot be replaced): EOF and EPIPE. SO_ERROR answers the
+        real errno and clears the pair's (see _getsockopt).
+        """
+        if not unread:
+            self._drain_filler(es)
+        prog, es.fill_dup = es.fill_dup, None
+        es.filled = 0
+        if prog is None:
+            try:
+                prog = _dup_fd(*es.owner)
+            except OSError:
+                prog = None
+        if es.sup.fileno() >= 0:
+            trio.lowlevel.notify_closing(es.sup)
+            es.sup.close()
+        if prog is not None:
+            es.sup = prog
+            es.placeholder, es.dead_pair = True, True
+        es.paused = False
+        es.resumed.set()
 
     def _drain_filler(self, es: EmuSocket) -> None:
         while es.filled > 0:
@@ -1155,6 +1347,7 @@ class Supervisor:
 
     def _connected(self, es: EmuSocket) -> None:
         es.state = "connected"
+        self._spawn_for(es, self._up)
         self._spawn_for(es, self._down_stream)
 
     # ------------------------------------------------------- names, options
@@ -1211,7 +1404,10 @@ class Supervisor:
             return 0   # the supervisor writes these control messages itself
         es.sock.setsockopt(level, opt, value)
         if (level, opt) == (SOL_SOCKET, socket.SO_RCVBUF) and es.type == socket.SOCK_STREAM:
-            es.rcvbuf = tcp_semantics.bound_pair(es.sup, value)
+            if es.placeholder:   # no pair yet: applied by _attach
+                es.rcvbuf = max(1, struct.unpack_from("<i", value)[0]) if len(value) >= 4 else 0
+            else:
+                es.rcvbuf = tcp_semantics.bound_pair(es.sup, value)
         self.stack.kick()
         return 0
 
@@ -1252,6 +1448,15 @@ class Supervisor:
         if level == SOL_SOCKET and opt == SO_ERROR:
             err = es.error
             es.error = 0
+            if es.dead_pair:
+                # The program's end reports ECONNRESET until a read, write or
+                # this clears it; Linux's recv()/send() report and clear sk_err
+                # (sock_error) too: already cleared means already reported.
+                try:
+                    if es.sup.getsockopt(SOL_SOCKET, SO_ERROR) == 0:
+                        err = 0
+                except OSError:
+                    pass
             if not err:
                 try:
                     raw = es.sock.getsockopt(level, opt, 4)
@@ -1453,9 +1658,23 @@ class Supervisor:
             raise Reply(0, errno.EAGAIN)
         return wait
 
+    def _unconnected(self, n: Notification, es: EmuSocket, flags: int, *, send: bool) -> None:
+        """recvmsg/sendmsg on an unconnected TCP socket: trapped anyway, so
+        answered as Linux does (tcp_recvmsg ENOTCONN; tcp_sendmsg EPIPE and
+        SIGPIPE unless MSG_NOSIGNAL), not as the AF_UNIX placeholder would."""
+        if es.state != "listening" and (not es.placeholder or es.dead_pair):
+            return
+        if not send:
+            raise Reply(0, errno.ENOTCONN)
+        if not flags & socket.MSG_NOSIGNAL:
+            with contextlib.suppress(OSError):
+                os.kill(n.pid, signal.SIGPIPE)
+        raise Reply(0, errno.EPIPE)
+
     def _recvfrom(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated_or_dead(n, n.args[0])
         if es.type == socket.SOCK_STREAM:
+            self._unconnected(n, es, 0, send=False)
             raise Continue()
         size = n.args[2] & 0xFFFFFFFF
         flags = n.args[3] & 0xFFFFFFFF
@@ -1474,6 +1693,7 @@ class Supervisor:
         if es.netlink is not None:
             return self._netlink_sendmsg(n, es)
         if es.type == socket.SOCK_STREAM:
+            self._unconnected(n, es, n.args[2] & 0xFFFFFFFF, send=True)
             name, namelen, iov, iovlen, _c, _cl, _ = self._MSGHDR.unpack(
                 memory.read(n.pid, n.args[1], self._MSGHDR.size))
             if not (name and namelen):
@@ -1487,7 +1707,12 @@ class Supervisor:
         """A TCP send that carries an address: through the program's own end of
         the pair (so it stays in order with its write()s), address ignored."""
         if es.state != "connected":
-            raise Reply(0, errno.EPIPE if es.state == "fresh" else errno.ENOTCONN)
+            if es.state == "connecting":
+                raise Reply(0, errno.ENOTCONN)
+            if not flags & socket.MSG_NOSIGNAL:   # Linux tcp_sendmsg -> sk_stream_error
+                with contextlib.suppress(OSError):
+                    os.kill(n.pid, signal.SIGPIPE)
+            raise Reply(0, errno.EPIPE)
         dup = self._dup_from(n, n.args[0])
         nonblock = bool(flags & MSG_DONTWAIT) or self._nonblocking(n, n.args[0])
         sendflags = (flags & ~MSG_DONTWAIT) | socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
@@ -1543,6 +1768,7 @@ class Supervisor:
     def _recvmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated_or_dead(n, n.args[0])
         if es.type == socket.SOCK_STREAM:
+            self._unconnected(n, es, 0, send=False)
             raise Continue()
         hdr_ptr = n.args[1]
         flags = n.args[2] & 0xFFFFFFFF
@@ -1672,6 +1898,32 @@ def _encode(addr: Any, family: int) -> bytes:
     if addr is None and family == socket.AF_INET6:
         raw = raw[:2]
     return raw
+
+
+def _dup_fd(tid: int, fd: int) -> socket.socket:
+    """Our own copy of fd ``fd`` of thread ``tid`` (pidfd_getfd)."""
+    try:
+        pidfd = os.pidfd_open(tid, PIDFD_THREAD)
+    except OSError:
+        pidfd = os.pidfd_open(tid)
+    try:
+        newfd = pidfd_getfd(pidfd, fd & 0xFFFFFFFF)
+    finally:
+        os.close(pidfd)
+    return socket.socket(fileno=newfd)
+
+
+def _fd_flags(tid: int, fd: int) -> int:
+    """The "flags:" of /proc/TID/fdinfo/FD: the file's status flags, with
+    O_CLOEXEC when the fd has FD_CLOEXEC (0 if unreadable)."""
+    try:
+        with open(f"/proc/{tid}/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _ns_pid(tid: int) -> int:

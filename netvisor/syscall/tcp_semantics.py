@@ -19,6 +19,27 @@ that fill those gaps; the supervisor calls them at a few points:
   close() makes the stack do exactly that (tcp_disconnect path).
 - :func:`unread_on_close`: whether data the program never read is still on
   our side of the pair when the program closed.
+
+Unconnected sockets. A TCP socket before connect()/listen() is, for the
+program, an *unconnected* AF_UNIX stream socket (a placeholder), not yet a
+pair end: poll() gives POLLOUT|POLLHUP as Linux's tcp_poll does for
+TCP_CLOSE, and read()/write() fail instead of blocking or vanishing
+(EINVAL and ENOTCONN: AF_UNIX has no EPIPE for an unconnected socket;
+Linux gives ENOTCONN and EPIPE+SIGPIPE). connect()/listen() connect the
+supervisor's copy of that same file to a listener of ours, so the program
+keeps its fd, its dups, its O_NONBLOCK and its epoll registrations (a
+swap of the fd with ADDFD_FLAG_SETFD would silently drop epoll
+registrations made before connect(): nginx adds upstream sockets to epoll
+before connecting them). A connect that fails closes our end: the
+program's end then gives EOF/EPIPE (and ECONNRESET first after a
+non-blocking connect, POLLERR, as Linux reports the error); a blocking
+connect's failure, whose call is still pending, replaces the dead end by a
+fresh placeholder at the same fd (ADDFD_FLAG_SETFD), so the socket is
+unconnected again as on Linux (tcp_disconnect). The supervisor holds a
+copy of an unconnected placeholder, so the program's close() of it is not
+seen: :func:`still_held` is checked every CLOSE_RECHECK seconds and at once
+when a bind()/listen() meets EADDRINUSE (a program that binds port 0,
+closes and rebinds it).
 """
 
 from __future__ import annotations
@@ -140,3 +161,28 @@ def still_open(owner: tuple[int, int], ino: int) -> bool:
         return os.stat(f"/proc/{tid}/fd/{fd}").st_ino == ino
     except OSError:
         return False
+
+
+def still_held(owner: tuple[int, int], ino: int) -> bool:
+    """Whether the process of thread ``owner[0]`` still holds the socket ``ino``.
+
+    The fd it was last used through first (one stat); if that fd was closed
+    or reused, every fd of that process (a dup). Copies in other processes
+    (fork) are not looked for: an unconnected socket moved to another
+    process and closed in the last one seen is forgotten (see the module doc).
+    """
+    if still_open(owner, ino):
+        return True
+    tid = owner[0]
+    want = f"socket:[{ino}]"
+    try:
+        with os.scandir(f"/proc/{tid}/fd") as it:
+            for entry in it:
+                try:
+                    if os.readlink(entry.path) == want:
+                        return True
+                except OSError:
+                    continue
+    except OSError:
+        return False
+    return False
