@@ -18,6 +18,9 @@ and the stack's socket. Only calls that need the stack's knowledge trap.
   unread data as soon as the program writes (ECONNRESET/EPIPE for it);
   program close -> close of the stack socket (FIN, or RST per Linux rules in
   the stack); program shutdown(SHUT_WR) -> stack shutdown after the data.
+- TCP before connect()/listen(): an unconnected AF_UNIX stream socket
+  (placeholder), connected in place to a listener of ours at
+  connect()/listen() (tcp_semantics.py, "Unconnected sockets").
 - Non-blocking connect: the program's end is filled until EAGAIN so that
   POLLOUT does not fire before the handshake completes; exactly that filler
   is drained when it does (shared/notes/syscall-trapping.md).
