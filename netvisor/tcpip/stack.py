@@ -782,7 +782,8 @@ class Stack:
         if gso_size and 20 + n > mtu:
             if not nic.gso_max_size or protocol != C.IPPROTO_TCP:
                 raise NetError(errno.EMSGSIZE, "GSO asked of a NIC without it")
-            hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, True, 0, False)
+            hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, dont_fragment is not False,
+                                    0, False)   # (IP_PMTUDISC_DONT: segments without DF too)
             pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset,
                                            GSO_TCPV4, gso_size)
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, meta)

@@ -66,7 +66,6 @@ def test_tcp_info_after_rto(tb, dut):
     assert after["unacked"] == 0 and after["retransmits"] == 0 and after["total_retrans"] >= 1
 
 
-@pytest.mark.xfail_on("netvisor", "IP_MTU_DISCOVER is not supported (ENOPROTOOPT)")
 def test_ipv4_id_changes_on_retransmit_without_df(tb, dut):
     """With DF clear, a retransmitted segment carries a new IPv4 ID (RFC 6864 4.1)."""
     conn, afd, _ = tcp_established(tb, dut, 4)

@@ -49,6 +49,15 @@ class SockOpts:
     fastopen: int = 0
     """TCP_FASTOPEN queue length / TCP_FASTOPEN_CONNECT: stored, Fast Open not done."""
     fastopen_connect: bool = False
+    pmtudisc: int = 1
+    """IP_MTU_DISCOVER (Linux default IP_PMTUDISC_WANT, ip_no_pmtu_disc=0)."""
+    pmtudisc6: int = 1
+    """IPV6_MTU_DISCOVER (IPV6_PMTUDISC_WANT)."""
+
+    def dont_fragment(self) -> bool:
+        """DF on this socket's IPv4 segments: Linux ip_dont_fragment() sets it
+        for IP_PMTUDISC_DO and WANT only (PROBE, INTERFACE, OMIT, DONT: clear)."""
+        return self.pmtudisc in (2, 1)
 
     def clone(self) -> "SockOpts":
         return copy.copy(self)

@@ -13,6 +13,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
+from netvisor.tcpip.consts import IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IPV6_MTU_DISCOVER
 from netvisor.tcpip.errors import NetError
 from netvisor.tcpip.tcp import congestion
 from netvisor.tcpip.tcp import constants as C
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 _INT = struct.Struct("=i")
 _LINGER = struct.Struct("=ii")
 TCP_CA_NAME_MAX = 16
+IP_PMTUDISC_OMIT = 5   # the last valid IP(V6)_MTU_DISCOVER mode (linux/in.h)
 
 
 def _int(value: bytes) -> int:
@@ -195,6 +197,10 @@ def setsockopt(sock: "TcpSocket", level: int, optname: int, value: bytes) -> Non
                 raise NetError(errno.EINVAL)
             else:
                 o.ttl = v
+        elif optname == IP_MTU_DISCOVER:
+            if not IP_PMTUDISC_DONT <= v <= IP_PMTUDISC_OMIT:
+                raise NetError(errno.EINVAL)   # do_ip_setsockopt
+            o.pmtudisc = v
         else:
             raise NetError(errno.ENOPROTOOPT)
         return
@@ -208,6 +214,10 @@ def setsockopt(sock: "TcpSocket", level: int, optname: int, value: bytes) -> Non
             o.tos = v & 0xFF
         elif optname == C.IPV6_UNICAST_HOPS:
             o.ttl = None if v == -1 else v
+        elif optname == IPV6_MTU_DISCOVER:
+            if not IP_PMTUDISC_DONT <= v <= IP_PMTUDISC_OMIT:
+                raise NetError(errno.EINVAL)   # do_ipv6_setsockopt
+            o.pmtudisc6 = v   # IPv6 never sets DF; stored and reported
         else:
             raise NetError(errno.ENOPROTOOPT)
         return
@@ -298,6 +308,8 @@ def getsockopt(sock: "TcpSocket", level: int, optname: int, buflen: int) -> byte
             return _out_int(o.tos, buflen)
         if optname == C.IP_TTL:
             return _out_int(o.ttl or 64, buflen)
+        if optname == IP_MTU_DISCOVER:
+            return _out_int(o.pmtudisc, buflen)
         raise NetError(errno.ENOPROTOOPT)
     if level == C.IPPROTO_IPV6 and sock.family == C.AF_INET6:
         if optname == C.IPV6_V6ONLY:
@@ -306,5 +318,7 @@ def getsockopt(sock: "TcpSocket", level: int, optname: int, buflen: int) -> byte
             return _out_int(o.tos, buflen)
         if optname == C.IPV6_UNICAST_HOPS:
             return _out_int(o.ttl or 64, buflen)
+        if optname == IPV6_MTU_DISCOVER:
+            return _out_int(o.pmtudisc6, buflen)
         raise NetError(errno.ENOPROTOOPT)
     raise NetError(errno.ENOPROTOOPT)

@@ -269,7 +269,8 @@ class TcpTransport:
         try:
             self.ctx.output(route, conn.raddr, PROTO_TCP, segment,
                             checksum_offset=16 if route.checksum_offload else -1,
-                            gso_size=gso_size, tos=conn.opts.tos, ttl=conn.opts.ttl)
+                            gso_size=gso_size, tos=conn.opts.tos, ttl=conn.opts.ttl,
+                            dont_fragment=None if conn.opts.dont_fragment() else False)
             local = conn.tsq_local
             if local is None:
                 local = conn.tsq_local = self.ctx.is_local_address(conn.raddr)
