@@ -210,6 +210,7 @@ class Supervisor:
         self._hup_waiters: dict[int, trio.Event] = {}
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         self._acc: socket.socket | None = None   # see _acceptor
+        self._sandbox_netns = 0   # inode of the program's network namespace
         # Connections that died (RST, timeout): the program's end inode -> the
         # errno getsockopt(SO_ERROR) still owes it (tcp_semantics.DeadErrors).
         self.dead = tcp_semantics.DeadErrors()
@@ -407,8 +408,10 @@ class Supervisor:
 
     def _reap_placeholders(self) -> int:
         """Tear down unconnected TCP sockets the program no longer holds."""
-        gone = [es for es in self.socks.values()
-                if es.placeholder and not tcp_semantics.still_held(es.owner, es.ino)]
+        candidates = [es for es in self.socks.values() if es.placeholder]
+        if not candidates:
+            return 0
+        gone = tcp_semantics.closed_placeholders(candidates, self._sandbox_netns)
         for es in gone:
             self._teardown(es)
         return len(gone)
@@ -568,6 +571,9 @@ class Supervisor:
         if base not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             raise Reply(0, errno.ESOCKTNOSUPPORT)  # inet_create: no protosw for the type
         sock = self.stack.socket(family, base, proto)
+        if not self._sandbox_netns:
+            with contextlib.suppress(OSError):
+                self._sandbox_netns = os.stat(f"/proc/{n.pid}/ns/net").st_ino
         if base == socket.SOCK_STREAM:
             # Unconnected until connect()/listen(): Linux's unconnected TCP
             # socket as closely as AF_UNIX gives it (tcp_semantics.py).

@@ -37,9 +37,9 @@ connect's failure, whose call is still pending, replaces the dead end by a
 fresh placeholder at the same fd (ADDFD_FLAG_SETFD), so the socket is
 unconnected again as on Linux (tcp_disconnect). The supervisor holds a
 copy of an unconnected placeholder, so the program's close() of it is not
-seen: :func:`still_held` is checked every CLOSE_RECHECK seconds and at once
-when a bind()/listen() meets EADDRINUSE (a program that binds port 0,
-closes and rebinds it).
+seen: :func:`closed_placeholders` is checked every CLOSE_RECHECK seconds
+and at once when a bind()/listen() meets EADDRINUSE (a program that binds
+port 0, closes and rebinds it).
 """
 
 from __future__ import annotations
@@ -163,26 +163,39 @@ def still_open(owner: tuple[int, int], ino: int) -> bool:
         return False
 
 
-def still_held(owner: tuple[int, int], ino: int) -> bool:
-    """Whether the process of thread ``owner[0]`` still holds the socket ``ino``.
-
-    The fd it was last used through first (one stat); if that fd was closed
-    or reused, every fd of that process (a dup). Copies in other processes
-    (fork) are not looked for: an unconnected socket moved to another
-    process and closed in the last one seen is forgotten (see the module doc).
-    """
-    if still_open(owner, ino):
-        return True
-    tid = owner[0]
-    want = f"socket:[{ino}]"
-    try:
-        with os.scandir(f"/proc/{tid}/fd") as it:
-            for entry in it:
+def held_sockets(netns_ino: int) -> set[int]:
+    """Inodes of the sockets held by any process in network namespace ``netns_ino``
+    (the sandbox's: the program, its children, forks and threads), from /proc."""
+    held: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry.name}/ns/net").st_ino != netns_ino:
+                continue
+            fds = os.scandir(f"/proc/{entry.name}/fd")
+        except OSError:
+            continue
+        with fds:
+            for fd in fds:
                 try:
-                    if os.readlink(entry.path) == want:
-                        return True
+                    link = os.readlink(fd.path)
                 except OSError:
                     continue
-    except OSError:
-        return False
-    return False
+                if link.startswith("socket:["):
+                    held.add(int(link[8:-1]))
+    return held
+
+
+def closed_placeholders(socks: "list[Any]", netns_ino: int) -> list[Any]:
+    """The unconnected sockets among ``socks`` that no process holds any more.
+
+    The fd each was last used through is checked first (one stat each); only
+    if some fail that, one scan of the sandbox's processes decides (a dup,
+    another thread's or a forked child's copy keeps the socket).
+    """
+    doubtful = [es for es in socks if not still_open(es.owner, es.ino)]
+    if not doubtful or not netns_ino:
+        return doubtful
+    held = held_sockets(netns_ino)
+    return [es for es in doubtful if es.ino not in held]

@@ -149,3 +149,39 @@ def test_unconnected_sockets_like_linux(make_netns: Callable[[str], Netns], tmp_
     assert "epoll in ok True" in ref and "rebind closed ok None" in ref
     rules = _UNTRAPPED + (_PTRACE if platform == "ptrace" else [])
     assert got.stdout.splitlines() == _expected(ref, rules)
+
+
+SHARED_PROGRAM = r'''import socket, threading, os, time
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(); port = srv.getsockname()[1]
+box = []
+t = threading.Thread(target=lambda: box.append(socket.socket())); t.start(); t.join()
+s = box[0]
+# a forked child holds a fresh socket the parent closes
+c = socket.socket()
+pid = os.fork()
+if pid == 0:
+    time.sleep(6.5)
+    c.connect(("127.0.0.1", port)); c.send(b"child"); os._exit(0)
+c.close()
+time.sleep(6)   # past a sweep (5 s)
+s.connect(("127.0.0.1", port)); s.send(b"thread")
+print(srv.accept()[0].recv(10))
+os.waitpid(pid, 0)
+print(srv.accept()[0].recv(10))
+'''
+
+
+def test_unconnected_socket_kept_while_another_copy_holds_it(
+        make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    """The supervisor cannot see an unconnected socket's close: its periodic
+    check must keep one made by a thread that exited, and one a forked child
+    still holds after the parent closed it."""
+    ns = make_netns("s4fr")
+    ns.ip("link", "set", "lo", "up")
+    prog = tmp_path / "shared.py"
+    prog.write_text(SHARED_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60).stdout.splitlines()
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert ref == ["b'thread'", "b'child'"]
+    assert got.stdout.splitlines() == ref
