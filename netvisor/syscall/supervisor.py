@@ -1715,9 +1715,9 @@ class Supervisor:
                      ) -> Callable[[], Awaitable[int]] | int:
         """A TCP send that carries an address: through the program's own end of
         the pair (so it stays in order with its write()s), address ignored."""
-        if es.state != "connected":
-            if es.state == "connecting":
-                raise Reply(0, errno.ENOTCONN)
+        if es.state not in ("connected", "connecting"):
+            # (connecting: through the filled pair, so EAGAIN or a wait for the
+            # handshake, as sk_stream_wait_connect)
             if not flags & socket.MSG_NOSIGNAL:   # Linux tcp_sendmsg -> sk_stream_error
                 with contextlib.suppress(OSError):
                     os.kill(n.pid, signal.SIGPIPE)
