@@ -143,9 +143,9 @@ def test_sigkill_takes_the_program_and_next_run_removes_leftovers(
     finally:
         tap.close()
     assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines() == [
-        f"netvisor: removed what killed netvisor runs left behind: TAP {name}, "
-        f"nftables table inet {name}"]
+    line = (f"netvisor: removed what killed netvisor runs left behind: TAP {name}, "
+            f"nftables table inet {name}")
+    assert r.stderr.splitlines() == [line]
     assert name not in links
     assert f"table inet {name}" not in tables
     assert live in links and attached in links
