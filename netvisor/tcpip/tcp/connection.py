@@ -1213,6 +1213,7 @@ class Connection:
     # ------------------------------------------------------------------ send path, timers
     # Defined in output.py and timers.py (one job per module), bound here as methods.
     _emit = _output._emit
+    _emit_fast = _output._emit_fast
     _select_window = _output._select_window
     _header = _output._header
     send_ack = _output.send_ack

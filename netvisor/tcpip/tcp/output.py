@@ -9,6 +9,7 @@ RFC 7323 (timestamps on every segment), RFC 2018/2883 (SACK blocks we report).
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from netvisor.tcpip.tcp.constants import (
@@ -25,6 +26,7 @@ from netvisor.tcpip.tcp.constants import (
 )
 from netvisor.tcpip.tcp.rack import WC_DELACK
 from netvisor.tcpip.tcp.sack import receiver_blocks
+from netvisor.tcpip.wire.checksum import checksum, fold
 from netvisor.tcpip.wire.tcp import TcpRepr
 
 if TYPE_CHECKING:
@@ -33,6 +35,64 @@ if TYPE_CHECKING:
 # Each function takes the connection as ``self``: Connection binds them as its
 # methods (``transmit = output.transmit``), so state stays in one place while
 # each module keeps one job.
+
+# Segments without SACK blocks (nearly all) are written by one pack: the fixed
+# header, plus NOP NOP TIMESTAMP in Linux's layout when timestamps are on.
+# Same bytes as TcpRepr.emit (tests/unit/tcp/test_fast_emit.py checks both).
+_HDR_TS = struct.Struct("!HHIIBBHHHBBBBII")
+_HDR_PLAIN = struct.Struct("!HHIIBBHHH")
+_ACK_BIT = 0x10
+
+
+def _emit_fast(self: "Connection", seq: int, flags: int, start: int, end: int,
+               now: float) -> int:
+    """Build and send [start, end) with <SEQ=seq><ACK=RCV.NXT> and no SACK blocks.
+
+    The common case of ``_emit(_header(...))`` without building a TcpRepr:
+    returns the header length. Callers check ``_sack_due()`` first.
+    """
+    n = end - start
+    ts_ok = self.ts_ok
+    hl = 32 if ts_ok else 20
+    total = hl + n
+    out = bytearray(total)
+    if n:
+        self.sndbuf.copy_into(out, hl, start, end)
+    wnd = self._select_window()
+    if ts_ok:
+        _HDR_TS.pack_into(out, 0, self.lport, self.rport, seq & M32, self.rcv_nxt & M32,
+                          0x80, flags | _ACK_BIT, wnd, 0, 0, 1, 1, 8, 10,
+                          (int(now * 1000) + self.ts_offset) & M32, self.ts_recent & M32)
+    else:
+        _HDR_PLAIN.pack_into(out, 0, self.lport, self.rport, seq & M32, self.rcv_nxt & M32,
+                             0x50, flags | _ACK_BIT, wnd, 0, 0)
+    route = self.route
+    if route.checksum_offload:
+        c = fold(self.pseudo + total)
+    else:
+        c = checksum(out, self.pseudo + total)
+    out[16] = c >> 8
+    out[17] = c & 0xFF
+    gso = 0
+    if n and route.gso_max_size > 0:
+        piece = self.snd_mss  # _seg_mss(hl): no SACK blocks beside the timestamps
+        if n > piece:
+            gso = piece
+    self.host.output(self, out, gso)
+    self.segs_out += 1
+    self.last_send_at = now
+    self.last_ack_sent = self.rcv_nxt
+    self.ack_pending = False
+    self.delack_at = None
+    self.ack_soon_at = None
+    self.unacked_rcv = 0
+    self.dsack = None
+    return hl
+
+
+def _sack_due(self: "Connection") -> bool:
+    """True when our next segment reports SACK blocks (receive queue holes or a D-SACK)."""
+    return self.sack_ok and bool(self.rcvbuf.ooo or self.dsack)
 
 
 
@@ -107,6 +167,9 @@ def _header(self: "Connection", seq: int, flags: int, *, with_sack: bool = True,
 
 def send_ack(self: "Connection", now: float) -> None:
     """A pure ACK (also window updates, duplicate ACKs, challenge ACKs)."""
+    if not (self.sack_ok and (self.rcvbuf.ooo or self.dsack)):
+        self._emit_fast(self.snd_nxt, NOFLAGS, 0, 0, now)
+        return
     self._emit(self._header(self.snd_nxt, NOFLAGS, now=now), 0, 0, now)
 
 
@@ -180,9 +243,12 @@ def _send_range(self: "Connection", start: int, end: int, now: float, retrans: b
         data_end = self.fin_seq
     if data_end > start and data_end == self.sndbuf.end:
         flags |= PSH
-    rep = self._header(start, flags, now=now)
-    self._emit(rep, start, max(start, data_end), now)
-    seg_mss = self._seg_mss(rep.header_len)
+    if not (self.sack_ok and (self.rcvbuf.ooo or self.dsack)):
+        seg_mss = self._seg_mss(self._emit_fast(start, flags, start, max(start, data_end), now))
+    else:
+        rep = self._header(start, flags, now=now)
+        self._emit(rep, start, max(start, data_end), now)
+        seg_mss = self._seg_mss(rep.header_len)
     n = max(0, data_end - start)
     if n:
         self.data_segs_out += 1
