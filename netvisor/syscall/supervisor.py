@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import logging
 import os
@@ -142,6 +143,9 @@ class EmuSocket:
     netlink: Any = None
     down_wake: trio.Event | None = None   # set: the receive pump's task must run
     down_pending: bytes = b""             # taken by the fast path, not yet in our end
+    down_busy: bool = False               # a task writes down_pending into a full pair
+    down_eof: bool = False                # the stack's EOF is passed on (SHUT_WR of ours)
+    hooked: bool = False                  # a readiness hook of ours is on the stack socket
     unread: bool = False                  # the program closed with data unread: RST
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
     tokens: int = 0                       # listener: token bytes in the program's end
@@ -198,6 +202,7 @@ class Supervisor:
         self._poll.register(listener.fd, select.POLLIN)
         self._hup_ep = select.epoll()
         self._hup_waiters: dict[int, trio.Event] = {}
+        self._pair_sndbuf = 0  # default SO_SNDBUF of a fresh pair end (read once)
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         # Connections that died (RST, timeout): the program's end inode -> the
         # errno getsockopt(SO_ERROR) still owes it (tcp_semantics.DeadErrors).
@@ -365,17 +370,21 @@ class Supervisor:
     def _nonblocking(n: Notification, fd: int) -> bool:
         """O_NONBLOCK of the program's open file description (shared by dups)."""
         try:
-            with open(f"/proc/{n.pid}/fdinfo/{fd & 0xFFFFFFFF}", "rb") as f:
-                for line in f:
-                    if line.startswith(b"flags:"):
-                        return bool(int(line.split()[1], 8) & os.O_NONBLOCK)
-        except OSError:
-            pass
-        return False
+            h = os.open(f"/proc/{n.pid}/fdinfo/{fd & 0xFFFFFFFF}", os.O_RDONLY)
+            try:
+                data = os.read(h, 512)
+            finally:
+                os.close(h)
+            i = data.index(b"flags:")
+            return bool(int(data[i + 6:data.index(b"\n", i)], 8) & os.O_NONBLOCK)
+        except (OSError, ValueError):
+            return False
 
     @staticmethod
-    def _dup_from(n: Notification, fd: int) -> socket.socket:
-        """Our own copy of the program's fd (pidfd_getfd)."""
+    def _dup_from(n: Notification, fd: int, kind: int = -1) -> socket.socket:
+        """Our own copy of the program's fd (pidfd_getfd); ``kind``, the
+        pair's type when known, spares CPython's probing (getsockname,
+        getsockopt x2) of the new socket object."""
         try:
             pidfd = os.pidfd_open(n.pid, PIDFD_THREAD)
         except OSError:
@@ -384,7 +393,9 @@ class Supervisor:
             newfd = pidfd_getfd(pidfd, fd & 0xFFFFFFFF)
         finally:
             os.close(pidfd)
-        return socket.socket(fileno=newfd)
+        if kind < 0:
+            return socket.socket(fileno=newfd)
+        return socket.socket(socket.AF_UNIX, kind, 0, newfd)
 
     def _write_addr(self, n: Notification, addr: Any, family: int,
                     addr_ptr: int, len_ptr: int) -> None:
@@ -443,7 +454,7 @@ class Supervisor:
         if es.type == socket.SOCK_DGRAM:
             self._spawn_for(es, self._down_dgram)
         elif es.state == "connected":
-            self._spawn_for(es, self._down_stream)
+            self._start_down(es)
 
     # -------------------------------------------------------------- socket()
     def _socket(self, n: Notification) -> None:
@@ -510,6 +521,8 @@ class Supervisor:
             return
         es.state = "closed"
         self.socks.pop(es.ino, None)
+        if es.hooked:
+            self._unhook(es)
         if es.reset and es.error:
             self.dead.record(es.ino, es.error)
         if es.sock is not None:
@@ -690,6 +703,104 @@ class Supervisor:
             es.sup.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+    def _start_down(self, es: EmuSocket) -> None:
+        """Start the stack -> program path of a connected TCP socket.
+
+        With a provider that has readiness hooks (NetStack) it is the hook
+        :meth:`_down_ready`, run synchronously in the task whose turn changed
+        the socket's readiness: no task per connection, no task switch per
+        received segment, EOF and RST passed on in the same turn. A task
+        (:meth:`_down_drain`) runs only while the pair is full.
+        """
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is None:
+            self._spawn_for(es, self._down_stream)
+            return
+        es.hooked = True
+        set_hook(es.sock, lambda: self._down_ready(es))
+        self._down_ready(es)   # data queued before the hook (an accepted connection)
+
+    def _unhook(self, es: EmuSocket) -> None:
+        es.hooked = False
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is not None and es.sock is not None:
+            set_hook(es.sock, None)
+
+    def _down_ready(self, es: EmuSocket) -> None:
+        """Readiness hook of a connected TCP socket: stack -> our end of the pair.
+
+        Same rules as the task version (:meth:`_down_stream_task`): data into
+        the pair; the stack's EOF -> SHUT_WR of our end (EOF for the
+        program); then an RST (our writes after the peer's close) still
+        reaches the program as ECONNRESET; a fatal error -> ``_on_reset``.
+        """
+        if es.down_busy or es.state == "closed":
+            return
+        sock = es.sock
+        if es.down_eof:
+            revents = sock.poll()
+            if revents & select.POLLERR:
+                self._unhook(es)
+                try:
+                    raw = sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)
+                    err = struct.unpack("<i", raw[:4])[0]
+                except NetError as e:
+                    err = e.errno
+                self._on_reset(es, err or errno.ECONNRESET)
+            elif revents & (select.POLLHUP | select.POLLNVAL):
+                self._unhook(es)
+            return
+        while True:
+            try:
+                data = sock.recv(CHUNK)
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    return
+                self._unhook(es)
+                self._on_reset(es, e.errno)
+                return
+            self.stack.kick()  # the window opened
+            if not data:
+                try:
+                    es.sup.shutdown(socket.SHUT_WR)  # FIN: EOF for the program
+                except OSError:
+                    pass
+                es.down_eof = True
+                self._down_ready(es)   # an RST may already be there
+                return
+            try:
+                n = es.sup.send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                es.unread = True   # the program closed before reading this: RST
+                self._unhook(es)
+                return
+            if n < len(data):
+                es.down_pending = data[n:]
+                es.down_busy = True
+                self._spawn_for(es, self._down_drain)
+                return
+
+    async def _down_drain(self, es: EmuSocket) -> None:
+        """Write what the hook took into a full pair, then hand back to the hook."""
+        sup = es.sup
+        try:
+            while es.down_pending and es.state != "closed":
+                try:
+                    n = sup.send(es.down_pending)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sup)
+                    continue
+                except OSError:
+                    es.unread = True   # closed with this unread: RST at teardown
+                    return
+                es.down_pending = es.down_pending[n:]
+        finally:
+            es.down_busy = False
+        if es.state != "closed":
+            self._down_ready(es)   # what arrived meanwhile
 
     async def _down_stream(self, es: EmuSocket) -> None:
         """Stack -> program for a connected TCP socket.
@@ -992,7 +1103,7 @@ class Supervisor:
 
     def _consume_token(self, n: Notification, es: EmuSocket) -> None:
         try:
-            dup = self._dup_from(n, n.args[0])
+            dup = self._dup_from(n, n.args[0], socket.SOCK_STREAM)
         except OSError:
             return
         try:
@@ -1026,9 +1137,8 @@ class Supervisor:
             raise Reply(0, errno.EISCONN)
         if es.state == "listening":
             raise Reply(0, errno.EISCONN)  # as Linux answers (measured)
-        nonblock = self._nonblocking(n, n.args[0])
         if es.state == "connecting":
-            if nonblock:
+            if self._nonblocking(n, n.args[0]):
                 raise Reply(0, errno.EALREADY)
             return self._wait_connect(n, es)
         if fam not in (socket.AF_INET, socket.AF_INET6) and fam != es.family:
@@ -1044,40 +1154,66 @@ class Supervisor:
                 raise Reply(0, err)
         if es.error and es.state == "fresh":
             es.error = 0
+        # One copy of the program's end serves both O_NONBLOCK (shared by
+        # the open file description) and the filler below.
         try:
-            es.sock.connect(addr)
-        except NetError as e:
-            if e.errno != errno.EINPROGRESS:
-                raise
-        else:
-            self.stack.kick()
-            self._connected(es)
-            return 0
+            dup: socket.socket | None = self._dup_from(n, n.args[0], socket.SOCK_STREAM)
+        except OSError:
+            dup = None
+        try:
+            nonblock = (bool(fcntl.fcntl(dup.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+                        if dup is not None else self._nonblocking(n, n.args[0]))
+            try:
+                es.sock.connect(addr)
+            except NetError as e:
+                if e.errno != errno.EINPROGRESS:
+                    raise
+            else:
+                if dup is not None:
+                    dup.close()
+                self.stack.kick()
+                self._connected(es)
+                return 0
+        except BaseException:
+            if dup is not None:
+                dup.close()
+            raise
         self.stack.kick()
         es.state = "connecting"
         es.connect_done = trio.Event()
         # Hold POLLOUT back until the handshake completes. Also for a blocking
         # connect: a signal may interrupt it, and then the program polls for
         # POLLOUT (CPython does) before the supervisor can notice the EINTR.
-        self._fill(n, es)
-        self._spawn_for(es, self._connect_watch)
+        self._fill(n, es, dup)
+        dup = None
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is not None:
+            # The handshake's outcome is seen in the turn that brings it:
+            # no watcher task (a spawn and a task switch per connection).
+            es.hooked = True
+            set_hook(es.sock, lambda: self._connect_ready(es))
+        else:
+            self._spawn_for(es, self._connect_watch)
         if nonblock:
             raise Reply(0, errno.EINPROGRESS)
         return self._wait_connect(n, es)
 
-    def _fill(self, n: Notification, es: EmuSocket) -> None:
-        """Fill the program's end so POLLOUT waits for the handshake (notes)."""
-        try:
-            dup = self._dup_from(n, n.args[0])
-        except OSError:
+    def _fill(self, n: Notification, es: EmuSocket, dup: socket.socket | None) -> None:
+        """Fill the program's end (``dup``, a copy) so POLLOUT waits for the handshake (notes)."""
+        if dup is None:
             return
         es.paused = True
         es.resumed = trio.Event()
         # Shrink the program end's send buffer first so that a few KB fill it
         # (233 KB with the default: 72 -> 10 us per connect, measured); the
         # copy is kept until the handshake completes to put the size back.
+        # Nobody but us sets the program end's SO_SNDBUF (the program's
+        # setsockopt goes to the stack socket): the first one read is the
+        # pairs' default.
         try:
-            es.fill_sndbuf = dup.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            if not self._pair_sndbuf:
+                self._pair_sndbuf = dup.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            es.fill_sndbuf = self._pair_sndbuf
             dup.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
             es.fill_dup = dup
         except OSError:
@@ -1110,8 +1246,22 @@ class Supervisor:
             raise Reply(0, errno.EINPROGRESS)  # SO_SNDTIMEO expired (Linux)
         return wait
 
+    def _connect_ready(self, es: EmuSocket) -> None:
+        """Readiness hook while connecting: finish when the handshake has an outcome."""
+        if es.state != "connecting":
+            return
+        if not es.sock.poll() & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+            return
+        self._unhook(es)
+        self._connect_finish(es)
+
     async def _connect_watch(self, es: EmuSocket) -> None:
         await self.stack.wait(es.sock, select.POLLOUT)
+        self._connect_finish(es)
+
+    def _connect_finish(self, es: EmuSocket) -> None:
+        """The handshake completed or failed: connected (or the pending
+        error), the filler drained so POLLOUT fires, waiters woken."""
         try:
             err = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
         except NetError as e:
@@ -1154,7 +1304,7 @@ class Supervisor:
 
     def _connected(self, es: EmuSocket) -> None:
         es.state = "connected"
-        self._spawn_for(es, self._down_stream)
+        self._start_down(es)
 
     # ------------------------------------------------------- names, options
     def _getsockname(self, n: Notification) -> int:
@@ -1375,7 +1525,7 @@ class Supervisor:
     def _take_datagram(self, n: Notification, es: EmuSocket, fd: int, size: int, flags: int
                        ) -> tuple[bytes, Any, RxMeta] | None:
         """The next datagram from the program's end, with its source (None: empty)."""
-        dup = self._dup_from(n, fd)
+        dup = self._dup_from(n, fd, socket.SOCK_SEQPACKET)
         try:
             try:
                 data = dup.recv(65536, socket.MSG_DONTWAIT | (flags & MSG_PEEK))
@@ -1457,7 +1607,7 @@ class Supervisor:
         the pair (so it stays in order with its write()s), address ignored."""
         if es.state != "connected":
             raise Reply(0, errno.EPIPE if es.state == "fresh" else errno.ENOTCONN)
-        dup = self._dup_from(n, n.args[0])
+        dup = self._dup_from(n, n.args[0], socket.SOCK_STREAM)
         nonblock = bool(flags & MSG_DONTWAIT) or self._nonblocking(n, n.args[0])
         sendflags = (flags & ~MSG_DONTWAIT) | socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 
