@@ -327,6 +327,13 @@ def transmit(self: "Connection", now: float) -> None:
         if self.ack_pending and self.state in SYNCHRONIZED:
             self.send_ack(now)
         return
+    if (self.snd_nxt >= self.sndbuf.end and not (self.fin_queued and self.snd_nxt <= self.fin_seq)
+            and self.ca_state != CaState.RECOVERY and self.ca_state != CaState.LOSS):
+        # Nothing to send or resend (most calls: after an ACK of everything):
+        # what the full pass below ends with, without its limits.
+        self.cork_at = None
+        self._finish_output(now)
+        return
     host = self.host
     nic = self.route.nic_id
     mss = self._cur_mss()
