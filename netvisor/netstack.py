@@ -314,6 +314,24 @@ class NetStack:
         self._run_hooks()
         self._wake_if_earlier()
 
+    def poll_links(self) -> None:
+        """Read what the links already hold and run a turn now, in the caller's task.
+
+        For a caller that just sent something a local peer answers inside
+        the write itself: a SYN written to a TAP makes the kernel queue its
+        SYN-ACK (or RST) before ``write()`` returns, so the syscall plane can
+        settle a connect() in the same call instead of a reader wakeup, a
+        filler and a second trapped call later. Costs one empty read per
+        link otherwise. Not from inside a readiness hook.
+        """
+        if self._nursery is None or self._in_hooks:
+            return
+        for link in self._links.values():
+            link.readable = True
+        self._turn()
+        self._run_hooks()
+        self._wake_if_earlier()
+
     async def wait(self, sock: Socket, events: int) -> int:
         """Wait until ``sock.poll()`` has one of ``events`` (or POLLERR/POLLHUP); return them."""
         mask = events | select.POLLERR | select.POLLHUP
@@ -463,12 +481,18 @@ class NetStack:
             self._nursery = None
             self.stack.clock = None
 
-    def _turn(self) -> bool:
-        """One turn; True when an endpoint still had frames (loop again at once)."""
+    def _turn(self, frames_only: bool = False) -> bool | None:
+        """One turn; True when an endpoint still had frames (loop again at once).
+
+        ``frames_only`` (a reader's turn): when no link had a frame, nothing
+        else is done and None is returned. A reader can wake for frames
+        already taken (``poll_links``); the timers are the main loop's.
+        """
         self.turns += 1
         stack = self.stack
         now = trio.current_time()
         busy = False
+        got = 0
         for link in list(self._links.values()):
             if not link.readable or link.closed:
                 continue
@@ -479,10 +503,13 @@ class NetStack:
                 frames = []
             for frame in frames:
                 stack.handle_frame(link.nic_id, frame, now)
+            got += len(frames)
             if len(frames) >= MAX_FRAMES_PER_TURN:
                 busy = True
             else:
                 link.readable = False
+        if frames_only and not got:
+            return None
         stack.handle_timer(now)
         self._flush()
         return busy
@@ -554,7 +581,9 @@ class NetStack:
                 except (OSError, trio.ClosedResourceError):
                     return
                 link.readable = True
-            busy = self._turn()
+            busy = self._turn(frames_only=True)
+            if busy is None:
+                continue   # woken for frames a poll_links() took: nothing changed
             self._run_hooks()
             self._wake_if_earlier()
             if busy:

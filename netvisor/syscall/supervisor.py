@@ -1181,6 +1181,24 @@ class Supervisor:
         self.stack.kick()
         es.state = "connecting"
         es.connect_done = trio.Event()
+        poll_links = getattr(self.stack, "poll_links", None)
+        if poll_links is not None:
+            # A peer behind the TAP (the kernel) answers the SYN inside our
+            # write(): its SYN-ACK or RST is already queued. Taken now, the
+            # handshake is settled before the answer: no filler, no waiting.
+            poll_links()
+            if es.state == "connecting" and \
+                    es.sock.poll() & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                if dup is not None:
+                    dup.close()
+                self._connect_finish(es)
+                if nonblock:
+                    raise Reply(0, errno.EINPROGRESS)   # as Linux, even when done
+                es.connect_interrupted = False
+                if es.state == "connected":
+                    return 0
+                err, es.error = es.error, 0
+                raise Reply(0, err or errno.ECONNREFUSED)
         # Hold POLLOUT back until the handshake completes. Also for a blocking
         # connect: a signal may interrupt it, and then the program polls for
         # POLLOUT (CPython does) before the supervisor can notice the EINTR.
