@@ -852,12 +852,15 @@ class Connection:
                     return
                 self._process_text(seg_seq, payload, rep, now)
         # Eighth: FIN.
+        delay_ok = False
         if flags & FIN:
             fin_at = seg_seq + plen
             if self.peer_fin_seq is None and fin_at >= self.rcv_nxt:
                 self.peer_fin_seq = fin_at
+            # Only the FIN asks for this ACK (no gap, no D-SACK, nothing else due).
+            delay_ok = not self.ack_pending and not self.rcvbuf.ooo and self.dsack is None
             self.ack_pending = True
-        self._check_fin(now)
+        self._check_fin(now, delay_ok)
         self._arm_keepalive(now)
 
     def _syn_received_acked(self, rep: TcpRepr, ack: int, now: float) -> None:
@@ -1249,8 +1252,14 @@ class Connection:
             self.ack_pending = True
             self.quickack = max(self.quickack, 1)
 
-    def _check_fin(self, now: float) -> None:
-        """Consume the peer's FIN once everything before it arrived (RFC 9293 eighth)."""
+    def _check_fin(self, now: float, delay_ok: bool = False) -> None:
+        """Consume the peer's FIN once everything before it arrived (RFC 9293 eighth).
+
+        ``delay_ok``: the in-order FIN is the only reason to ACK. Then, as Linux
+        ``tcp_fin`` (ESTABLISHED -> CLOSE_WAIT enters pingpong mode and only
+        schedules the ACK), the ACK is delayed: an application that closes on
+        EOF sends its FIN with it, one segment instead of two per connection.
+        """
         if self.peer_fin_seq is None or self.rcv_nxt != self.peer_fin_seq:
             return
         if self.shutdown & RCV_SHUTDOWN and self.state in (State.CLOSE_WAIT, State.CLOSING,
@@ -1267,6 +1276,11 @@ class Connection:
         self.wake_pending = True
         if st in (State.SYN_RECEIVED, State.ESTABLISHED):
             self._set_state(State.CLOSE_WAIT)
+            if delay_ok:
+                self.pingpong = max(self.pingpong, 1)
+                self.ack_pending = False
+                self.delack_at = now + self.ato
+                return
         elif st == State.FIN_WAIT_1:
             fin_acked = self.fin_queued and self.snd_una > self.fin_seq
             if fin_acked:
