@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_run_basic import STACK, nv_popen
+from tests.integration.test_run_basic import nv_popen
 from tests.nsutil import Netns
 
 pytestmark = pytest.mark.namespaces
@@ -56,7 +56,8 @@ def _serve_and_measure(ns: Netns, net: int, client_args: list[str], *,
     Returns (server report, client report) as parsed JSON.
     """
     server = f"10.231.{net}.2" if family == 4 else f"fd6e:7672:{net}::2"
-    proc = nv_popen(ns, [f"--stack={STACK}", f"--platform={platform}",
+    # netvisor's stack (not NETVISOR_TEST_STACK=kernel, which has no TAP to serve).
+    proc = nv_popen(ns, [f"--platform={platform}",
                          "--address", f"10.231.{net}.2/30", "--gateway", f"10.231.{net}.1",
                          "--address", f"fd6e:7672:{net}::2/64",
                          "--gateway", f"fd6e:7672:{net}::1", "--no-nat"],
