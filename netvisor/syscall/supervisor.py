@@ -146,6 +146,8 @@ class EmuSocket:
     down_busy: bool = False               # a task writes down_pending into a full pair
     down_eof: bool = False                # the stack's EOF is passed on (SHUT_WR of ours)
     hooked: bool = False                  # a readiness hook of ours is on the stack socket
+    up_fd: int = -1                       # our end's fd while in the shared pair epoll
+    up_pending: bytes = b""               # taken from the pair, not yet in the stack
     unread: bool = False                  # the program closed with data unread: RST
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
     tokens: int = 0                       # listener: token bytes in the program's end
@@ -202,6 +204,10 @@ class Supervisor:
         self._poll.register(listener.fd, select.POLLIN)
         self._hup_ep = select.epoll()
         self._hup_waiters: dict[int, trio.Event] = {}
+        # Program -> stack for TCP: one edge-triggered epoll over our ends,
+        # registered once per socket, served by one task (:meth:`_watch_pairs`).
+        self._pair_ep = select.epoll()
+        self._pair_socks: dict[int, EmuSocket] = {}
         self._pair_sndbuf = 0  # default SO_SNDBUF of a fresh pair end (read once)
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         # Connections that died (RST, timeout): the program's end inode -> the
@@ -216,6 +222,7 @@ class Supervisor:
             self.nursery = nursery
             nursery.start_soon(self._watch_pending)
             nursery.start_soon(self._watch_hups)
+            nursery.start_soon(self._watch_pairs)
             task_status.started()
             fd = self.listener.fd
             while True:
@@ -450,7 +457,10 @@ class Supervisor:
         if es.netlink is not None:
             self._spawn_for(es, self._netlink_pump)
             return
-        self._spawn_for(es, self._up)
+        if es.type == socket.SOCK_STREAM:
+            self._watch_pair(es)
+        else:
+            self._spawn_for(es, self._up)
         if es.type == socket.SOCK_DGRAM:
             self._spawn_for(es, self._down_dgram)
         elif es.state == "connected":
@@ -540,14 +550,118 @@ class Supervisor:
         self._restore_sndbuf(es)
         for scope in es.scopes:
             scope.cancel()
+        self._unwatch_pair(es)
         if es.sup.fileno() >= 0:
             trio.lowlevel.notify_closing(es.sup)
             es.sup.close()
+
+    # ------------------------------------------- program -> stack (TCP)
+    def _watch_pair(self, es: EmuSocket) -> None:
+        """Serve our end of a TCP pair from the shared epoll (no task per socket).
+
+        Edge-triggered: registered once (epoll_ctl ADD reports data already
+        there), each write of the program is a new edge, and
+        :meth:`_up_ready` reads until EAGAIN. trio's own wait_readable would
+        re-arm its one-shot registration (an epoll_ctl) at every wait and
+        need a task per socket.
+        """
+        fd = es.sup.fileno()
+        try:
+            self._pair_ep.register(fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+        except OSError:
+            self._spawn_for(es, self._up)
+            return
+        es.up_fd = fd
+        self._pair_socks[fd] = es
+
+    def _unwatch_pair(self, es: EmuSocket) -> None:
+        fd, es.up_fd = es.up_fd, -1
+        if fd >= 0:
+            self._pair_socks.pop(fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self._pair_ep.unregister(fd)
+
+    async def _watch_pairs(self) -> None:
+        ep = self._pair_ep
+        while True:
+            await trio.lowlevel.wait_readable(ep.fileno())
+            for fd, events in ep.poll(0):
+                es = self._pair_socks.get(fd)
+                if es is not None:
+                    try:
+                        self._up_ready(es, events)
+                    except Exception as e:  # one socket's failure must not end the sandbox
+                        log.error("netvisor: internal error in _up_ready: %r", e,
+                                  exc_info=self.debug is not None)
+                        self._teardown(es)
+
+    def _up_ready(self, es: EmuSocket, events: int = -1) -> None:
+        """Our end of a TCP pair is readable: what the program wrote -> the stack.
+
+        The common cases run here, synchronously: data the stack takes at
+        once, data on an unconnected socket (dropped, as before), the
+        program's close. The rest (the stack's buffer full, the program's
+        shutdown(SHUT_WR) or SHUT_RD) goes to the task version
+        (:meth:`_up`), which then keeps the socket.
+
+        ``events`` (epoll's, at the time the edge was taken): a read shorter
+        than CHUNK took everything written until then, and whatever comes
+        later is a new edge; so without HUP/RDHUP/ERR there is no EOF to look
+        for and the EAGAIN read is skipped (one syscall per request).
+        """
+        more = events & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR)
+        if es.up_fd < 0 or es.paused or es.state == "closed":
+            return   # a paused socket is re-checked when the filler is drained
+        sup = es.sup
+        while True:
+            try:
+                data = sup.recv(CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                # ECONNRESET: the program closed with data of ours unread.
+                es.unread = es.unread or e.errno == errno.ECONNRESET
+                data = b""
+            if not data:
+                if self._hup(sup) and not es.shut_rd:
+                    es.unread = es.unread or tcp_semantics.unread_on_close(es)
+                    self._teardown(es)   # the program closed its last copy
+                    return
+                self._up_to_task(es, b"")   # shutdown(SHUT_WR): FIN, wait for close
+                return
+            if es.reset:
+                self._teardown(es)   # writes after RST: ECONNRESET for the program
+                return
+            if es.state != "connected":
+                continue   # Linux: EPIPE on an unconnected socket; dropped here
+            view = memoryview(data)
+            while view:
+                try:
+                    sent = es.sock.send(view)
+                except NetError as e:
+                    if e.errno == errno.EAGAIN:
+                        self._up_to_task(es, bytes(view))   # the stack's buffer is full
+                        return
+                    self._on_reset(es, e.errno)
+                    break
+                view = view[sent:]
+                self.stack.kick()
+            if es.state == "closed" or (len(data) < CHUNK and not more):
+                return
+
+    def _up_to_task(self, es: EmuSocket, pending: bytes) -> None:
+        """Hand our end over to the task version (:meth:`_up`) for good."""
+        self._unwatch_pair(es)
+        es.up_pending = pending
+        self._spawn_for(es, self._up)
 
     async def _up(self, es: EmuSocket) -> None:
         """Program -> stack; also notices the program's close (HUP)."""
         sup = es.sup
         shut_wr_done = False
+        if es.up_pending:
+            data, es.up_pending = es.up_pending, b""
+            await self._send_all(es, data)
         while es.state != "closed":
             if es.paused:
                 await es.resumed.wait()
@@ -1309,6 +1423,8 @@ class Supervisor:
         self._restore_sndbuf(es)
         es.paused = False
         es.resumed.set()
+        if es.up_fd >= 0:
+            self._up_ready(es)   # edges that came while paused were ignored
 
     @staticmethod
     def _restore_sndbuf(es: EmuSocket) -> None:
