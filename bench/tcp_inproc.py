@@ -180,17 +180,21 @@ def _exchange(a: _Side, b: _Side, fa: list, fb: list) -> None:
     raise RuntimeError("no quiescence")
 
 
-def sansio(mode: str, count: int, offload: bool) -> tuple[float, float]:
+def sansio(mode: str, count: int, offload: bool, v6: bool = False) -> tuple[float, float]:
     """Run ``count`` operations; returns CPU µs per operation for (a, b)."""
-    a = _Side(1, MAC_A, "10.0.0.1/24", "10.0.0.2/24", MAC_B, offload)
-    b = _Side(2, MAC_B, "10.0.0.2/24", "10.0.0.1/24", MAC_A, offload)
-    ls = b.stack.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.bind(("10.0.0.2", 5001))
+    if v6:
+        fam, pfx, ip_a, ip_b = socket.AF_INET6, 64, "fd00::1", "fd00::2"
+    else:
+        fam, pfx, ip_a, ip_b = socket.AF_INET, 24, "10.0.0.1", "10.0.0.2"
+    a = _Side(1, MAC_A, f"{ip_a}/{pfx}", f"{ip_b}/{pfx}", MAC_B, offload)
+    b = _Side(2, MAC_B, f"{ip_b}/{pfx}", f"{ip_a}/{pfx}", MAC_A, offload)
+    ls = b.stack.socket(fam, socket.SOCK_STREAM)
+    ls.bind((ip_b, 5001))
     ls.listen(1024)
 
     def connect():  # type: ignore[no-untyped-def]
-        c = a.stack.socket(socket.AF_INET, socket.SOCK_STREAM)
-        _, out = a.call(c.connect, ("10.0.0.2", 5001))
+        c = a.stack.socket(fam, socket.SOCK_STREAM)
+        _, out = a.call(c.connect, (ip_b, 5001))
         _exchange(a, b, out, [])
         s, _ = ls.accept()
         return c, s
@@ -235,7 +239,7 @@ def sansio_main(args: argparse.Namespace) -> None:
         prof = cProfile.Profile() if args.profile and i == 0 else None
         if prof:
             prof.enable()
-        ca, cb = sansio(args.mode, args.count, not args.no_offload)
+        ca, cb = sansio(args.mode, args.count, not args.no_offload, args.v6)
         if prof:
             prof.disable()
         print(f"run {i}: {args.mode} x{args.count}: client stack {ca:.1f} µs CPU/op, "

@@ -334,6 +334,8 @@ def transmit(self: "Connection", now: float) -> None:
         self.cork_at = None
         self._finish_output(now)
         return
+    if _send_small(self, now):
+        return
     host = self.host
     nic = self.route.nic_id
     mss = self._cur_mss()
@@ -423,6 +425,35 @@ def transmit(self: "Connection", now: float) -> None:
     if self.snd_nxt >= buf_end:
         self.cork_at = None
     self._finish_output(now)
+
+
+def _send_small(self: "Connection", now: float) -> bool:
+    """The interactive case of ``transmit``: everything unsent fits one segment,
+    every window has room for it, and nothing (recovery, Nagle, cork, TSQ,
+    SACK blocks to report, FIN) calls for the general pass. Sends it exactly as
+    the general loop would and returns True; otherwise returns False untouched.
+    """
+    una, nxt = self.snd_una, self.snd_nxt
+    unsent = self.sndbuf.end - nxt
+    if (unsent <= 0 or unsent > self.snd_mss or nxt < una or self.fin_queued
+            or self.ca_state == CaState.RECOVERY or self.ca_state == CaState.LOSS
+            or self.opts.cork or self.more_pending
+            or (unsent < self.snd_mss and self.snd_sml > una and not self.opts.nodelay)
+            or (self.sack_ok and (self.rcvbuf.ooo or self.dsack))):
+        return False
+    if una + self.snd_wnd - nxt < unsent or self.cc.cwnd - self.pipe() < unsent:
+        return False
+    cfg = self.host.config
+    if self.tsq_bytes >= min(cfg.tsq_min_bytes, cfg.limit_output_bytes):
+        return False
+    if not self.host.egress_has_room(self.route.nic_id):
+        return False
+    end = nxt + unsent
+    self._send_range(nxt, end, now, retrans=False)
+    self.snd_nxt = end
+    self.cork_at = None
+    self._finish_output(now)
+    return True
 
 
 def _finish_output(self: "Connection", now: float) -> None:
