@@ -8,8 +8,8 @@ a loopback (the same program in a kernel namespace with only ``lo`` is the
 reference). Then:
 
 - the test namespace's counters (``/proc/net/dev`` for every interface,
-  ``/proc/net/snmp`` and ``/proc/net/snmp6``: what ``nstat -az`` reads) are
-  exactly as before, every field;
+  ``/proc/net/snmp``, ``/proc/net/netstat`` and ``/proc/net/snmp6``: what
+  ``nstat -az`` reads) are exactly as before, every field;
 - the sandbox's own kernel namespace (the new, empty one the program runs
   in; read by the program itself from ``/proc/self/net/*``) saw nothing at
   all: every counter zero before and after.
@@ -39,19 +39,20 @@ import json, os
 
 def counters(net="/proc/self/net"):
     """Every counter of the calling process's network namespace."""
-    out = {"dev": {}, "snmp": {}, "snmp6": {}}
+    out = {"dev": {}, "snmp": {}, "netstat": {}, "snmp6": {}}
     with open(f"{net}/dev") as f:
         for line in f.read().splitlines()[2:]:
             name, rest = line.split(":", 1)
             v = [int(x) for x in rest.split()]
             out["dev"][name.strip()] = {"rx_bytes": v[0], "rx_packets": v[1],
                                         "tx_bytes": v[8], "tx_packets": v[9]}
-    with open(f"{net}/snmp") as f:
-        lines = f.read().splitlines()
-    for head, vals in zip(lines[::2], lines[1::2]):
-        proto, names = head.split(":", 1)
-        for k, v in zip(names.split(), vals.split(":", 1)[1].split()):
-            out["snmp"][f"{proto}{k}"] = int(v)
+    for table in ("snmp", "netstat"):    # "Proto: names" / "Proto: values" pairs
+        with open(f"{net}/{table}") as f:
+            lines = f.read().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2]):
+            proto, names = head.split(":", 1)
+            for k, v in zip(names.split(), vals.split(":", 1)[1].split()):
+                out[table][f"{proto}{k}"] = int(v)
     if os.path.exists(f"{net}/snmp6"):
         with open(f"{net}/snmp6") as f:
             for line in f.read().splitlines():
@@ -172,7 +173,7 @@ def _still_counters(ns: Netns, quiet: float = 1.5, limit: float = 15) -> dict[st
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Every counter that differs, as ``"table/name": (before, after)``."""
     out = {}
-    for table in ("dev", "snmp", "snmp6"):
+    for table in ("dev", "snmp", "netstat", "snmp6"):
         for k in before[table].keys() | after[table].keys():
             if before[table].get(k) != after[table].get(k):
                 out[f"{table}/{k}"] = (before[table].get(k), after[table].get(k))
@@ -214,6 +215,7 @@ def test_none_sends_nothing(make_netns: Callable[[str], Netns], tmp_path: Path) 
                 "TcpInSegs", "TcpOutSegs", "UdpInDatagrams", "UdpOutDatagrams",
                 "IcmpOutMsgs"):
         assert own["snmp"][key] == 0, key
+    assert own["netstat"]["IpExtInOctets"] == own["netstat"]["IpExtOutOctets"] == 0
     assert all(v == 0 for k, v in own["snmp6"].items()
                if k.startswith(("Ip6In", "Ip6Out", "Udp6", "Icmp6Out"))), own["snmp6"]
 
@@ -232,6 +234,7 @@ def test_host_mode_moves_the_counters(make_netns: Callable[[str], Netns],
     for key in ("TcpActiveOpens", "TcpPassiveOpens", "UdpOutDatagrams", "IpOutRequests"):
         assert after["snmp"][key] > before["snmp"][key], key
     assert after["snmp6"]["Udp6OutDatagrams"] > before["snmp6"]["Udp6OutDatagrams"]
+    assert after["netstat"]["IpExtOutOctets"] > before["netstat"]["IpExtOutOctets"]
     # The program's own view is the test namespace here, and it moved too.
     assert _changed(result["before"], result["after"]) != {}
     assert "ENETUNREACH" not in result["peer"].values()
