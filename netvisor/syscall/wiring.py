@@ -242,14 +242,14 @@ def _enable_nat(ifname: str, addresses: list[Any], cleanup: contextlib.ExitStack
         return
     table = f"nvr{os.getpid()}"
     rules = [f"add table inet {table}",
-             f"add chain inet {table} postrouting "
-             f"{{ type nat hook postrouting priority 100 ; }}"]
+             (f"add chain inet {table} postrouting "
+              f"{{ type nat hook postrouting priority 100 ; }}")]
     for a in addresses:
         fam = "ip" if a.version == 4 else "ip6"
         rules.append(f'add rule inet {table} postrouting {fam} saddr {a.ip} '
                      f'oifname != "{ifname}" masquerade')
     r = subprocess.run(["nft", "-f", "-"], input="\n".join(rules) + "\n", text=True,
-                       capture_output=True)
+                       capture_output=True, check=False)
     if r.returncode != 0:
         sys.stderr.write(f"netvisor: warning: nftables masquerade not added: "
                          f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}\n")
@@ -342,7 +342,7 @@ def _cni_state(args: argparse.Namespace, path: str, cleanup: contextlib.ExitStac
         return None
     try:
         attachments = load(path)
-    except Exception as e:  # a broken state file must not stop the sandbox
+    except Exception as e:  # noqa: BLE001 (a broken state file must not stop the sandbox)
         log.warning("cannot read CNI state for %s: %s", path, e)
         return None
     shaper = None

@@ -153,7 +153,8 @@ def _namespaces(make_netns: Callable[[str], Netns]) -> Netns:
 
 def _counters(ns: Netns) -> dict[str, Any]:
     r = ns.run([sys.executable, "-c", COUNTERS + "print(json.dumps(counters()))"])
-    return json.loads(r.stdout)
+    out: dict[str, Any] = json.loads(r.stdout)
+    return out
 
 
 def _still_counters(ns: Netns, quiet: float = 1.5, limit: float = 15) -> dict[str, Any]:
