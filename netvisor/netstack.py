@@ -553,6 +553,10 @@ class NetStack:
                 self._flush_link(link)
 
     def _flush_link(self, link: _Link) -> None:
+        if not link.pending and not self.stack.has_frames(link.nic_id):
+            # Nothing queued (2 of the 3 flushes of a request/response): the
+            # stack's drain notice (TSQ) has nothing to report either.
+            return
         ep = link.endpoint
         try:
             if link.pending:
