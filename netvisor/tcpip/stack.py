@@ -221,6 +221,7 @@ class Stack:
         neighbour caches keep their own (cheap) next deadlines."""
         self._net_deadline: float | None = None
         self._egress_hooks: list[Callable[[int, float], None]] = []
+        self._timed: list[Any] = []
         self.udp = UdpTransport(self)
         self.register_transport(self.udp)
         # Ping sockets take ICMP errors that quote echo requests (protocol 1/58);
@@ -258,6 +259,9 @@ class Stack:
         """Add a transport (api.Transport; UDP's ``handle_packet`` may also return
         False for "no socket", which makes the stack send port unreachable)."""
         self.transports[transport.protocol] = transport
+        # Transports that declare ``has_timers = False`` (UDP, ping) are left out
+        # of the per-turn timer pass and deadline (optional attribute, default True).
+        self._timed = [t for t in self.transports.values() if getattr(t, "has_timers", True)]
         self._egress_hooks = [h for t in self.transports.values()
                               if (h := getattr(t, "handle_egress_room", None)) is not None]
 
@@ -2061,7 +2065,7 @@ class Stack:
         if self._net_dirty or (self._net_deadline is not None and self._net_deadline <= now):
             self._net_timers(now)
             self._net_dirty = True
-        for t in self.transports.values():
+        for t in self._timed:
             t.handle_timer(now)
 
     def _net_timers(self, now: float) -> None:
@@ -2150,7 +2154,7 @@ class Stack:
                 d = ndp.next_deadline()
                 if d is not None and (best is None or d < best):
                     best = d
-        for t in self.transports.values():
+        for t in self._timed:
             d = t.next_deadline()
             if d is not None and (best is None or d < best):
                 best = d
