@@ -145,7 +145,8 @@ def _client(setup: Setup, argv: list[str], timeout: float, tag: str = "") -> tup
         cut = prefix.index("--")
         prefix[cut:cut] = extra
     try:
-        proc = subprocess.run(prefix + argv, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(prefix + argv, capture_output=True, text=True, timeout=timeout,
+                              check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"{setup.name}: {' '.join(argv[:2])} failed: "
                                f"{proc.stderr.strip()[-500:]}")

@@ -40,7 +40,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import fcntl
 import ipaddress
 import logging
 import os
@@ -585,7 +584,9 @@ class Supervisor:
         ep = self._pair_ep
         while True:
             await trio.lowlevel.wait_readable(ep.fileno())
-            for fd, events in ep.poll(0):
+            # maxevents bounds the batch (and the buffer CPython allocates
+            # per call: 1023 entries by default); the rest stay ready.
+            for fd, events in ep.poll(0, 64):
                 es = self._pair_socks.get(fd)
                 if es is not None:
                     try:
@@ -623,7 +624,10 @@ class Supervisor:
                 es.unread = es.unread or e.errno == errno.ECONNRESET
                 data = b""
             if not data:
-                if self._hup(sup) and not es.shut_rd:
+                # epoll's EPOLLHUP: both directions shut (the program's last
+                # close, or its SHUT_RD with ours shut): as _hup() answers.
+                hup = (events >= 0 and bool(events & select.EPOLLHUP)) or self._hup(sup)
+                if hup and not es.shut_rd:
                     es.unread = es.unread or tcp_semantics.unread_on_close(es)
                     self._teardown(es)   # the program closed its last copy
                     return
@@ -1268,30 +1272,16 @@ class Supervisor:
                 raise Reply(0, err)
         if es.error and es.state == "fresh":
             es.error = 0
-        # One copy of the program's end serves both O_NONBLOCK (shared by
-        # the open file description) and the filler below.
+        nonblock = self._nonblocking(n, n.args[0])
         try:
-            dup: socket.socket | None = self._dup_from(n, n.args[0], socket.SOCK_STREAM)
-        except OSError:
-            dup = None
-        try:
-            nonblock = (bool(fcntl.fcntl(dup.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
-                        if dup is not None else self._nonblocking(n, n.args[0]))
-            try:
-                es.sock.connect(addr)
-            except NetError as e:
-                if e.errno != errno.EINPROGRESS:
-                    raise
-            else:
-                if dup is not None:
-                    dup.close()
-                self.stack.kick()
-                self._connected(es)
-                return 0
-        except BaseException:
-            if dup is not None:
-                dup.close()
-            raise
+            es.sock.connect(addr)
+        except NetError as e:
+            if e.errno != errno.EINPROGRESS:
+                raise
+        else:
+            self.stack.kick()
+            self._connected(es)
+            return 0
         self.stack.kick()
         es.state = "connecting"
         es.connect_done = trio.Event()
@@ -1303,8 +1293,6 @@ class Supervisor:
             poll_links()
             if es.state == "connecting" and \
                     es.sock.poll() & (select.POLLOUT | select.POLLERR | select.POLLHUP):
-                if dup is not None:
-                    dup.close()
                 self._connect_finish(es)
                 if nonblock:
                     raise Reply(0, errno.EINPROGRESS)   # as Linux, even when done
@@ -1316,8 +1304,10 @@ class Supervisor:
         # Hold POLLOUT back until the handshake completes. Also for a blocking
         # connect: a signal may interrupt it, and then the program polls for
         # POLLOUT (CPython does) before the supervisor can notice the EINTR.
-        self._fill(n, es, dup)
-        dup = None
+        try:
+            self._fill(n, es, self._dup_from(n, n.args[0], socket.SOCK_STREAM))
+        except OSError:
+            pass   # no copy (the caller is gone): POLLOUT shows early
         set_hook = getattr(self.stack, "set_ready_hook", None)
         if set_hook is not None:
             # The handshake's outcome is seen in the turn that brings it:
