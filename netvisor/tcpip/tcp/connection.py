@@ -302,10 +302,19 @@ class Connection:
 
     def window_space(self) -> int:
         """Bytes of buffer usable for the advertised window (tcp_adv_win_scale=1: half)."""
-        space = self.rcvbuf_limit // 2
-        if self.opts.window_clamp:
-            space = min(space, self.opts.window_clamp)
-        return max(space, 0)
+        # rcvbuf_limit inlined, without min/max calls: this runs for every segment sent.
+        opts = self.opts
+        buf = opts.rcvbuf
+        if not buf:
+            buf = self.host.config.rmem[1]
+            tuned = self.rcv_space * 4
+            if tuned > buf:
+                buf = tuned
+        space = buf // 2
+        clamp = opts.window_clamp
+        if clamp and clamp < space:
+            space = clamp
+        return space if space > 0 else 0
 
     def ts_now(self, now: float | None = None) -> int:
         """Our TSval clock: 1 ms ticks (Linux TCP_TS_HZ) plus a per-pair offset."""
