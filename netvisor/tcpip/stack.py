@@ -1260,6 +1260,17 @@ class Stack:
         proto = pkt[9]
         flags_off = (pkt[6] << 8) | pkt[7]
         payload = pkt[ihl:]
+        if proto == C.IPPROTO_TCP and not flags_off & 0x3FFF:
+            # The per-segment case, as _deliver_v4 does it for TCP (which never
+            # asks for a port unreachable: it answers with its own RST).
+            tcp = self.transports.get(proto)
+            if tcp is not None:
+                try:
+                    tcp.handle_packet(src, dst, payload, now,
+                                      checksum_valid=csum_valid or nic.loopback, nic_id=nic.id)
+                except MalformedPacket:
+                    self.counters.drop(DropReason.TRANSPORT_MALFORMED)
+                return
         header = pkt[:ihl]
         if flags_off & 0x3FFF:
             more = bool(flags_off & 0x2000)
