@@ -45,6 +45,7 @@ import logging
 import os
 import select
 import signal
+import _socket
 import socket
 import struct
 import time
@@ -412,11 +413,12 @@ class Supervisor:
         if have < 0:
             raise Reply(0, errno.EINVAL)
         raw = _encode(addr, family)
-        memory.write(n.pid, addr_ptr, raw[:have])
-        memory.write(n.pid, len_ptr, struct.pack("<i", len(raw)))
+        memory.write_many(n.pid, [(addr_ptr, raw[:have]), (len_ptr, struct.pack("<i", len(raw)))])
 
     def _new_pair(self, kind: int) -> tuple[socket.socket, socket.socket]:
-        sup, prog = socket.socketpair(socket.AF_UNIX, kind)
+        # _socket.socketpair: socket.socketpair() validates each new fd with
+        # a getsockname (two syscalls per emulated socket for nothing).
+        sup, prog = _socket.socketpair(socket.AF_UNIX, kind)
         sup.setblocking(False)
         if self.sock_dev < 0:
             self.sock_dev = os.fstat(prog.fileno()).st_dev
@@ -1401,6 +1403,7 @@ class Supervisor:
         es.connect_done.set()
 
     def _drain_filler(self, es: EmuSocket) -> None:
+        was_paused = es.paused
         while es.filled > 0:
             try:
                 got = es.sup.recv(min(es.filled, CHUNK))
@@ -1413,7 +1416,7 @@ class Supervisor:
         self._restore_sndbuf(es)
         es.paused = False
         es.resumed.set()
-        if es.up_fd >= 0:
+        if was_paused and es.up_fd >= 0:
             self._up_ready(es)   # edges that came while paused were ignored
 
     @staticmethod
@@ -1549,8 +1552,7 @@ class Supervisor:
         else:
             value = es.sock.getsockopt(level, opt, have)
         value = value[:have]
-        memory.write(n.pid, ptr, value)
-        memory.write(n.pid, len_ptr, struct.pack("<i", len(value)))
+        memory.write_many(n.pid, [(ptr, value), (len_ptr, struct.pack("<i", len(value)))])
         return 0
 
     def _shutdown(self, n: Notification) -> int:
