@@ -12,7 +12,10 @@ Setups (each in namespaces made here, prefix ``nvi``, removed at the end):
 
 For each: bulk Gbit/s kernel -> peer (discard service, SHA-256 checked) and
 peer -> kernel (source service), and 1-byte round trips per second against
-the echo service (TCP_NODELAY on the kernel side). The kernel baseline's
+the echo service (TCP_NODELAY on the kernel side); for netvisor setups also
+the netvisor process's CPU (user + system, /proc/PID/stat) per MiB each way
+and per round trip, the figure to compare across runs on a shared, noisy
+machine. The kernel baseline's
 servers are tests/integration/tcp_peer.py ``serve`` (same protocols, same
 Python client with SHA-256, so ratios compare like with like; on this
 machine the Python tools, not the veth, limit that row, hence veth-iperf3). With
@@ -126,18 +129,42 @@ def setup(name: str) -> Iterator[Target]:
             ns.delete()
 
 
+def cpu_seconds(pid: int | None) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` so far (/proc/PID/stat), or zeros."""
+    if pid is None:
+        return (0.0, 0.0)
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) / hz, int(fields[12]) / hz)
+
+
 def measure(t: Target, size: int, rr_seconds: float) -> dict[str, float]:
     if t.name == "veth-iperf3":
         return measure_iperf3(t, rr_seconds)
     d, s, e = t.ports
+    c0 = cpu_seconds(t.pid)
     sent = peer(t.client, "send", t.host, d, size, 5)
+    c1 = cpu_seconds(t.pid)
     got = peer(t.client, "recv", t.host, s, size, 6)
+    c2 = cpu_seconds(t.pid)
     for r in (sent, got):
         if r["sha256"] != r["expected"]:
             raise RuntimeError(f"{t.name}: SHA-256 mismatch {r}")
     rr = peer(t.client, "rr", t.host, e, rr_seconds)
-    return {"kernel->peer Gbit/s": sent["gbit_s"], "peer->kernel Gbit/s": got["gbit_s"],
-            "round trips/s": rr["round_trips_per_s"], "rtt p50 us": rr["p50_us"]}
+    c3 = cpu_seconds(t.pid)
+    out = {"kernel->peer Gbit/s": sent["gbit_s"], "peer->kernel Gbit/s": got["gbit_s"],
+           "round trips/s": rr["round_trips_per_s"], "rtt p50 us": rr["p50_us"]}
+    if t.pid is not None:
+        # The netvisor process's CPU per unit of work (user + system; the
+        # system part is mostly the TAP/packet socket writes and reads).
+        mib = size / MiB
+        trips = rr["round_trips_per_s"] * rr_seconds
+        out["netvisor CPU ms/MiB in"] = (sum(c1) - sum(c0)) * 1e3 / mib
+        out["netvisor CPU ms/MiB out"] = (sum(c2) - sum(c1)) * 1e3 / mib
+        out["netvisor CPU us/round trip"] = (sum(c3) - sum(c2)) * 1e6 / max(trips, 1)
+        out["netvisor user us/round trip"] = (c3[0] - c2[0]) * 1e6 / max(trips, 1)
+    return out
 
 
 def measure_iperf3(t: Target, seconds: float) -> dict[str, float]:

@@ -79,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log every trapped call and its answer (stderr or FILE)")
     parser.add_argument("--stack", choices=("netstack", "kernel"), default="netstack",
                         help=argparse.SUPPRESS)  # kernel: serve from the host's sockets (testing)
+    # Benchmarks (bench/run.py): the supervisor's own CPU from the program's
+    # start to its exit, and a cProfile of the whole run.
+    parser.add_argument("--cpu-report", metavar="FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", metavar="FILE", help=argparse.SUPPRESS)
     parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
 
 
@@ -205,8 +209,22 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
             return describe(netstack)[0]
     if args.drain_timeout < 0:
         raise RunError("--drain-timeout must be >= 0")
-    code = trio.run(_supervise, sandboxed, provider, netstack, debug, netlink, interfaces,
-                    list(args.publish), args.drain_timeout)
+    cpu: dict[str, float] = {}
+    run_args = (_supervise, sandboxed, provider, netstack, debug, netlink, interfaces,
+                list(args.publish), args.drain_timeout, cpu)
+    if getattr(args, "profile", None):
+        import cProfile
+        profiler = cProfile.Profile()
+        try:
+            code = profiler.runcall(trio.run, *run_args)
+        finally:
+            profiler.dump_stats(args.profile)
+    else:
+        code = trio.run(*run_args)
+    if getattr(args, "cpu_report", None):
+        import json
+        with open(args.cpu_report, "w") as f:
+            json.dump(cpu, f)
     terminal_foreground_restore()
     for msg in sandboxed.messages:
         _error(msg)
@@ -218,7 +236,8 @@ def _run_sandboxed(args: argparse.Namespace, cmd: list[str], debug: TextIO | Non
 
 async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO | None,
                      netlink: Any, interfaces: Any, publish: list[str],
-                     drain_timeout: float = DRAIN_TIMEOUT) -> int:
+                     drain_timeout: float = DRAIN_TIMEOUT,
+                     cpu: dict[str, float] | None = None) -> int:
     from netvisor.syscall.supervisor import Supervisor
     supervisor = Supervisor(sandboxed.listener, provider, debug=debug, netlink=netlink,
                             interfaces=interfaces)
@@ -234,7 +253,15 @@ async def _supervise(sandboxed: Any, provider: Any, netstack: Any, debug: TextIO
         drain = trio.CancelScope()
         nursery.start_soon(_forward_signals, sandboxed, drain)
         sandboxed.go()
+        start = os.times()
         code = await sandboxed.wait()
+        if cpu is not None:
+            # The supervisor's CPU while the program ran (what a benchmark
+            # divides by its operations; start-up and drain excluded).
+            end = os.times()
+            cpu.update(user=end.user - start.user, system=end.system - start.system,
+                       calls=getattr(supervisor, "calls", 0),
+                       turns=getattr(netstack, "turns", 0))
         if netstack is not None:
             await _drain(supervisor, netstack, drain, drain_timeout)
         nursery.cancel_scope.cancel()

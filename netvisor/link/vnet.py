@@ -27,7 +27,7 @@ PLAIN_HDR: Final = bytes(VNET_HDR_LEN)
 """Header for a frame with nothing to offload (flags 0, GSO_NONE)."""
 
 
-def parse_into_frame(buf: bytes | bytearray | memoryview, data: bytes) -> Frame:
+def parse_into_frame(buf: bytes | bytearray | memoryview, data: bytes | memoryview) -> Frame:
     """A received frame: ``buf`` starts with the header, ``data`` is the frame."""
     flags, gso_type, hdr_len, gso_size, csum_start, csum_offset = _HDR.unpack_from(buf, 0)
     if flags & F_NEEDS_CSUM:

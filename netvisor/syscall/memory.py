@@ -62,6 +62,31 @@ def write(pid: int, addr: int, data: bytes | bytearray | memoryview) -> None:
         raise OSError(errno.EFAULT, "short write of process memory")
 
 
+def write_many(pid: int, pieces: list[tuple[int, bytes]]) -> None:
+    """Write each ``(addr, data)`` of ``pieces`` in one process_vm_writev
+    (a value and its length: one syscall instead of two); raises OSError(EFAULT)."""
+    pieces = [(addr, data) for addr, data in pieces if data]
+    if not pieces:
+        return
+    count = len(pieces)
+    total = sum(len(data) for _, data in pieces)
+    buf = ctypes.create_string_buffer(b"".join(data for _, data in pieces), total)
+    local = (_IoVec * count)()
+    remote = (_IoVec * count)()
+    off = 0
+    base = ctypes.addressof(buf)
+    for i, (addr, data) in enumerate(pieces):
+        local[i].base, local[i].len = base + off, len(data)
+        remote[i].base, remote[i].len = addr, len(data)
+        off += len(data)
+    n = _libc.process_vm_writev(pid, local, count, remote, count, 0)
+    if n < 0:
+        e = ctypes.get_errno()
+        raise OSError(errno.EFAULT if e == errno.EFAULT else e, os.strerror(e))
+    if n != total:
+        raise OSError(errno.EFAULT, "short write of process memory")
+
+
 def read_u32(pid: int, addr: int) -> int:
     return int(struct.unpack("<I", read(pid, addr, 4))[0])
 

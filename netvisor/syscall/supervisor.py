@@ -49,6 +49,7 @@ import logging
 import os
 import select
 import signal
+import _socket
 import socket
 import struct
 import time
@@ -146,6 +147,11 @@ class EmuSocket:
     netlink: Any = None
     down_wake: trio.Event | None = None   # set: the receive pump's task must run
     down_pending: bytes = b""             # taken by the fast path, not yet in our end
+    down_busy: bool = False               # a task writes down_pending into a full pair
+    down_eof: bool = False                # the stack's EOF is passed on (SHUT_WR of ours)
+    hooked: bool = False                  # a readiness hook of ours is on the stack socket
+    up_fd: int = -1                       # our end's fd while in the shared pair epoll
+    up_pending: bytes = b""               # taken from the pair, not yet in the stack
     unread: bool = False                  # the program closed with data unread: RST
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
     tokens: int = 0                       # listener: token bytes in the program's end
@@ -208,6 +214,11 @@ class Supervisor:
         self._poll.register(listener.fd, select.POLLIN)
         self._hup_ep = select.epoll()
         self._hup_waiters: dict[int, trio.Event] = {}
+        # Program -> stack for TCP: one edge-triggered epoll over our ends,
+        # registered once per socket, served by one task (:meth:`_watch_pairs`).
+        self._pair_ep = select.epoll()
+        self._pair_socks: dict[int, EmuSocket] = {}
+        self._pair_sndbuf = 0  # default SO_SNDBUF of a fresh pair end (read once)
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         self._acc: socket.socket | None = None   # see _acceptor
         self._sandbox_netns = 0   # inode of the program's network namespace
@@ -223,6 +234,7 @@ class Supervisor:
             self.nursery = nursery
             nursery.start_soon(self._watch_pending)
             nursery.start_soon(self._watch_hups)
+            nursery.start_soon(self._watch_pairs)
             nursery.start_soon(self._watch_placeholders)
             task_status.started()
             fd = self.listener.fd
@@ -377,12 +389,33 @@ class Supervisor:
     @staticmethod
     def _nonblocking(n: Notification, fd: int) -> bool:
         """O_NONBLOCK of the program's open file description (shared by dups)."""
-        return bool(_fd_flags(n.pid, fd & 0xFFFFFFFF) & os.O_NONBLOCK)
+        try:
+            h = os.open(f"/proc/{n.pid}/fdinfo/{fd & 0xFFFFFFFF}", os.O_RDONLY)
+            try:
+                data = os.read(h, 512)
+            finally:
+                os.close(h)
+            i = data.index(b"flags:")
+            return bool(int(data[i + 6:data.index(b"\n", i)], 8) & os.O_NONBLOCK)
+        except (OSError, ValueError):
+            return False
 
     @staticmethod
-    def _dup_from(n: Notification, fd: int) -> socket.socket:
-        """Our own copy of the program's fd (pidfd_getfd)."""
-        return _dup_fd(n.pid, fd)
+    def _dup_from(n: Notification, fd: int, kind: int = -1) -> socket.socket:
+        """Our own copy of the program's fd (pidfd_getfd); ``kind``, the
+        pair's type when known, spares CPython's probing (getsockname,
+        getsockopt x2) of the new socket object."""
+        try:
+            pidfd = os.pidfd_open(n.pid, PIDFD_THREAD)
+        except OSError:
+            pidfd = os.pidfd_open(n.pid)
+        try:
+            newfd = pidfd_getfd(pidfd, fd & 0xFFFFFFFF)
+        finally:
+            os.close(pidfd)
+        if kind < 0:
+            return socket.socket(fileno=newfd)
+        return socket.socket(socket.AF_UNIX, kind, 0, newfd)
 
     def _guarded(self, n: Notification, fd: int) -> EmuSocket:
         """As :meth:`_emulated` for calls that name addresses (connect, bind,
@@ -430,11 +463,12 @@ class Supervisor:
         if have < 0:
             raise Reply(0, errno.EINVAL)
         raw = _encode(addr, family)
-        memory.write(n.pid, addr_ptr, raw[:have])
-        memory.write(n.pid, len_ptr, struct.pack("<i", len(raw)))
+        memory.write_many(n.pid, [(addr_ptr, raw[:have]), (len_ptr, struct.pack("<i", len(raw)))])
 
     def _new_pair(self, kind: int) -> tuple[socket.socket, socket.socket]:
-        sup, prog = socket.socketpair(socket.AF_UNIX, kind)
+        # _socket.socketpair: socket.socketpair() validates each new fd with
+        # a getsockname (two syscalls per emulated socket for nothing).
+        sup, prog = _socket.socketpair(socket.AF_UNIX, kind)
         sup.setblocking(False)
         if self.sock_dev < 0:
             self.sock_dev = os.fstat(prog.fileno()).st_dev
@@ -485,6 +519,22 @@ class Supervisor:
         es.sup = sup
         es.placeholder = False
         return prog
+
+    def _wake_writable(self, prog: socket.socket) -> None:
+        """Tell the program's pollers that its end, connected in place without
+        the filler, is writable now (an edge for EPOLLET registrations made
+        before connect(), as Linux's state change gives), then close our copy.
+
+        SO_SNDBUF set (to its own value) runs sk_write_space: an EPOLLOUT wakeup.
+        """
+        try:
+            if not self._pair_sndbuf:
+                self._pair_sndbuf = prog.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            prog.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._pair_sndbuf // 2)
+        except OSError:
+            pass
+        finally:
+            prog.close()
 
     def _renew_placeholder(self, n: Notification, es: EmuSocket, fd: int) -> bool:
         """Replace the program's dead pair end by a fresh unconnected placeholder
@@ -551,11 +601,14 @@ class Supervisor:
         if es.netlink is not None:
             self._spawn_for(es, self._netlink_pump)
             return
-        self._spawn_for(es, self._up)
+        if es.type == socket.SOCK_STREAM:
+            self._watch_pair(es)
+        else:
+            self._spawn_for(es, self._up)
         if es.type == socket.SOCK_DGRAM:
             self._spawn_for(es, self._down_dgram)
         elif es.state == "connected":
-            self._spawn_for(es, self._down_stream)
+            self._start_down(es)
 
     # -------------------------------------------------------------- socket()
     def _socket(self, n: Notification) -> None:
@@ -630,6 +683,8 @@ class Supervisor:
             return
         es.state = "closed"
         self.socks.pop(es.ino, None)
+        if es.hooked:
+            self._unhook(es)
         if es.reset and es.error:
             self.dead.record(es.ino, es.error)
         if es.sock is not None:
@@ -647,14 +702,123 @@ class Supervisor:
         self._restore_sndbuf(es)
         for scope in es.scopes:
             scope.cancel()
+        self._unwatch_pair(es)
         if es.sup.fileno() >= 0:
             trio.lowlevel.notify_closing(es.sup)
             es.sup.close()
+
+    # ------------------------------------------- program -> stack (TCP)
+    def _watch_pair(self, es: EmuSocket) -> None:
+        """Serve our end of a TCP pair from the shared epoll (no task per socket).
+
+        Edge-triggered: registered once (epoll_ctl ADD reports data already
+        there), each write of the program is a new edge, and
+        :meth:`_up_ready` reads until EAGAIN. trio's own wait_readable would
+        re-arm its one-shot registration (an epoll_ctl) at every wait and
+        need a task per socket.
+        """
+        fd = es.sup.fileno()
+        try:
+            self._pair_ep.register(fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+        except OSError:
+            self._spawn_for(es, self._up)
+            return
+        es.up_fd = fd
+        self._pair_socks[fd] = es
+
+    def _unwatch_pair(self, es: EmuSocket) -> None:
+        fd, es.up_fd = es.up_fd, -1
+        if fd >= 0:
+            self._pair_socks.pop(fd, None)
+            with contextlib.suppress(OSError, ValueError):
+                self._pair_ep.unregister(fd)
+
+    async def _watch_pairs(self) -> None:
+        ep = self._pair_ep
+        while True:
+            await trio.lowlevel.wait_readable(ep.fileno())
+            # maxevents bounds the batch (and the buffer CPython allocates
+            # per call: 1023 entries by default); the rest stay ready.
+            for fd, events in ep.poll(0, 64):
+                es = self._pair_socks.get(fd)
+                if es is not None:
+                    try:
+                        self._up_ready(es, events)
+                    except Exception as e:  # one socket's failure must not end the sandbox
+                        log.error("netvisor: internal error in _up_ready: %r", e,
+                                  exc_info=self.debug is not None)
+                        self._teardown(es)
+
+    def _up_ready(self, es: EmuSocket, events: int = -1) -> None:
+        """Our end of a TCP pair is readable: what the program wrote -> the stack.
+
+        The common cases run here, synchronously: data the stack takes at
+        once, data on an unconnected socket (dropped, as before), the
+        program's close. The rest (the stack's buffer full, the program's
+        shutdown(SHUT_WR) or SHUT_RD) goes to the task version
+        (:meth:`_up`), which then keeps the socket.
+
+        ``events`` (epoll's, at the time the edge was taken): a read shorter
+        than CHUNK took everything written until then, and whatever comes
+        later is a new edge; so without HUP/RDHUP/ERR there is no EOF to look
+        for and the EAGAIN read is skipped (one syscall per request).
+        """
+        more = events & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR)
+        if es.up_fd < 0 or es.paused or es.state == "closed":
+            return   # a paused socket is re-checked when the filler is drained
+        sup = es.sup
+        while True:
+            try:
+                data = sup.recv(CHUNK)
+            except BlockingIOError:
+                return
+            except OSError as e:
+                # ECONNRESET: the program closed with data of ours unread.
+                es.unread = es.unread or e.errno == errno.ECONNRESET
+                data = b""
+            if not data:
+                # epoll's EPOLLHUP: both directions shut (the program's last
+                # close, or its SHUT_RD with ours shut): as _hup() answers.
+                hup = (events >= 0 and bool(events & select.EPOLLHUP)) or self._hup(sup)
+                if hup and not es.shut_rd:
+                    es.unread = es.unread or tcp_semantics.unread_on_close(es)
+                    self._teardown(es)   # the program closed its last copy
+                    return
+                self._up_to_task(es, b"")   # shutdown(SHUT_WR): FIN, wait for close
+                return
+            if es.reset:
+                self._teardown(es)   # writes after RST: ECONNRESET for the program
+                return
+            if es.state != "connected":
+                continue   # Linux: EPIPE on an unconnected socket; dropped here
+            view = memoryview(data)
+            while view:
+                try:
+                    sent = es.sock.send(view)
+                except NetError as e:
+                    if e.errno == errno.EAGAIN:
+                        self._up_to_task(es, bytes(view))   # the stack's buffer is full
+                        return
+                    self._on_reset(es, e.errno)
+                    break
+                view = view[sent:]
+                self.stack.kick()
+            if es.state == "closed" or (len(data) < CHUNK and not more):
+                return
+
+    def _up_to_task(self, es: EmuSocket, pending: bytes) -> None:
+        """Hand our end over to the task version (:meth:`_up`) for good."""
+        self._unwatch_pair(es)
+        es.up_pending = pending
+        self._spawn_for(es, self._up)
 
     async def _up(self, es: EmuSocket) -> None:
         """Program -> stack; also notices the program's close (HUP)."""
         sup = es.sup
         shut_wr_done = False
+        if es.up_pending:
+            data, es.up_pending = es.up_pending, b""
+            await self._send_all(es, data)
         while es.state != "closed":
             if es.paused:
                 await es.resumed.wait()
@@ -810,6 +974,104 @@ class Supervisor:
             es.sup.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+    def _start_down(self, es: EmuSocket) -> None:
+        """Start the stack -> program path of a connected TCP socket.
+
+        With a provider that has readiness hooks (NetStack) it is the hook
+        :meth:`_down_ready`, run synchronously in the task whose turn changed
+        the socket's readiness: no task per connection, no task switch per
+        received segment, EOF and RST passed on in the same turn. A task
+        (:meth:`_down_drain`) runs only while the pair is full.
+        """
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is None:
+            self._spawn_for(es, self._down_stream)
+            return
+        es.hooked = True
+        set_hook(es.sock, lambda: self._down_ready(es))
+        self._down_ready(es)   # data queued before the hook (an accepted connection)
+
+    def _unhook(self, es: EmuSocket) -> None:
+        es.hooked = False
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is not None and es.sock is not None:
+            set_hook(es.sock, None)
+
+    def _down_ready(self, es: EmuSocket) -> None:
+        """Readiness hook of a connected TCP socket: stack -> our end of the pair.
+
+        Same rules as the task version (:meth:`_down_stream_task`): data into
+        the pair; the stack's EOF -> SHUT_WR of our end (EOF for the
+        program); then an RST (our writes after the peer's close) still
+        reaches the program as ECONNRESET; a fatal error -> ``_on_reset``.
+        """
+        if es.down_busy or es.state == "closed":
+            return
+        sock = es.sock
+        if es.down_eof:
+            revents = sock.poll()
+            if revents & select.POLLERR:
+                self._unhook(es)
+                try:
+                    raw = sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)
+                    err = struct.unpack("<i", raw[:4])[0]
+                except NetError as e:
+                    err = e.errno
+                self._on_reset(es, err or errno.ECONNRESET)
+            elif revents & (select.POLLHUP | select.POLLNVAL):
+                self._unhook(es)
+            return
+        while True:
+            try:
+                data = sock.recv(CHUNK)
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    return
+                self._unhook(es)
+                self._on_reset(es, e.errno)
+                return
+            self.stack.kick()  # the window opened
+            if not data:
+                try:
+                    es.sup.shutdown(socket.SHUT_WR)  # FIN: EOF for the program
+                except OSError:
+                    pass
+                es.down_eof = True
+                self._down_ready(es)   # an RST may already be there
+                return
+            try:
+                n = es.sup.send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                es.unread = True   # the program closed before reading this: RST
+                self._unhook(es)
+                return
+            if n < len(data):
+                es.down_pending = data[n:]
+                es.down_busy = True
+                self._spawn_for(es, self._down_drain)
+                return
+
+    async def _down_drain(self, es: EmuSocket) -> None:
+        """Write what the hook took into a full pair, then hand back to the hook."""
+        sup = es.sup
+        try:
+            while es.down_pending and es.state != "closed":
+                try:
+                    n = sup.send(es.down_pending)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sup)
+                    continue
+                except OSError:
+                    es.unread = True   # closed with this unread: RST at teardown
+                    return
+                es.down_pending = es.down_pending[n:]
+        finally:
+            es.down_busy = False
+        if es.state != "closed":
+            self._down_ready(es)   # what arrived meanwhile
 
     async def _down_stream(self, es: EmuSocket) -> None:
         """Stack -> program for a connected TCP socket.
@@ -1144,7 +1406,7 @@ class Supervisor:
 
     def _consume_token(self, n: Notification, es: EmuSocket) -> None:
         try:
-            dup = self._dup_from(n, n.args[0])
+            dup = self._dup_from(n, n.args[0], socket.SOCK_STREAM)
         except OSError:
             return
         try:
@@ -1178,9 +1440,8 @@ class Supervisor:
             raise Reply(0, errno.EISCONN)
         if es.state == "listening":
             raise Reply(0, errno.EISCONN)  # as Linux answers (measured)
-        nonblock = self._nonblocking(n, n.args[0])
         if es.state == "connecting":
-            if nonblock:
+            if self._nonblocking(n, n.args[0]):
                 raise Reply(0, errno.EALREADY)
             return self._wait_connect(n, es, addr)
         if fam not in (socket.AF_INET, socket.AF_INET6) and fam != es.family:
@@ -1200,6 +1461,7 @@ class Supervisor:
             # ptrace: the failed connect's pair end cannot be replaced; Linux
             # would try again (documented difference).
             raise Reply(0, errno.ECONNABORTED)
+        nonblock = self._nonblocking(n, n.args[0])
         try:
             es.sock.connect(addr)
         except NetError as e:
@@ -1208,32 +1470,80 @@ class Supervisor:
         else:
             self.stack.kick()
             if es.placeholder:
-                self._attach(es).close()
+                self._wake_writable(self._attach(es))
+                self._watch_pair(es)
             self._connected(es)
             return 0
         self.stack.kick()
         es.state = "connecting"
         es.connect_done = trio.Event()
+        prog: socket.socket | None = None
+        if es.placeholder:   # the pair exists from now on (filled below)
+            prog = self._attach(es)
+            self._watch_pair(es)
+        poll_links = getattr(self.stack, "poll_links", None)
+        if poll_links is not None:
+            # A peer behind the TAP (the kernel) answers the SYN inside our
+            # write(): its SYN-ACK or RST is already queued. Taken now, the
+            # handshake is settled before the answer: no filler, no waiting.
+            poll_links()
+            if es.state == "connecting" and \
+                    es.sock.poll() & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                if prog is not None:
+                    self._wake_writable(prog)
+                es.connect_waiters += not nonblock   # a blocking call collects a failure
+                try:
+                    self._connect_finish(es)
+                finally:
+                    es.connect_waiters -= not nonblock
+                if nonblock:
+                    raise Reply(0, errno.EINPROGRESS)   # as Linux, even when done
+                es.connect_interrupted = False
+                if es.state == "connected":
+                    return 0
+                err, es.error = es.error, 0
+                with contextlib.suppress(NetError):   # as in _wait_connect
+                    es.sock.connect(addr)
+                if es.dead_pair:
+                    self._renew_placeholder(n, es, n.args[0])
+                raise Reply(0, err or errno.ECONNREFUSED)
         # Hold POLLOUT back until the handshake completes. Also for a blocking
         # connect: a signal may interrupt it, and then the program polls for
         # POLLOUT (CPython does) before the supervisor can notice the EINTR.
-        prog = self._attach(es) if es.placeholder else self._dup_from(n, n.args[0])
-        self._fill(es, prog)
-        self._spawn_for(es, self._connect_watch)
+        try:
+            self._fill(n, es, prog if prog is not None
+                       else self._dup_from(n, n.args[0], socket.SOCK_STREAM))
+        except OSError:
+            pass   # no copy (the caller is gone): POLLOUT shows early
+        set_hook = getattr(self.stack, "set_ready_hook", None)
+        if set_hook is not None:
+            # The handshake's outcome is seen in the turn that brings it:
+            # no watcher task (a spawn and a task switch per connection).
+            es.hooked = True
+            set_hook(es.sock, lambda: self._connect_ready(es))
+        else:
+            self._spawn_for(es, self._connect_watch)
         if nonblock:
             raise Reply(0, errno.EINPROGRESS)
         return self._wait_connect(n, es, addr)
 
-    def _fill(self, es: EmuSocket, dup: socket.socket) -> None:
-        """Fill the program's end (``dup``: our copy, kept while filled) so
+    def _fill(self, n: Notification, es: EmuSocket, dup: socket.socket | None) -> None:
+        """Fill the program's end (``dup``, our copy, kept while filled) so
         POLLOUT waits for the handshake (notes)."""
+        if dup is None:
+            return
         es.paused = True
         es.resumed = trio.Event()
         # Shrink the program end's send buffer first so that a few KB fill it
         # (233 KB with the default: 72 -> 10 us per connect, measured); the
         # copy is kept until the handshake completes to put the size back.
+        # Nobody but us sets the program end's SO_SNDBUF (the program's
+        # setsockopt goes to the stack socket): the first one read is the
+        # pairs' default.
         try:
-            es.fill_sndbuf = dup.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            if not self._pair_sndbuf:
+                self._pair_sndbuf = dup.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            es.fill_sndbuf = self._pair_sndbuf
             dup.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
             es.fill_dup = dup
         except OSError:
@@ -1282,8 +1592,22 @@ class Supervisor:
                 es.connect_waiters -= 1
         return wait
 
+    def _connect_ready(self, es: EmuSocket) -> None:
+        """Readiness hook while connecting: finish when the handshake has an outcome."""
+        if es.state != "connecting":
+            return
+        if not es.sock.poll() & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+            return
+        self._unhook(es)
+        self._connect_finish(es)
+
     async def _connect_watch(self, es: EmuSocket) -> None:
         await self.stack.wait(es.sock, select.POLLOUT)
+        self._connect_finish(es)
+
+    def _connect_finish(self, es: EmuSocket) -> None:
+        """The handshake completed or failed: connected (or the pending
+        error), the filler drained so POLLOUT fires, waiters woken."""
         try:
             err = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
         except NetError as e:
@@ -1315,12 +1639,18 @@ class Supervisor:
         if not unread:
             self._drain_filler(es)
         prog, es.fill_dup = es.fill_dup, None
-        es.filled = 0
         if prog is None:
             try:
                 prog = _dup_fd(*es.owner)
             except OSError:
                 prog = None
+        if unread and not es.filled and prog is not None:
+            # No filler (the handshake settled at once): one byte makes the close
+            # an error for the program's end, as the filler would.
+            with contextlib.suppress(OSError):
+                prog.send(b"\0", socket.MSG_DONTWAIT)
+        es.filled = 0
+        self._unwatch_pair(es)
         if es.sup.fileno() >= 0:
             trio.lowlevel.notify_closing(es.sup)
             es.sup.close()
@@ -1331,6 +1661,7 @@ class Supervisor:
         es.resumed.set()
 
     def _drain_filler(self, es: EmuSocket) -> None:
+        was_paused = es.paused
         while es.filled > 0:
             try:
                 got = es.sup.recv(min(es.filled, CHUNK))
@@ -1343,6 +1674,8 @@ class Supervisor:
         self._restore_sndbuf(es)
         es.paused = False
         es.resumed.set()
+        if was_paused and es.up_fd >= 0:
+            self._up_ready(es)   # edges that came while paused were ignored
 
     @staticmethod
     def _restore_sndbuf(es: EmuSocket) -> None:
@@ -1356,8 +1689,7 @@ class Supervisor:
 
     def _connected(self, es: EmuSocket) -> None:
         es.state = "connected"
-        self._spawn_for(es, self._up)
-        self._spawn_for(es, self._down_stream)
+        self._start_down(es)
 
     # ------------------------------------------------------- names, options
     def _getsockname(self, n: Notification) -> int:
@@ -1490,8 +1822,7 @@ class Supervisor:
         else:
             value = es.sock.getsockopt(level, opt, have)
         value = value[:have]
-        memory.write(n.pid, ptr, value)
-        memory.write(n.pid, len_ptr, struct.pack("<i", len(value)))
+        memory.write_many(n.pid, [(ptr, value), (len_ptr, struct.pack("<i", len(value)))])
         return 0
 
     def _shutdown(self, n: Notification) -> int:
@@ -1620,7 +1951,7 @@ class Supervisor:
     def _take_datagram(self, n: Notification, es: EmuSocket, fd: int, size: int, flags: int
                        ) -> tuple[bytes, Any, RxMeta] | None:
         """The next datagram from the program's end, with its source (None: empty)."""
-        dup = self._dup_from(n, fd)
+        dup = self._dup_from(n, fd, socket.SOCK_SEQPACKET)
         try:
             try:
                 data = dup.recv(65536, socket.MSG_DONTWAIT | (flags & MSG_PEEK))
@@ -1722,7 +2053,7 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     os.kill(n.pid, signal.SIGPIPE)
             raise Reply(0, errno.EPIPE)
-        dup = self._dup_from(n, n.args[0])
+        dup = self._dup_from(n, n.args[0], socket.SOCK_STREAM)
         nonblock = bool(flags & MSG_DONTWAIT) or self._nonblocking(n, n.args[0])
         sendflags = (flags & ~MSG_DONTWAIT) | socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 

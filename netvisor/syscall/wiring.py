@@ -7,7 +7,10 @@
   ULA /64; the stack gets the second one and a default route via the kernel
   side. Unless ``--no-nat``, forwarding is enabled and an nftables table
   with a masquerade rule for the sandbox's addresses is added, and removed
-  on exit (as ``docker run`` does).
+  on exit (as ``docker run`` does). A ``netvisor run`` killed with SIGKILL
+  cannot remove its table (nor a TAP made persistent): the next default
+  wiring in the same namespace removes those whose owner is gone
+  (:func:`remove_stale`).
 - ``sandbox --netns PATH``: take over the namespace's interface like runsc:
   copy its addresses, routes and permanent neighbours into the stack, remove
   the addresses from the kernel interface, exchange frames with AF_PACKET,
@@ -24,6 +27,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 POOL4 = ipaddress.ip_network("10.231.0.0/16")
 ULA_PREFIX = "fd6e:7672"            # "nvr"; /32 of ULA space, one /64 per sandbox
 IFA_F_NODAD = 0x02
+OWNED_NAME = re.compile(r"nvr([0-9]+)")
+"""TAPs and nftables tables of the default wiring: ``nvr<pid of netvisor run>``."""
 
 
 class WiringError(Exception):
@@ -140,6 +146,7 @@ def _default_tap(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.Exi
             if net is None:
                 raise WiringError(f"--gateway {gw} is not in any --address network")
             kernel_side.append(ipaddress.ip_interface(f"{gip}/{net.prefixlen}"))
+    remove_stale()
     name = f"nvr{os.getpid()}"[:15]
     try:
         tap = TapEndpoint(name, vnet_hdr=True, mtu=args.mtu)
@@ -164,6 +171,64 @@ def _default_tap(ns: NetStack, args: argparse.Namespace, cleanup: contextlib.Exi
         _enable_nat(tap.name, stack_side, cleanup)
 
 
+def remove_stale(out: TextIO | None = None) -> list[str]:
+    """Remove ``nvr<pid>`` TAPs and ``inet nvr<pid>`` tables whose netvisor is gone.
+
+    Only in the current network namespace and only names matching
+    :data:`OWNED_NAME` exactly. The owner counts as alive when ``/proc/<pid>``
+    exists (a different pid than ours; a reused pid keeps its stale objects,
+    the safe mistake) or when a TAP of that name has carrier: a TAP with an
+    attached file descriptor (tun_attach sets carrier, the last detach clears
+    it), which covers a netvisor in another PID namespace sharing this
+    network namespace, whose pid /proc does not show. Returns what was
+    removed and writes one line about it to ``out`` (default stderr).
+    """
+    from pyroute2 import IPRoute
+
+    def stale(pid: int, carrier: dict[int, bool]) -> bool:
+        if pid != os.getpid() and os.path.exists(f"/proc/{pid}"):
+            return False
+        return not carrier.get(pid, False)
+
+    removed: list[str] = []
+    taps: dict[int, tuple[int, bool]] = {}   # pid -> (ifindex, carrier)
+    carrier: dict[int, bool] | None = None   # None: links unknown, so no table is judged
+    try:
+        with IPRoute() as ipr:
+            for link in ipr.get_links():
+                m = OWNED_NAME.fullmatch(link.get_attr("IFLA_IFNAME") or "")
+                info = link.get_attr("IFLA_LINKINFO")
+                if m is None or info is None or info.get_attr("IFLA_INFO_KIND") != "tun":
+                    continue
+                taps[int(m.group(1))] = (link["index"], bool(link.get_attr("IFLA_CARRIER")))
+            carrier = {pid: up for pid, (_, up) in taps.items()}
+            for pid, (index, _) in sorted(taps.items()):
+                if stale(pid, carrier):
+                    with contextlib.suppress(Exception):  # raced with another cleaner
+                        ipr.link("del", index=index)
+                        removed.append(f"TAP nvr{pid}")
+    except Exception as e:  # noqa: BLE001 (pyroute2's errors): cleanup must not stop the run
+        log.warning("cannot look for stale TAPs: %s", e)
+    if carrier is not None and shutil.which("nft") is not None:
+        r = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True, text=True,
+                           check=False)
+        for line in r.stdout.splitlines() if r.returncode == 0 else ():
+            parts = line.split()
+            m = OWNED_NAME.fullmatch(parts[2]) if len(parts) == 3 and parts[:2] == [
+                "table", "inet"] else None
+            if m is not None and stale(int(m.group(1)), carrier):
+                d = subprocess.run(["nft", "delete", "table", "inet", parts[2]],
+                                   capture_output=True, check=False)
+                if d.returncode == 0:
+                    removed.append(f"nftables table inet {parts[2]}")
+    if removed:
+        out = out or sys.stderr
+        out.write(f"netvisor: removed what killed netvisor runs left behind: "
+                  f"{', '.join(removed)}\n")
+        out.flush()
+    return removed
+
+
 def _enable_nat(ifname: str, addresses: list[Any], cleanup: contextlib.ExitStack) -> None:
     """ip_forward + an nftables masquerade for the sandbox's addresses (removed on exit)."""
     for path in ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"):
@@ -177,14 +242,14 @@ def _enable_nat(ifname: str, addresses: list[Any], cleanup: contextlib.ExitStack
         return
     table = f"nvr{os.getpid()}"
     rules = [f"add table inet {table}",
-             f"add chain inet {table} postrouting "
-             f"{{ type nat hook postrouting priority 100 ; }}"]
+             (f"add chain inet {table} postrouting "
+              f"{{ type nat hook postrouting priority 100 ; }}")]
     for a in addresses:
         fam = "ip" if a.version == 4 else "ip6"
         rules.append(f'add rule inet {table} postrouting {fam} saddr {a.ip} '
                      f'oifname != "{ifname}" masquerade')
     r = subprocess.run(["nft", "-f", "-"], input="\n".join(rules) + "\n", text=True,
-                       capture_output=True)
+                       capture_output=True, check=False)
     if r.returncode != 0:
         sys.stderr.write(f"netvisor: warning: nftables masquerade not added: "
                          f"{r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}\n")
@@ -277,7 +342,7 @@ def _cni_state(args: argparse.Namespace, path: str, cleanup: contextlib.ExitStac
         return None
     try:
         attachments = load(path)
-    except Exception as e:  # a broken state file must not stop the sandbox
+    except Exception as e:  # noqa: BLE001 (a broken state file must not stop the sandbox)
         log.warning("cannot read CNI state for %s: %s", path, e)
         return None
     shaper = None

@@ -57,6 +57,10 @@ class NeighborState(enum.Enum):
     PERMANENT = "permanent"
 
 
+_REACHABLE, _PERMANENT = NeighborState.REACHABLE, NeighborState.PERMANENT
+_DELAY, _PROBE = NeighborState.DELAY, NeighborState.PROBE
+
+
 @dataclass(slots=True)
 class NeighborEntry:
     """One neighbour: address, link-layer address, state and its timer."""
@@ -139,6 +143,19 @@ class NeighborCache:
     def get(self, ip: IPAddress) -> NeighborEntry | None:
         """The entry for ``ip``, or None."""
         return self.entries.get(ip)
+
+    def usable_mac(self, ip: IPAddress, now: float) -> bytes | None:
+        """The MAC of ``ip`` when sending needs no state change (REACHABLE, DELAY,
+        PROBE, PERMANENT), else None: then call :meth:`resolve`. The per-packet
+        fast path of the output (no queue item built)."""
+        e = self.entries.get(ip)
+        if e is None:
+            return None
+        st = e.state
+        if st is _REACHABLE or st is _PERMANENT or st is _DELAY or st is _PROBE:
+            e.used_at = now
+            return e.mac
+        return None
 
     def resolve(self, ip: IPAddress, item: Any, size: int, now: float) -> bytes | None:
         """The MAC to send to ``ip`` now, or None (``item`` queued, resolution started).

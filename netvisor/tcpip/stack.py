@@ -137,11 +137,21 @@ def _addr(raw: bytes) -> Any:
     return a
 
 
+_IP4_HDR: Final = struct.Struct("!BBHHHBBHII")
+_U10H: Final = struct.Struct("!10H")
+_ETH_IP4: Final = b"\x08\x00"
+_ETH_IP6: Final = b"\x86\xdd"
+
+
+# Hot-path address tests read ``_ip`` (the integer every ipaddress address
+# keeps in its __slots__) and test the type: ``int(a)`` and ``a.version`` are
+# Python-level calls, ~4x slower, and these run several times per packet.
+
 def _is_mcast(addr: IPAddress) -> bool:
     """``addr.is_multicast`` without building an IPv4Network per call (hot path)."""
-    if addr.version == 4:
-        return int(addr) >> 28 == 14   # 224.0.0.0/4
-    return int(addr) >> 120 == 0xFF    # ff00::/8
+    if type(addr) is IPv4Address or addr.version == 4:
+        return addr._ip >> 28 == 14   # 224.0.0.0/4
+    return addr._ip >> 120 == 0xFF    # ff00::/8
 
 
 def _scope6(addr: IPv6Address) -> int:
@@ -204,6 +214,14 @@ class Stack:
         """TTL/hop limit and TOS/traffic class of the packet being delivered
         (transports read it for IP_RECVTTL/IP_PKTINFO-style metadata)."""
         self._echo_handlers: list[Callable[[IPAddress, IPAddress, bytes], None]] = []
+        self._net_dirty = True
+        """The network layer's own timers (reassembly, expiring routes, DAD, RS,
+        address lifetimes, multicast reports) may have changed since
+        ``_net_deadline`` was computed. Set wherever one is armed; transports and
+        neighbour caches keep their own (cheap) next deadlines."""
+        self._net_deadline: float | None = None
+        self._egress_hooks: list[Callable[[int, float], None]] = []
+        self._timed: list[Any] = []
         self.udp = UdpTransport(self)
         self.register_transport(self.udp)
         # Ping sockets take ICMP errors that quote echo requests (protocol 1/58);
@@ -241,6 +259,11 @@ class Stack:
         """Add a transport (api.Transport; UDP's ``handle_packet`` may also return
         False for "no socket", which makes the stack send port unreachable)."""
         self.transports[transport.protocol] = transport
+        # Transports that declare ``has_timers = False`` (UDP, ping) are left out
+        # of the per-turn timer pass and deadline (optional attribute, default True).
+        self._timed = [t for t in self.transports.values() if getattr(t, "has_timers", True)]
+        self._egress_hooks = [h for t in self.transports.values()
+                              if (h := getattr(t, "handle_egress_room", None)) is not None]
 
     def _add_loopback(self) -> None:
         nic = Nic(self._next_nic, "lo", ZERO_MAC, LOOPBACK_MTU, loopback=True,
@@ -292,6 +315,7 @@ class Stack:
 
     def remove_nic(self, nic_id: int) -> None:
         """Remove a NIC with its addresses and routes (not lo)."""
+        self._net_dirty = True
         nic = self._nic(nic_id)
         if nic.loopback:
             raise ValueError("cannot remove lo")
@@ -338,6 +362,7 @@ class Stack:
         IPv6 addresses on Ethernet NICs start TENTATIVE and run DAD (RFC 4862
         5.4) unless ``dad=False`` or ``config.dad_transmits == 0``.
         """
+        self._net_dirty = True
         nic = self._nic(nic_id)
         now = self.now
         if isinstance(iface, IPv4Interface):
@@ -376,6 +401,7 @@ class Stack:
 
     def remove_address(self, nic_id: int, iface: IPv4Interface | IPv6Interface) -> None:
         """Remove an address (and its prefix route when no other address needs it)."""
+        self._net_dirty = True
         nic = self._nic(nic_id)
         if isinstance(iface, IPv4Interface):
             if iface not in nic.v4:
@@ -394,6 +420,7 @@ class Stack:
         self._drop_v6(nic, a)
 
     def _drop_v6(self, nic: Nic, a: Ipv6Addr) -> None:
+        self._net_dirty = True
         nic.v6.remove(a)
         if not any(n.v6_addr(a.ip) for n in self.nics.values()):
             self._local_addrs.discard(a.ip)
@@ -407,6 +434,7 @@ class Stack:
                   nic_id: int | None = None, metric: int | None = None,
                   src: IPAddress | None = None) -> RouteEntry:
         """Add a route. Without ``nic_id`` the gateway's on-link route picks the NIC."""
+        self._net_dirty = True
         net = ipaddress.ip_network(dst) if isinstance(dst, str) else dst
         gw = ipaddress.ip_address(gateway) if isinstance(gateway, str) else gateway
         if gw is not None and gw.version != net.version:
@@ -449,15 +477,17 @@ class Stack:
 
     def is_local_address(self, addr: IPAddress) -> bool:
         """True for an address of any NIC, all of 127/8 included (TransportContext)."""
-        ip = int(addr)
-        if addr.version == 4:
+        if type(addr) is IPv4Address or addr.version == 4:
+            ip = addr._ip
             # Linux: all of 127.0.0.0/8 is local while lo carries 127.0.0.1/8.
             return ip in self._local4 or ip >> 24 == 127
-        return ip in self._local6
+        return addr._ip in self._local6
 
     def _is_configured(self, addr: IPAddress) -> bool:
         """One of the addresses configured on a NIC (not the rest of 127/8)."""
-        return int(addr) in (self._local4 if addr.version == 4 else self._local6)
+        if type(addr) is IPv4Address or addr.version == 4:
+            return addr._ip in self._local4
+        return addr._ip in self._local6
 
     def _sync_local(self) -> None:
         self._local4 = {int(a) for a in self._local_addrs if a.version == 4}
@@ -619,6 +649,7 @@ class Stack:
 
     def _schedule_report(self, nic: Nic, group: IPAddress, rtype: int, count: int,
                          delay: float = 0.0) -> None:
+        self._net_dirty = True
         nic.report_queue = [q for q in nic.report_queue if q[0] != group]
         nic.report_queue.append((group, rtype, count))
         at = self.now + delay
@@ -626,6 +657,7 @@ class Stack:
             nic.report_at = at
 
     def _send_reports(self, nic: Nic, now: float) -> None:
+        self._net_dirty = True
         due = nic.report_queue
         nic.report_queue = []
         nic.report_at = None
@@ -764,6 +796,19 @@ class Stack:
     def _ipv4_header(self, src: IPv4Address, dst: IPv4Address, protocol: int, payload_len: int,
                      ttl: int, tos: int, df: bool, frag_off: int, more: bool,
                      ident: int | None = None, options: bytes = b"") -> bytes:
+        if not options and not frag_off and not more and ident is None:
+            # The per-segment case: one pack, the header checksum summed from
+            # the fields (RFC 1071) instead of over a built buffer.
+            ident = self._ip_id = (self._ip_id + 1) & 0xFFFF
+            s, d = src._ip, dst._ip
+            total = 20 + payload_len
+            flags = 0x4000 if df else 0
+            c = ((0x4500 | tos) + total + ident + flags + ((ttl << 8) | protocol)
+                 + (s >> 16) + (s & 0xFFFF) + (d >> 16) + (d & 0xFFFF))
+            c = (c & 0xFFFF) + (c >> 16)
+            c = (c & 0xFFFF) + (c >> 16)
+            return _IP4_HDR.pack(0x45, tos, total, ident, flags, ttl, protocol, ~c & 0xFFFF,
+                                 s, d)
         ihl = 5 + len(options) // 4
         flags = (0x4000 if df else 0) | (0x2000 if more else 0) | (frag_off >> 3)
         hdr = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, tos, ihl * 4 + payload_len,
@@ -776,7 +821,6 @@ class Stack:
     def _output_v4(self, nic: Nic, route: Route, src: IPAddress, dst: IPAddress, protocol: int,
                    transport: bytes | bytearray | memoryview, ttl: int, tos: int,
                    dont_fragment: bool | None, checksum_offset: int, gso_size: int) -> None:
-        assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
         n = len(transport)
         mtu = route.mtu
         if gso_size and 20 + n > mtu:
@@ -784,16 +828,14 @@ class Stack:
                 raise NetError(errno.EMSGSIZE, "GSO asked of a NIC without it")
             hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, dont_fragment is not False,
                                     0, False)   # (IP_PMTUDISC_DONT: segments without DF too)
-            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset,
-                                           GSO_TCPV4, gso_size)
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, meta)
+            self._tx(nic, route.next_hop or dst, dst, ETH_P_IP, hdr, transport, checksum_offset,
+                     GSO_TCPV4, gso_size)
             return
         if 20 + n <= mtu:
             df = dont_fragment if dont_fragment is not None else protocol in (C.IPPROTO_TCP,
                                                                                 C.IPPROTO_UDP)
             hdr = self._ipv4_header(src, dst, protocol, n, ttl, tos, df, 0, False)
-            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset)
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP, pkt, meta)
+            self._tx(nic, route.next_hop or dst, dst, ETH_P_IP, hdr, transport, checksum_offset)
             return
         if dont_fragment:
             self._note_pmtu(dst, mtu)
@@ -808,6 +850,43 @@ class Stack:
             hdr = self._ipv4_header(src, dst, protocol, ln, ttl, tos, False, off, more, ident)
             self._link_output(nic, route.next_hop or dst, dst, ETH_P_IP,
                               hdr + bytes(tp[off:off + ln]), None)
+
+    def _tx(self, nic: Nic, next_hop: IPAddress, dst: IPAddress, ethertype: int, hdr: bytes,
+            transport: bytes | bytearray | memoryview, checksum_offset: int,
+            gso_type: int = GSO_NONE, gso_size: int = 0) -> None:
+        """Send one unfragmented IP packet (``hdr`` + ``transport``) on ``nic``.
+
+        The per-segment path: when the next hop's MAC is usable as it is (the
+        common case), the frame is built with one join (Ethernet header, IP
+        header, transport: one copy) and its offload metadata set directly.
+        Anything else (loopback NIC, multicast/broadcast, neighbour to
+        resolve or a STALE one) goes through ``_with_offload`` + ``_link_output``.
+        """
+        if (gso_size or checksum_offset < 0 or nic.checksum_offload) and not nic.loopback:
+            cache = nic.arp if ethertype == ETH_P_IP else nic.ndp
+            mac = cache.usable_mac(next_hop, self.now) if cache is not None else None
+            if mac is not None and not _is_mcast(dst) and not (
+                    ethertype == ETH_P_IP and dst._ip in self._bcast4):
+                txq = nic.txq
+                if len(txq) >= self.config.tx_queue_len:
+                    self.counters.drop(DropReason.TX_QUEUE_FULL)
+                    return
+                data = b"".join((mac, nic.mac, _ETH_IP4 if ethertype == ETH_P_IP else _ETH_IP6,
+                                 hdr, transport))
+                if checksum_offset < 0:
+                    frame = Frame(data)
+                else:
+                    l3_end = ETH_HLEN + len(hdr)
+                    if gso_size:
+                        frame = Frame(data, l3_end, checksum_offset, False, gso_type, gso_size,
+                                      l3_end + (transport[12] >> 4) * 4)
+                    else:
+                        frame = Frame(data, l3_end, checksum_offset)
+                txq.append(frame)
+                self.counters.inc("tx_frames")
+                return
+        pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset, gso_type, gso_size)
+        self._link_output(nic, next_hop, dst, ethertype, pkt, meta)
 
     def _with_offload(self, nic: Nic, hdr: bytes, transport: bytes | bytearray | memoryview,
                       checksum_offset: int, gso_type: int = GSO_NONE, gso_size: int = 0,
@@ -850,14 +929,12 @@ class Stack:
             if not nic.gso_max_size or protocol != C.IPPROTO_TCP:
                 raise NetError(errno.EMSGSIZE, "GSO asked of a NIC without it")
             hdr = struct.pack("!IHBB16s16s", first, n, protocol, hop, src.packed, dst.packed)
-            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset,
-                                           GSO_TCPV6, gso_size)
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, pkt, meta)
+            self._tx(nic, route.next_hop or dst, dst, ETH_P_IPV6, hdr, transport,
+                     checksum_offset, GSO_TCPV6, gso_size)
             return
         if 40 + n <= mtu:
             hdr = struct.pack("!IHBB16s16s", first, n, protocol, hop, src.packed, dst.packed)
-            pkt, meta = self._with_offload(nic, hdr, transport, checksum_offset)
-            self._link_output(nic, route.next_hop or dst, dst, ETH_P_IPV6, pkt, meta)
+            self._tx(nic, route.next_hop or dst, dst, ETH_P_IPV6, hdr, transport, checksum_offset)
             return
         if dont_fragment:
             raise NetError(errno.EMSGSIZE, f"{40 + n} > path MTU {mtu}")
@@ -995,10 +1072,10 @@ class Stack:
         """The driver takes the NIC's queue: tell transports that keep a per-NIC
         budget of queued bytes (TCP small queues, ``Transport.handle_egress_room``).
         They only take note here; they send from the next ``handle_timer``."""
-        for t in self.transports.values():
-            hook = getattr(t, "handle_egress_room", None)
-            if hook is not None:
-                hook(nic_id, self.now)
+        if self._egress_hooks:
+            now = self.now
+            for hook in self._egress_hooks:
+                hook(nic_id, now)
 
     def has_frames(self, nic_id: int) -> bool:
         """True when frames wait to be sent on ``nic_id``."""
@@ -1056,6 +1133,7 @@ class Stack:
         elif ethertype == ETH_P_IPV6:
             self._ipv6_input(nic, payload, frame.csum_valid, now, link_mcast=bool(dmac[0] & 1))
         elif ethertype == ETH_P_ARP:
+            self._net_dirty = True
             self._arp_input(nic, payload, now)
         else:
             self.counters.drop(DropReason.BAD_ETHERTYPE)
@@ -1145,13 +1223,22 @@ class Stack:
         if total > len(buf):
             raise Truncated("ipv4 total length")
         pkt = buf[:total]  # strip Ethernet padding
-        if not nic.loopback and not _csum_ok(pkt[:ihl]):
-            self.counters.drop(DropReason.BAD_IP_CHECKSUM)
-            return
-        src = _addr(bytes(pkt[12:16]))
+        if not nic.loopback:
+            if ihl == 20:
+                # RFC 1071 over the ten header words: one unpack, no buffer copy.
+                c = sum(_U10H.unpack_from(pkt))
+                c = (c & 0xFFFF) + (c >> 16)
+                ok = (c & 0xFFFF) + (c >> 16) == 0xFFFF
+            else:
+                ok = _csum_ok(pkt[:ihl])
+            if not ok:
+                self.counters.drop(DropReason.BAD_IP_CHECKSUM)
+                return
+        raw_src = bytes(pkt[12:16])
+        src = _addr(raw_src)
         dst = _addr(bytes(pkt[16:20]))
-        if _is_mcast(src) or src == V4_BCAST or (not nic.loopback and (
-                src.packed[0] == 127 or self._is_configured(src))):
+        if raw_src[0] >> 4 == 14 or raw_src == b"\xff\xff\xff\xff" or (not nic.loopback and (
+                raw_src[0] == 127 or int.from_bytes(raw_src, "big") in self._local4)):
             # Linux fib_validate_source: a martian (loopback, multicast, or one
             # of our own addresses arriving from a wire) is dropped.
             self.counters.drop(DropReason.BAD_SOURCE)
@@ -1174,6 +1261,17 @@ class Stack:
         proto = pkt[9]
         flags_off = (pkt[6] << 8) | pkt[7]
         payload = pkt[ihl:]
+        if proto == C.IPPROTO_TCP and not flags_off & 0x3FFF:
+            # The per-segment case, as _deliver_v4 does it for TCP (which never
+            # asks for a port unreachable: it answers with its own RST).
+            tcp = self.transports.get(proto)
+            if tcp is not None:
+                try:
+                    tcp.handle_packet(src, dst, payload, now,
+                                      checksum_valid=csum_valid or nic.loopback, nic_id=nic.id)
+                except MalformedPacket:
+                    self.counters.drop(DropReason.TRANSPORT_MALFORMED)
+                return
         header = pkt[:ihl]
         if flags_off & 0x3FFF:
             more = bool(flags_off & 0x2000)
@@ -1183,6 +1281,7 @@ class Stack:
                 payload = payload[:len(payload) & ~7]
             key = (4, src, dst, proto, (pkt[4] << 8) | pkt[5])
             first = (bytes(header), bytes(payload[:8]), nic.id) if off == 0 else None
+            self._net_dirty = True
             done = self._reasm4.add(key, off, payload, more, now, first)
             if done is None:
                 return
@@ -1267,6 +1366,7 @@ class Stack:
 
     def _icmpv4_input(self, nic: Nic, header: memoryview, msg: memoryview, src: IPv4Address,
                       dst: IPv4Address, csum_valid: bool, now: float) -> None:
+        self._net_dirty = True
         if len(msg) < 8:
             raise Truncated("icmp")
         if not csum_valid and not _csum_ok(msg):
@@ -1351,6 +1451,7 @@ class Stack:
         return nh, IPv6Address(bytes(q[8:24])), IPv6Address(bytes(q[24:40])), q[off:]
 
     def _igmp_input(self, nic: Nic, msg: memoryview, dst: IPv4Address, now: float) -> None:
+        self._net_dirty = True  # queries schedule reports
         if len(msg) < 8:
             raise Truncated("igmp")
         if not _csum_ok(msg):
@@ -1484,6 +1585,7 @@ class Stack:
                 key = (6, src, dst, ident)
                 first = (bytes(pkt[:off]), inner_nh, nh_field, nic.id, bytes(pkt)) \
                     if frag_off == 0 else None
+                self._net_dirty = True
                 done = self._reasm6.add(key, frag_off, data, more, now, first)
                 if done is None:
                     return
@@ -1596,6 +1698,7 @@ class Stack:
     def _icmpv6_input(self, nic: Nic, pkt: memoryview, msg: memoryview, src: IPv6Address,
                       dst: IPv6Address, csum_valid: bool, now: float, *,
                       tentative_dst: bool) -> None:
+        self._net_dirty = True  # NDP (DAD, RA routes and lifetimes), MLD queries
         if len(msg) < 4:
             raise Truncated("icmpv6")
         if not csum_valid and not _csum_ok(msg, pseudo_header_sum(src, dst, C.IPPROTO_ICMPV6,
@@ -1789,11 +1892,13 @@ class Stack:
         self.counters.inc("ndp_dad_tx")
 
     def _dad_failed(self, nic: Nic, a: Ipv6Addr) -> None:
+        self._net_dirty = True
         log.warning("DAD failed: %s is in use on %s", a.ip, nic.name)
         self.counters.inc("dad_failed")
         self._drop_v6(nic, a)
 
     def _address_ready(self, nic: Nic, a: Ipv6Addr, now: float) -> None:
+        self._net_dirty = True
         a.state = AddrState.PREFERRED
         a.dad_at = None
         if a.origin == "link-local" and not nic.loopback and self.config.accept_ra \
@@ -1963,6 +2068,20 @@ class Stack:
         self.process_local(now)
 
     def _timers(self, now: float) -> None:
+        for nic in self.nics.values():
+            # Neighbour caches keep their own deadline (cheap to ask).
+            if nic.arp is not None:
+                nic.arp.handle_timer(now)
+            if nic.ndp is not None:
+                nic.ndp.handle_timer(now)
+        if self._net_dirty or (self._net_deadline is not None and self._net_deadline <= now):
+            self._net_timers(now)
+            self._net_dirty = True
+        for t in self._timed:
+            t.handle_timer(now)
+
+    def _net_timers(self, now: float) -> None:
+        """The network layer's own timers (everything ``_net_deadline`` covers)."""
         for q in self._reasm4.expire(now):
             if q.first is not None:
                 hdr, head, nic_id = q.first
@@ -1982,10 +2101,6 @@ class Stack:
         for r in self.routes.expire(now):
             log.debug("route expired: %s via %s", r.dst, r.gateway)
         for nic in list(self.nics.values()):
-            if nic.arp is not None:
-                nic.arp.handle_timer(now)
-            if nic.ndp is not None:
-                nic.ndp.handle_timer(now)
             for a in list(nic.v6):
                 if a.dad_at is not None and a.dad_at <= now:
                     if a.dad_sent < self.config.dad_transmits:
@@ -2008,8 +2123,6 @@ class Stack:
                     nic.rs_at = None
             if nic.report_at is not None and nic.report_at <= now:
                 self._send_reports(nic, now)
-        for t in self.transports.values():
-            t.handle_timer(now)
 
     def process_local(self, now: float) -> int:
         """Deliver packets looped back to local addresses; returns how many."""
@@ -2031,23 +2144,41 @@ class Stack:
         return n
 
     def next_deadline(self) -> float | None:
-        """The earliest time ``handle_timer`` has work; ``-inf`` when it has now."""
+        """The earliest time ``handle_timer`` has work; ``-inf`` when it has now.
+
+        Cheap (the driver asks after every turn and socket call): the network
+        layer's own timers are recomputed only after something armed one
+        (``_net_dirty``); neighbour caches and transports keep their own.
+        """
         if self._local:
             return float("-inf")
+        if self._net_dirty:
+            self._net_deadline = self._compute_net_deadline()
+            self._net_dirty = False
+        best = self._net_deadline
+        for nic in self.nics.values():
+            arp, ndp = nic.arp, nic.ndp
+            if arp is not None:
+                d = arp.next_deadline()
+                if d is not None and (best is None or d < best):
+                    best = d
+            if ndp is not None:
+                d = ndp.next_deadline()
+                if d is not None and (best is None or d < best):
+                    best = d
+        for t in self._timed:
+            d = t.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def _compute_net_deadline(self) -> float | None:
         times: list[float] = []
         for d in (self._reasm4.next_deadline(), self._reasm6.next_deadline(),
                   self.routes.next_deadline()):
             if d is not None:
                 times.append(d)
         for nic in self.nics.values():
-            if nic.arp is not None:
-                d = nic.arp.next_deadline()
-                if d is not None:
-                    times.append(d)
-            if nic.ndp is not None:
-                d = nic.ndp.next_deadline()
-                if d is not None:
-                    times.append(d)
             for a in nic.v6:
                 for d in (a.dad_at, a.valid_until, a.preferred_until if a.state is
                           AddrState.PREFERRED else None):
@@ -2057,10 +2188,6 @@ class Stack:
                 times.append(nic.rs_at)
             if nic.report_at is not None:
                 times.append(nic.report_at)
-        for t in self.transports.values():
-            d = t.next_deadline()
-            if d is not None:
-                times.append(d)
         return min(times) if times else None
 
     # ---------------------------------------------------------------- sockets

@@ -774,6 +774,8 @@ class UdpTransport:
     """The UDP protocol: port table, demultiplexing, ICMP error delivery."""
 
     protocol: int = C.IPPROTO_UDP
+    has_timers: bool = False
+    """No ``handle_timer`` work ever (the Stack skips it on every turn)."""
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack

@@ -9,6 +9,7 @@ RFC 7323 (timestamps on every segment), RFC 2018/2883 (SACK blocks we report).
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from netvisor.tcpip.tcp.constants import (
@@ -25,6 +26,7 @@ from netvisor.tcpip.tcp.constants import (
 )
 from netvisor.tcpip.tcp.rack import WC_DELACK
 from netvisor.tcpip.tcp.sack import receiver_blocks
+from netvisor.tcpip.wire.checksum import checksum, fold
 from netvisor.tcpip.wire.tcp import TcpRepr
 
 if TYPE_CHECKING:
@@ -33,6 +35,64 @@ if TYPE_CHECKING:
 # Each function takes the connection as ``self``: Connection binds them as its
 # methods (``transmit = output.transmit``), so state stays in one place while
 # each module keeps one job.
+
+# Segments without SACK blocks (nearly all) are written by one pack: the fixed
+# header, plus NOP NOP TIMESTAMP in Linux's layout when timestamps are on.
+# Same bytes as TcpRepr.emit (tests/unit/tcp/test_fast_emit.py checks both).
+_HDR_TS = struct.Struct("!HHIIBBHHHBBBBII")
+_HDR_PLAIN = struct.Struct("!HHIIBBHHH")
+_ACK_BIT = 0x10
+
+
+def _emit_fast(self: "Connection", seq: int, flags: int, start: int, end: int,
+               now: float) -> int:
+    """Build and send [start, end) with <SEQ=seq><ACK=RCV.NXT> and no SACK blocks.
+
+    The common case of ``_emit(_header(...))`` without building a TcpRepr:
+    returns the header length. Callers check ``_sack_due()`` first.
+    """
+    n = end - start
+    ts_ok = self.ts_ok
+    hl = 32 if ts_ok else 20
+    total = hl + n
+    out = bytearray(total)
+    if n:
+        self.sndbuf.copy_into(out, hl, start, end)
+    wnd = self._select_window()
+    if ts_ok:
+        _HDR_TS.pack_into(out, 0, self.lport, self.rport, seq & M32, self.rcv_nxt & M32,
+                          0x80, flags | _ACK_BIT, wnd, 0, 0, 1, 1, 8, 10,
+                          (int(now * 1000) + self.ts_offset) & M32, self.ts_recent & M32)
+    else:
+        _HDR_PLAIN.pack_into(out, 0, self.lport, self.rport, seq & M32, self.rcv_nxt & M32,
+                             0x50, flags | _ACK_BIT, wnd, 0, 0)
+    route = self.route
+    if route.checksum_offload:
+        c = fold(self.pseudo + total)
+    else:
+        c = checksum(out, self.pseudo + total)
+    out[16] = c >> 8
+    out[17] = c & 0xFF
+    gso = 0
+    if n and route.gso_max_size > 0:
+        piece = self.snd_mss  # _seg_mss(hl): no SACK blocks beside the timestamps
+        if n > piece:
+            gso = piece
+    self.host.output(self, out, gso)
+    self.segs_out += 1
+    self.last_send_at = now
+    self.last_ack_sent = self.rcv_nxt
+    self.ack_pending = False
+    self.delack_at = None
+    self.ack_soon_at = None
+    self.unacked_rcv = 0
+    self.dsack = None
+    return hl
+
+
+def _sack_due(self: "Connection") -> bool:
+    """True when our next segment reports SACK blocks (receive queue holes or a D-SACK)."""
+    return self.sack_ok and bool(self.rcvbuf.ooo or self.dsack)
 
 
 
@@ -70,23 +130,37 @@ def _select_window(self: "Connection") -> int:
     Never shrinks the right edge already advertised (RFC 9293 3.8.6.2.2);
     opens it only by at least min(MSS, half the buffer).
     """
+    # Written with conditionals instead of min()/max() calls: once per segment.
     space = self.window_space()
-    free = space - len(self.rcvbuf) - self.rcvbuf.ooo_bytes
-    free = max(0, free)
-    cur = max(0, self.rcv_adv - self.rcv_nxt)
-    max_wnd = 65535 << self.rcv_wscale
-    free = min(free, max_wnd)
+    rcvbuf = self.rcvbuf
+    free = space - len(rcvbuf) - rcvbuf.ooo_bytes
+    if free < 0:
+        free = 0
+    nxt = self.rcv_nxt
+    cur = self.rcv_adv - nxt
+    if cur < 0:
+        cur = 0
+    ws = self.rcv_wscale
+    max_wnd = 65535 << ws
+    if free > max_wnd:
+        free = max_wnd
+    step = self.rcv_mss
+    if space // 2 < step:
+        step = space // 2
     if free < cur:
         new = cur
-    elif free - cur < min(self.rcv_mss, space // 2) and cur > 0:
+    elif free - cur < step and cur > 0:
         new = cur
-    elif free < min(self.rcv_mss, space // 2) and cur == 0:
+    elif free < step and cur == 0:
         new = 0
     else:
         new = free
-    field = min(65535, (new + (1 << self.rcv_wscale) - 1) >> self.rcv_wscale
-                if new == cur else new >> self.rcv_wscale)
-    self.rcv_adv = max(self.rcv_adv, self.rcv_nxt + (field << self.rcv_wscale))
+    field = ((new + (1 << ws) - 1) >> ws) if new == cur else new >> ws
+    if field > 65535:
+        field = 65535
+    edge = nxt + (field << ws)
+    if edge > self.rcv_adv:
+        self.rcv_adv = edge
     return field
 
 
@@ -107,6 +181,9 @@ def _header(self: "Connection", seq: int, flags: int, *, with_sack: bool = True,
 
 def send_ack(self: "Connection", now: float) -> None:
     """A pure ACK (also window updates, duplicate ACKs, challenge ACKs)."""
+    if not (self.sack_ok and (self.rcvbuf.ooo or self.dsack)):
+        self._emit_fast(self.snd_nxt, NOFLAGS, 0, 0, now)
+        return
     self._emit(self._header(self.snd_nxt, NOFLAGS, now=now), 0, 0, now)
 
 
@@ -180,9 +257,12 @@ def _send_range(self: "Connection", start: int, end: int, now: float, retrans: b
         data_end = self.fin_seq
     if data_end > start and data_end == self.sndbuf.end:
         flags |= PSH
-    rep = self._header(start, flags, now=now)
-    self._emit(rep, start, max(start, data_end), now)
-    seg_mss = self._seg_mss(rep.header_len)
+    if not (self.sack_ok and (self.rcvbuf.ooo or self.dsack)):
+        seg_mss = self._seg_mss(self._emit_fast(start, flags, start, max(start, data_end), now))
+    else:
+        rep = self._header(start, flags, now=now)
+        self._emit(rep, start, max(start, data_end), now)
+        seg_mss = self._seg_mss(rep.header_len)
     n = max(0, data_end - start)
     if n:
         self.data_segs_out += 1
@@ -260,6 +340,15 @@ def transmit(self: "Connection", now: float) -> None:
     if self.state not in SENDING_STATES:
         if self.ack_pending and self.state in SYNCHRONIZED:
             self.send_ack(now)
+        return
+    if (self.snd_nxt >= self.sndbuf.end and not (self.fin_queued and self.snd_nxt <= self.fin_seq)
+            and self.ca_state != CaState.RECOVERY and self.ca_state != CaState.LOSS):
+        # Nothing to send or resend (most calls: after an ACK of everything):
+        # what the full pass below ends with, without its limits.
+        self.cork_at = None
+        self._finish_output(now)
+        return
+    if _send_small(self, now):
         return
     host = self.host
     nic = self.route.nic_id
@@ -350,6 +439,35 @@ def transmit(self: "Connection", now: float) -> None:
     if self.snd_nxt >= buf_end:
         self.cork_at = None
     self._finish_output(now)
+
+
+def _send_small(self: "Connection", now: float) -> bool:
+    """The interactive case of ``transmit``: everything unsent fits one segment,
+    every window has room for it, and nothing (recovery, Nagle, cork, TSQ,
+    SACK blocks to report, FIN) calls for the general pass. Sends it exactly as
+    the general loop would and returns True; otherwise returns False untouched.
+    """
+    una, nxt = self.snd_una, self.snd_nxt
+    unsent = self.sndbuf.end - nxt
+    if (unsent <= 0 or unsent > self.snd_mss or nxt < una or self.fin_queued
+            or self.ca_state == CaState.RECOVERY or self.ca_state == CaState.LOSS
+            or self.opts.cork or self.more_pending
+            or (unsent < self.snd_mss and self.snd_sml > una and not self.opts.nodelay)
+            or (self.sack_ok and (self.rcvbuf.ooo or self.dsack))):
+        return False
+    if una + self.snd_wnd - nxt < unsent or self.cc.cwnd - self.pipe() < unsent:
+        return False
+    cfg = self.host.config
+    if self.tsq_bytes >= min(cfg.tsq_min_bytes, cfg.limit_output_bytes):
+        return False
+    if not self.host.egress_has_room(self.route.nic_id):
+        return False
+    end = nxt + unsent
+    self._send_range(nxt, end, now, retrans=False)
+    self.snd_nxt = end
+    self.cork_at = None
+    self._finish_output(now)
+    return True
 
 
 def _finish_output(self: "Connection", now: float) -> None:

@@ -43,4 +43,6 @@ class RttEstimator:
     @property
     def rto(self) -> float:
         """Current RTO including backoff (RFC 6298 5.5), capped at rto_max."""
-        return min(self.rto_max, self.base_rto * (1 << min(self.backoff, 16)))
+        b = self.backoff
+        rto = self.base_rto * (1 << (b if b < 16 else 16)) if b else self.base_rto
+        return rto if rto < self.rto_max else self.rto_max

@@ -52,6 +52,11 @@ SIOCOUTQ: Final = 0x5411  # = TIOCOUTQ
 SIOCOUTQNSD: Final = 0x894B
 SIOCATMARK: Final = 0x8905
 
+_PARSED: dict[str, Any] = {}
+"""Address strings already parsed: ipaddress.ip_address costs several us per
+connect/bind, and programs talk to a few peers."""
+_PARSED_MAX: Final = 1024
+
 
 class SockState(enum.Enum):
     UNCONNECTED = 0
@@ -89,11 +94,17 @@ class TcpSocket:
         host, port = addr[0], addr[1]
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise NetError(errno.EINVAL, "bad port")
-        try:
-            ip = ipaddress.ip_address(host if host not in ("", None) else (
-                "0.0.0.0" if self.family == AF_INET else "::"))
-        except ValueError as e:
-            raise NetError(errno.EINVAL, str(e)) from None
+        ip = _PARSED.get(host) if type(host) is str else None
+        if ip is None:
+            try:
+                ip = ipaddress.ip_address(host if host not in ("", None) else (
+                    "0.0.0.0" if self.family == AF_INET else "::"))
+            except ValueError as e:
+                raise NetError(errno.EINVAL, str(e)) from None
+            if type(host) is str and host:
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[host] = ip
         if self.family == AF_INET:
             if ip.version != 4 or len(addr) != 2:
                 raise NetError(errno.EAFNOSUPPORT)

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROTO_TCP: Final = 6
+_FIN, _SYN, _RST = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST)
 EGRESS_RETRY: Final = 0.001  # seconds between retries of egress-blocked connections
 CHALLENGE_ACK_LIMIT: Final = 1000  # per second (Linux tcp_challenge_ack_limit, RFC 5961 7)
 V4_ANY: Final = ipaddress.IPv4Address(0)
@@ -403,18 +404,19 @@ class TcpTransport:
     def handle_packet(self, src: "IPAddress", dst: "IPAddress", transport: memoryview,
                       now: float, *, checksum_valid: bool, nic_id: int) -> None:
         """One received segment (api.Transport); MalformedPacket on bad header/checksum."""
-        view = TcpView.checked(transport)
-        rep = TcpRepr.parse(view, src=src, dst=dst, verify_checksum=not checksum_valid)
+        rep, hl = TcpRepr.parse_segment(transport, src=src, dst=dst,
+                                        verify_checksum=not checksum_valid)
         if rep.src_port == 0 or rep.dst_port == 0:
             raise MalformedPacket("tcp: port 0")
-        if (rep.flags & TcpFlags.SYN) and (rep.flags & (TcpFlags.RST | TcpFlags.FIN)):
+        fl = int(rep.flags)
+        if fl & _SYN and fl & (_RST | _FIN):
             raise MalformedPacket("tcp: SYN with RST/FIN")  # Linux drops these
-        payload = view.payload
+        payload = transport[hl:]
         key = (dst, rep.dst_port, src, rep.src_port)
         conn = self.conns.get(key)
         iss = None
-        if conn is not None and conn.state == State.TIME_WAIT and \
-                rep.flags & TcpFlags.SYN and rep.ack is None:
+        if conn is not None and fl & _SYN and conn.state == State.TIME_WAIT and \
+                rep.ack is None:
             newer_seq = seq_diff(rep.seq, conn.rcv_nxt & M32) > 0
             newer_ts = (conn.ts_ok and rep.timestamps is not None
                         and seq_diff(rep.timestamps[0], conn.ts_recent) > 0)

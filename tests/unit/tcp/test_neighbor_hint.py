@@ -15,5 +15,8 @@ def test_ack_advancing_snd_una_confirms_the_neighbour_dup_ack_does_not() -> None
     assert raw.ctx.confirmed == []
     raw.inject(raw.seg(0, ack=raw.ack_for(1448)))  # forward progress (Linux FLAG_DATA_ACKED)
     assert raw.ctx.confirmed == [(None, IP("10.0.0.1"))]
+    raw.inject(raw.seg(0, ack=raw.ack_for(2000)))  # same instant: one confirmation is enough
+    assert len(raw.ctx.confirmed) == 1
+    raw.advance(raw.ctx.now + 0.05)  # NEIGH_CONFIRM_INTERVAL later: progress confirms again
     raw.inject(raw.seg(0, ack=raw.ack_for(3000)))
     assert len(raw.ctx.confirmed) == 2

@@ -177,3 +177,35 @@ def test_seq_arithmetic(a: int, n: int) -> None:
     if n >= 0:
         assert S.seq_in(a, a, b) == (n > 0) and not S.seq_in(b, a, b)
         assert S.seq_between(b, a, b) and S.seq_between(a, a, b)
+
+
+def _outcome(fn):  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except (MalformedPacket, Truncated) as exc:
+        return type(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(reprs(), st.binary(max_size=64), st.booleans())
+def test_parse_segment_equals_checked_parse(r: TcpRepr, payload: bytes, corrupt: bool) -> None:
+    seg = r.to_bytes(src=A4, dst=B4, payload=payload)
+    if corrupt:
+        seg[4] ^= 0x40
+    mv = memoryview(bytes(seg))
+    rep, hl = TcpRepr.parse_segment(mv, src=A4, dst=B4) if not corrupt else (None, 0)
+    if corrupt:
+        with pytest.raises(MalformedPacket):
+            TcpRepr.parse_segment(mv, src=A4, dst=B4)
+        return
+    assert rep == TcpRepr.parse(TcpView.checked(mv), src=A4, dst=B4) == r
+    assert bytes(mv[hl:]) == payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_parse_segment_on_arbitrary_bytes_as_checked_parse(data: bytes) -> None:
+    mv = memoryview(data)
+    fast = _outcome(lambda: TcpRepr.parse_segment(mv, src=A4, dst=B4, verify_checksum=False)[0])
+    slow = _outcome(lambda: TcpRepr.parse(TcpView.checked(mv), verify_checksum=False))
+    assert fast == slow
