@@ -160,6 +160,7 @@ class EmuSocket:
     # our copy of the program's *unconnected* AF_UNIX stream socket
     # (tcp_semantics.py, "Unconnected sockets"), connected in place later.
     placeholder: bool = False
+    error_in_pair: bool = True            # a reset shows as ECONNRESET on the program's end
     dead_pair: bool = False               # a failed connect left the pair dead
     connect_waiters: int = 0              # blocking connect() calls waiting
 
@@ -374,11 +375,38 @@ class Supervisor:
         (Linux tcp_recvmsg/tcp_sendmsg report sk_err: ETIMEDOUT, EHOSTUNREACH...)."""
         es = self._lookup(n, fd)
         if es is None:
-            err = self.dead.take(self._other_ino) if self.dead else None
+            err = self._take_dead(n, fd)
             if err:
                 raise Reply(0, err)
             raise Continue()
         return es
+
+    def _take_dead(self, n: Notification, fd: int) -> int | None:
+        """The errno a dead connection (fd ``fd``, not emulated any more) still
+        owes the program, once; None: not a dead connection of ours.
+
+        Linux reports sk_err once, to whichever call comes first (recv, send,
+        SO_ERROR). Where the program's end carries the reset as ECONNRESET
+        (tcp_semantics.DeadErrors), that is the same report: taken here it is
+        cleared there too, and already taken there (a plain read) it is not
+        owed here any more.
+        """
+        if not self.dead:
+            return None
+        ino = self._other_ino
+        in_pair = self.dead.in_pair(ino)
+        err = self.dead.take(ino)
+        if err and in_pair:
+            try:
+                dup = self._dup_from(n, fd, socket.SOCK_STREAM)
+                try:
+                    if dup.getsockopt(SOL_SOCKET, SO_ERROR) == 0:
+                        err = 0   # the program's read or write had it
+                finally:
+                    dup.close()
+            except OSError:
+                pass
+        return err
 
     def _emulated(self, n: Notification, fd: int) -> EmuSocket:
         es = self._lookup(n, fd)
@@ -686,7 +714,7 @@ class Supervisor:
         if es.hooked:
             self._unhook(es)
         if es.reset and es.error:
-            self.dead.record(es.ino, es.error)
+            self.dead.record(es.ino, es.error, in_pair=es.error_in_pair)
         if es.sock is not None:
             try:
                 if es.unread and not es.reset:
@@ -954,6 +982,15 @@ class Supervisor:
             return
         es.reset = True
         es.error = err
+        if es.down_eof:
+            # The peer's FIN was passed on (our end shut for writing): Linux's
+            # recv() then returns 0, SOCK_DONE being checked before sk_err in
+            # tcp_recvmsg, and send() fails with EPIPE+SIGPIPE: the program's
+            # end once ours is closed without unread data. (POLLERR, which
+            # Linux also shows, is lost; SO_ERROR still answers the errno.)
+            es.error_in_pair = False
+            self._teardown(es)
+            return
         tid, fd = es.owner
         try:
             pidfd = os.pidfd_open(tid, PIDFD_THREAD)
@@ -1148,6 +1185,7 @@ class Supervisor:
                     sup.shutdown(socket.SHUT_WR)  # FIN: EOF for the program
                 except OSError:
                     pass
+                es.down_eof = True
                 # Half-closed: an RST may still come (our writes after the
                 # peer closed); it must reach the program as soon as it does.
                 while es.state != "closed":
@@ -1771,7 +1809,7 @@ class Supervisor:
         ptr, len_ptr = n.args[3], n.args[4]
         es = self._lookup(n, n.args[0])
         if es is None:
-            err = self.dead.take(self._other_ino) \
+            err = self._take_dead(n, n.args[0]) \
                 if (level, opt) == (SOL_SOCKET, SO_ERROR) and self.dead else None
             if err is None:
                 raise Continue()

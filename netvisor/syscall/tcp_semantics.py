@@ -63,18 +63,34 @@ class DeadErrors:
 
     def __init__(self, limit: int = DEAD_MAX) -> None:
         self._errs: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._not_in_pair: set[int] = set()
         self._limit = limit
 
-    def record(self, ino: int, err: int) -> None:
-        """Remember ``err`` for the program's end with inode ``ino``."""
+    def record(self, ino: int, err: int, *, in_pair: bool = True) -> None:
+        """Remember ``err`` for the program's end with inode ``ino``.
+
+        ``in_pair``: the program's end itself reports the reset once
+        (ECONNRESET, from our end closed with unread data); False when it
+        was closed cleanly (a reset after the peer's FIN: EOF, EPIPE).
+        """
         self._errs[ino] = err
         self._errs.move_to_end(ino)
+        if in_pair:
+            self._not_in_pair.discard(ino)
+        else:
+            self._not_in_pair.add(ino)
         while len(self._errs) > self._limit:
-            self._errs.popitem(last=False)
+            old, _ = self._errs.popitem(last=False)
+            self._not_in_pair.discard(old)
+
+    def in_pair(self, ino: int) -> bool:
+        """Whether the program's end of ``ino`` carries the reset too (see record)."""
+        return ino not in self._not_in_pair
 
     def forget(self, ino: int) -> None:
         """A new socket reuses ``ino``: nothing is owed for it."""
         self._errs.pop(ino, None)
+        self._not_in_pair.discard(ino)
 
     def take(self, ino: int) -> int | None:
         """The errno owed to the program's end ``ino`` (then cleared), or None.

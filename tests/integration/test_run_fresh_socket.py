@@ -185,3 +185,55 @@ def test_unconnected_socket_kept_while_another_copy_holds_it(
     assert got.returncode == 0, got.stderr
     assert ref == ["b'thread'", "b'child'"]
     assert got.stdout.splitlines() == ref
+
+
+STATES_PROGRAM = r'''import socket, select, time, struct, errno, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGPIPE])
+def pl(s):
+    p=select.poll(); p.register(s, select.POLLIN|select.POLLOUT|select.POLLRDHUP|select.POLLPRI)
+    r=p.poll(0); return r[0][1] if r else 0
+def rec(name, fn):
+    try: print(name, "ok", fn())
+    except OSError as e: print(name, "err", errno.errorcode.get(e.errno))
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(); addr = srv.getsockname()
+def pair():
+    c = socket.create_connection(addr); a, _ = srv.accept(); time.sleep(0.1); return c, a
+c, a = pair(); print("established", pl(c))
+a.send(b"x"); time.sleep(0.1); print("data", pl(c)); c.recv(1)
+a.shutdown(socket.SHUT_WR); time.sleep(0.1); print("peer_fin", pl(c))
+c.shutdown(socket.SHUT_WR); time.sleep(0.1); print("both_fin", pl(c))
+c, a = pair(); c.shutdown(socket.SHUT_WR); time.sleep(0.1); print("own_shut_wr", pl(c))
+c, a = pair(); c.shutdown(socket.SHUT_RD); time.sleep(0.1); print("own_shut_rd", pl(c))
+rec("own_shut_rd recv", lambda: c.recv(1))
+c, a = pair(); c.shutdown(socket.SHUT_RDWR); time.sleep(0.1); print("own_shut_rdwr", pl(c))
+c, a = pair(); a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); a.close(); time.sleep(0.2)
+print("rst", pl(c)); rec("rst soerr", lambda: c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)); print("rst after soerr", pl(c))
+rec("rst recv", lambda: c.recv(1)); print("rst after recv", pl(c))
+c, a = pair(); a.close(); time.sleep(0.1); print("peer_closed", pl(c))
+rec("write after peer close", lambda: c.send(b"x")); time.sleep(0.2); print("after rst by write", pl(c))
+rec("recv", lambda: c.recv(1)); print("after recv", pl(c))
+rec("send again", lambda: c.send(b"x"))
+c, a = pair(); a.send(b"abc"); a.close(); time.sleep(0.1); print("peer_closed_with_data", pl(c))
+'''
+
+
+def test_connected_states_poll_and_errors_like_linux(make_netns: Callable[[str], Netns],
+                                                    tmp_path: Path) -> None:
+    """poll() masks per connection state (established, data, the peer's FIN,
+    our SHUT_WR/SHUT_RD/both, RST, RST drawn by a write after the peer's
+    close) and the errors that follow, as Linux reports them: a reset is
+    reported once, to SO_ERROR or to a read, whichever comes first; after the
+    peer's FIN, a reset leaves reads at EOF (tcp_recvmsg checks SOCK_DONE
+    before sk_err) and writes at EPIPE. Known difference: POLLERR is not
+    shown in that last state (the pair end cannot carry an error without
+    failing the read)."""
+    ns = make_netns("s4fr")
+    ns.ip("link", "set", "lo", "up")
+    prog = tmp_path / "states.py"
+    prog.write_text(STATES_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60).stdout.splitlines()
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert "rst soerr ok 104" in ref and "rst recv ok b''" in ref and "recv ok b''" in ref
+    rules: list[tuple[str, object]] = [(r"^(after rst by write|after recv) 8221$", r"\1 8213")]
+    assert got.stdout.splitlines() == _expected(ref, rules)
