@@ -1007,6 +1007,9 @@ class Supervisor:
                 dup.close()
         except OSError:
             pass
+        # No byte could go (the program shut its end for writing, or no copy):
+        # the program's end will not report the reset itself.
+        es.error_in_pair = False
         try:
             es.sup.shutdown(socket.SHUT_WR)
         except OSError:
