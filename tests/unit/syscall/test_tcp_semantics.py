@@ -89,3 +89,39 @@ def test_still_open() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_dead_errors_remember_whether_the_pair_reports_it() -> None:
+    d = tcp_semantics.DeadErrors(limit=2)
+    d.record(1, 104)
+    d.record(2, 32, in_pair=False)
+    assert d.in_pair(1) and not d.in_pair(2)
+    d.record(3, 110, in_pair=False)          # evicts 1
+    assert d.take(1) is None and not d.in_pair(3)
+    d.record(3, 110)                          # recorded again, carried this time
+    assert d.in_pair(3) and d.take(3) == 110 and d.take(3) == 0
+    d.forget(2)
+    assert d.in_pair(2) and d.take(2) is None
+
+
+def test_closed_placeholders_found_by_owner_then_by_scan() -> None:
+    from types import SimpleNamespace
+    netns = os.stat("/proc/self/ns/net").st_ino
+    kept = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    moved = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        def es(s: socket.socket, fd: int) -> SimpleNamespace:
+            return SimpleNamespace(owner=(os.getpid(), fd), ino=os.fstat(s.fileno()).st_ino)
+        a = es(kept, kept.fileno())
+        # Last seen through an fd that is closed now, but a dup still holds it.
+        dup_fd = os.dup(moved.fileno())
+        b = es(moved, dup_fd + 1000)
+        c = es(gone, gone.fileno())
+        gone.close()
+        assert tcp_semantics.closed_placeholders([a, b, c], netns) == [c]
+        os.close(dup_fd)
+        moved.close()
+        assert tcp_semantics.closed_placeholders([a, b], netns) == [b]
+    finally:
+        kept.close()
