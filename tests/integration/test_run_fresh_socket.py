@@ -12,6 +12,7 @@ in docs/ARCHITECTURE.md); everything else must be identical.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -237,3 +238,46 @@ def test_connected_states_poll_and_errors_like_linux(make_netns: Callable[[str],
     assert "rst soerr ok 104" in ref and "rst recv ok b''" in ref and "recv ok b''" in ref
     rules: list[tuple[str, object]] = [(r"^(after rst by write|after recv) 8221$", r"\1 8213")]
     assert got.stdout.splitlines() == _expected(ref, rules)
+
+
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+error_log DIR/error.log;
+pid DIR/nginx.pid;
+events { use epoll; }
+http {
+  access_log off;
+  client_body_temp_path DIR; proxy_temp_path DIR; fastcgi_temp_path DIR;
+  uwsgi_temp_path DIR; scgi_temp_path DIR;
+  server { listen 127.0.0.1:8080;
+           location / { proxy_pass http://127.0.0.1:8001; proxy_connect_timeout 3s; } }
+}
+"""
+
+PROXY_SCRIPT = """cd DIR
+python3 -m http.server 8001 --bind 127.0.0.1 >/dev/null 2>&1 & up=$!
+nginx -c DIR/nginx.conf & ngx=$!
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  curl -s -m 1 -o /dev/null http://127.0.0.1:8001/ && break; sleep 0.2; done
+for i in 1 2 3; do curl -s -m 8 http://127.0.0.1:8080/index.html; done
+kill $up $ngx
+"""
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("curl") is None,
+                    reason="nginx and curl needed")
+@pytest.mark.parametrize("platform", ["seccomp", "ptrace"])
+def test_nginx_reverse_proxy_epoll_before_connect(make_netns: Callable[[str], Netns],
+                                                  tmp_path: Path, platform: str) -> None:
+    """nginx adds an upstream socket to epoll (EPOLLET) before connect(): the
+    placeholder is connected in place, so the registration keeps working."""
+    ns = make_netns("s4fr")
+    d = str(tmp_path)
+    (tmp_path / "nginx.conf").write_text(NGINX_CONF.replace("DIR", d))
+    (tmp_path / "index.html").write_text("from-upstream\n")
+    script = tmp_path / "run.sh"
+    script.write_text(PROXY_SCRIPT.replace("DIR", d))
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none", f"--platform={platform}"],
+                 ["sh", str(script)])
+    assert got.stdout.splitlines() == ["from-upstream"] * 3, got.stderr
