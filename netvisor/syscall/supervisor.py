@@ -701,7 +701,8 @@ class Supervisor:
                 self._teardown(es)
             finally:
                 es.scopes.remove(scope)
-                if fn in (self._up, self._netlink_pump, self._listener_watch):
+                if fn in (self._up, self._netlink_pump, self._listener_watch) \
+                        and not scope.cancelled_caught:
                     self._teardown(es)  # the program closed its last copy
         assert self.nursery is not None
         self.nursery.start_soon(run)
@@ -1311,6 +1312,45 @@ class Supervisor:
             self._spawn_for(es, self._accept_loop)
         return 0
 
+    def _stop_listening(self, n: Notification, es: EmuSocket, how: int) -> None:
+        """shutdown(SHUT_RD/SHUT_RDWR) of a listener: Linux's inet_shutdown
+        disconnects it (inet_csk_listen_stop): queued connections are reset,
+        blocked accept() calls fail with EINVAL, the socket is unconnected
+        again (polls OUT|HUP; on ptrace, which cannot replace the fd, the
+        dead end polls OUT|IN|HUP|RDHUP) and may listen() anew."""
+        try:
+            prog = self._dup_from(n, n.args[0], socket.SOCK_STREAM)
+        except OSError:
+            return
+        with contextlib.suppress(NetError):
+            es.sock.shutdown(how)
+        self.stack.kick()
+        for conn, _ in es.queue:
+            tcp_semantics.abort_on_close(conn)
+            conn.close()
+        es.queue.clear()
+        es.state = "fresh"
+        for scope in list(es.scopes):   # _listener_watch, _accept_loop
+            scope.cancel()
+        # Our end closed without unread data (the filler drained first):
+        # the program's end shows EOF and HUP, no error.
+        with contextlib.suppress(OSError):
+            while es.sup.recv(CHUNK, socket.MSG_DONTWAIT):
+                pass
+        self._wait_closing(es.sup)
+        es.sup = prog
+        es.tokens = 0
+        es.placeholder, es.dead_pair = True, True
+        # Linux's tcp_disconnect leaves it as fresh (poll OUT|HUP): a new
+        # placeholder at the same fd where possible (seccomp).
+        self._renew_placeholder(n, es, n.args[0])
+        es.wake_queue()
+
+    def _wait_closing(self, sup: socket.socket) -> None:
+        if sup.fileno() >= 0:
+            trio.lowlevel.notify_closing(sup)
+            sup.close()
+
     @staticmethod
     def _fill_listener(prog: socket.socket) -> None:
         """Linux's listener polls 0 until a connection is queued (POLLIN), never
@@ -1420,6 +1460,8 @@ class Supervisor:
                     await es.queue_changed.wait()
                     if es.state == "closed":
                         raise Reply(0, errno.EBADF)
+                    if es.state != "listening":
+                        raise Reply(0, errno.EINVAL)   # shutdown() of the listener
             if timeout.cancelled_caught:
                 raise Reply(0, errno.EAGAIN)
             self._deliver(n, es, flags)
@@ -1875,6 +1917,8 @@ class Supervisor:
             raise Continue()
         if es.type == socket.SOCK_STREAM:
             if es.state == "listening":
+                if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+                    self._stop_listening(n, es, how)
                 return 0
             if es.state != "connected":
                 raise Reply(0, errno.ENOTCONN)

@@ -281,3 +281,34 @@ def test_nginx_reverse_proxy_epoll_before_connect(make_netns: Callable[[str], Ne
     got = nv_run(ns, [f"--stack={STACK}", "--network=none", f"--platform={platform}"],
                  ["sh", str(script)])
     assert got.stdout.splitlines() == ["from-upstream"] * 3, got.stderr
+
+
+LISTENER_SHUTDOWN_PROGRAM = r'''
+import socket, threading, time, errno, select
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(); port = l.getsockname()[1]
+res = []
+def acc():
+    try: l.accept(); res.append("accepted")
+    except OSError as e: res.append(errno.errorcode[e.errno])
+t = threading.Thread(target=acc); t.start(); time.sleep(0.3)
+l.shutdown(socket.SHUT_RDWR); t.join(3); print("blocked accept", res)
+p = select.poll(); p.register(l, 0x2007); print("poll", p.poll(0))
+c = socket.socket()
+try: c.connect(("127.0.0.1", port)); print("connect ok")
+except OSError as e: print("connect", errno.errorcode[e.errno])
+'''
+
+
+def test_listener_shutdown_wakes_accept_like_linux(make_netns: Callable[[str], Netns],
+                                                   tmp_path: Path) -> None:
+    """shutdown(SHUT_RDWR) of a listener (a way to wake a thread blocked in
+    accept()): accept fails with EINVAL, the socket is unconnected again, new
+    connections are refused."""
+    ns = make_netns("s4fr")
+    prog = tmp_path / "lsd.py"
+    prog.write_text(LISTENER_SHUTDOWN_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60).stdout.splitlines()
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert ref == ["blocked accept ['EINVAL']", "poll [(3, 20)]", "connect ECONNREFUSED"]
+    assert got.stdout.splitlines() == ref
