@@ -1077,9 +1077,22 @@ class Stack:
                 hook(nic_id, now)
 
     def has_frames(self, nic_id: int) -> bool:
-        """True when frames wait to be sent on ``nic_id``."""
+        """True when frames wait to be sent on ``nic_id``.
+
+        False also counts as a drain (the same notice ``frames_to_send`` gives):
+        a driver may skip ``frames_to_send`` on an empty queue, and bytes TCP
+        counted as queued may never reach it (dropped on a full queue, or held
+        by a neighbour that never answers), so TCP small queues must still hear
+        that nothing of theirs waits.
+        """
         nic = self.nics.get(nic_id)
-        return nic is not None and bool(nic.txq)
+        if nic is None:
+            return False
+        if nic.txq:
+            return True
+        if self._egress_hooks:
+            self._egress_drained(nic_id)
+        return False
 
     def _note_pmtu(self, dst: IPAddress, mtu: int) -> None:
         if dst not in self._pmtu and len(self._pmtu) >= MAX_PMTU_ENTRIES:
