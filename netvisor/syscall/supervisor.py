@@ -143,7 +143,8 @@ class EmuSocket:
     netlink: Any = None
     down_wake: trio.Event | None = None   # set: the receive pump's task must run
     down_pending: bytes = b""             # taken by the fast path, not yet in our end
-    down_busy: bool = False               # a task writes down_pending into a full pair
+    down_busy: bool = False               # down_pending waits for room in the pair
+    down_out: bool = False                # ... as EPOLLOUT of our end in the pair epoll
     down_eof: bool = False                # the stack's EOF is passed on (SHUT_WR of ours)
     hooked: bool = False                  # a readiness hook of ours is on the stack socket
     up_fd: int = -1                       # our end's fd while in the shared pair epoll
@@ -568,7 +569,7 @@ class Supervisor:
         """
         fd = es.sup.fileno()
         try:
-            self._pair_ep.register(fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+            self._pair_ep.register(fd, _PAIR_EVENTS)
         except OSError:
             self._spawn_for(es, self._up)
             return
@@ -592,7 +593,10 @@ class Supervisor:
                 es = self._pair_socks.get(fd)
                 if es is not None:
                     try:
-                        self._up_ready(es, events)
+                        if events & select.EPOLLOUT and es.down_out:
+                            self._down_room(es)
+                        if events & ~select.EPOLLOUT:
+                            self._up_ready(es, events)
                     except Exception as e:  # one socket's failure must not end the sandbox
                         log.error("netvisor: internal error in _up_ready: %r", e,
                                   exc_info=self.debug is not None)
@@ -658,6 +662,9 @@ class Supervisor:
     def _up_to_task(self, es: EmuSocket, pending: bytes) -> None:
         """Hand our end over to the task version (:meth:`_up`) for good."""
         self._unwatch_pair(es)
+        if es.down_out:   # the receive path waited on the pair epoll: a task now
+            es.down_out = False
+            self._spawn_for(es, self._down_drain)
         es.up_pending = pending
         self._spawn_for(es, self._up)
 
@@ -900,8 +907,42 @@ class Supervisor:
             if n < len(data):
                 es.down_pending = data[n:]
                 es.down_busy = True
-                self._spawn_for(es, self._down_drain)
+                if es.up_fd >= 0 and self._want_room(es, True):
+                    es.down_out = True   # the pair epoll reports room: no task
+                else:
+                    self._spawn_for(es, self._down_drain)
                 return
+
+    def _want_room(self, es: EmuSocket, on: bool) -> bool:
+        """Add (remove) EPOLLOUT to our end's registration in the pair epoll."""
+        try:
+            self._pair_ep.modify(es.up_fd, _PAIR_EVENTS | select.EPOLLOUT if on else _PAIR_EVENTS)
+        except OSError:
+            return False
+        return True
+
+    def _down_room(self, es: EmuSocket) -> None:
+        """EPOLLOUT of a full pair (a bulk download the program reads slower
+        than it arrives): write what the receive hook took, then hand back to
+        it. A spawned task per full pair cost more than the transfer's other
+        per-turn work (one per ~500 KB)."""
+        try:
+            n = es.sup.send(es.down_pending)
+        except BlockingIOError:
+            return   # the next edge
+        except OSError:
+            n = -1
+            es.unread = True   # the program closed with this unread: RST at teardown
+        es.down_pending = es.down_pending[n:] if n >= 0 else b""
+        if es.down_pending:
+            return
+        es.down_out = False
+        es.down_busy = False
+        self._want_room(es, False)
+        if n >= 0 and es.state != "closed":
+            self._down_ready(es)   # what arrived meanwhile
+        elif es.hooked:
+            self._unhook(es)
 
     async def _down_drain(self, es: EmuSocket) -> None:
         """Write what the hook took into a full pair, then hand back to the hook."""
@@ -1905,6 +1946,8 @@ class Supervisor:
 
 
 NL_KERNEL = ("netlink-kernel",)
+# Our end of a TCP pair in the pair epoll: the program's writes and close, edge-triggered.
+_PAIR_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 
 
 def _encode(addr: Any, family: int) -> bytes:
