@@ -430,15 +430,18 @@ class Connection:
     def _send_syn(self, now: float) -> None:
         """SYN (active) or SYN-ACK (passive / simultaneous open) with our options."""
         synack = self.state == State.SYN_RECEIVED
-        ts = (self.ts_now(), self.ts_recent if synack else 0) if self.ts_ok else None
+        ts = (self.ts_now(now), self.ts_recent if synack else 0) if self.ts_ok else None
         # RFC 7323 2.2: the window in a SYN or SYN-ACK is never scaled.
         wnd = min(self.window_space(), 65535)
         if synack:
             self.rcv_adv = self.rcv_nxt + wnd
-        rep = TcpRepr(self.lport, self.rport, self.iss & M32,
-                      (self.rcv_nxt & M32) if synack else None, SYN, wnd, 0, self.advmss,
-                      self.rcv_wscale if self.ws_ok else None, self.sack_ok, (), ts)
-        self._emit(rep, 0, 0, now)
+        ack = (self.rcv_nxt & M32) if synack else None
+        if ts is not None and self.ws_ok and self.sack_ok:
+            self._emit_syn_fast(ack, wnd, ts[0], ts[1], now)
+        else:
+            rep = TcpRepr(self.lport, self.rport, self.iss & M32, ack, SYN, wnd, 0, self.advmss,
+                          self.rcv_wscale if self.ws_ok else None, self.sack_ok, (), ts)
+            self._emit(rep, 0, 0, now)
         if self.rtt_seq is None and self.syn_retries == 0:
             self.rtt_seq = self.iss
             self.rtt_sent_at = now
@@ -1318,6 +1321,7 @@ class Connection:
     # Defined in output.py and timers.py (one job per module), bound here as methods.
     _emit = _output._emit
     _emit_fast = _output._emit_fast
+    _emit_syn_fast = _output._emit_syn_fast
     _select_window = _output._select_window
     _header = _output._header
     send_ack = _output.send_ack

@@ -90,3 +90,23 @@ def test_select_window_matches_reference() -> None:
             c = SimpleNamespace(window_space=lambda: space, rcvbuf=Rcv(*held), **state)
             got.append((fn(c), c.rcv_adv))
         assert got[0] == got[1], (space, state, held, got)
+
+
+@pytest.mark.parametrize("synack", [False, True])
+@pytest.mark.parametrize("offload", [True, False])
+def test_syn_fast_emit_matches_repr_emit(synack: bool, offload: bool) -> None:
+    from netvisor.tcpip.tcp.constants import SYN
+    from netvisor.tcpip.wire.tcp import TcpRepr
+
+    raw = Raw(offload=offload)
+    s, _ = raw.client()
+    conn = s.conn
+    now = raw.ctx.now
+    ack = (conn.rcv_nxt & 0xFFFFFFFF) if synack else None
+    tsval, tsecr = conn.ts_now(now), (conn.ts_recent if synack else 0)
+    rep = TcpRepr(conn.lport, conn.rport, conn.iss & 0xFFFFFFFF, ack, SYN, 29200, 0, conn.advmss,
+                  conn.rcv_wscale, True, (), (tsval, tsecr))
+    conn._emit(rep, 0, 0, now)
+    conn._emit_syn_fast(ack, 29200, tsval, tsecr, now)
+    general, fast = raw.ctx.take()
+    assert fast.data == general.data
