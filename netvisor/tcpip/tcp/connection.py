@@ -639,7 +639,7 @@ class Connection:
         """Header prediction (Linux tcp_rcv_established's fast path, after Van Jacobson).
 
         The segment every established transfer is made of: in sequence, ACK
-        (and PSH) only, no SACK blocks, timestamps that pass PAWS, the same
+        (and PSH) only, no SACK blocks, timestamps that pass PAWS, a non-zero
         send window, an ACK inside [SND.UNA, SND.NXT] that either advances it
         or comes with data, while nothing unusual is going on (no recovery,
         no SACK scoreboard, no FIN either way, no receive shutdown). Such a
@@ -661,7 +661,7 @@ class Connection:
         if d > self.snd_nxt - una or (d == 0 and plen == 0):
             return False  # duplicate ACK, window probe, or an ACK of unsent data
         wnd = rep.window << self.snd_wscale
-        if (wnd != self.snd_wnd or self.ca_state or self.board or self.dupacks
+        if (not wnd or self.ca_state or self.board or self.dupacks
                 or self.fin_queued or self.peer_fin_seq is not None or self.shutdown
                 & RCV_SHUTDOWN or self.undo is not None or self.rtx_marks):
             return False
@@ -675,13 +675,13 @@ class Connection:
             self.ts_recent = ts[0]
             self.ts_recent_at = now
         if self.snd_wl1 < nxt or (self.snd_wl1 == nxt and self.snd_wl2 <= ack):
+            self.snd_wnd = wnd
             self.snd_wl1 = nxt
             self.snd_wl2 = ack
             if wnd > self.max_snd_wnd:
                 self.max_snd_wnd = wnd
-            if wnd > 0:
-                self.persist_at = None
-                self.persist_backoff = 0
+            self.persist_at = None  # wnd > 0 here
+            self.persist_backoff = 0
         if d:
             self._ack_advanced(rep, ack, now)
         if self.snd_wnd > 0 and self.unsent > 0:
