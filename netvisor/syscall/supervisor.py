@@ -149,6 +149,7 @@ class EmuSocket:
     hooked: bool = False                  # a readiness hook of ours is on the stack socket
     up_fd: int = -1                       # our end's fd while in the shared pair epoll
     up_pending: bytes = b""               # taken from the pair, not yet in the stack
+    up_blocked: bool = False              # up_pending waits for room in the stack socket
     unread: bool = False                  # the program closed with data unread: RST
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
     tokens: int = 0                       # listener: token bytes in the program's end
@@ -607,9 +608,12 @@ class Supervisor:
 
         The common cases run here, synchronously: data the stack takes at
         once, data on an unconnected socket (dropped, as before), the
-        program's close. The rest (the stack's buffer full, the program's
-        shutdown(SHUT_WR) or SHUT_RD) goes to the task version
-        (:meth:`_up`), which then keeps the socket.
+        program's close. When the stack's buffer is full the rest waits
+        (``up_blocked``) for the socket's readiness hook (:meth:`_up_room`);
+        the pair is not read meanwhile, so the program's writes block as
+        they would on a full Linux socket. The program's shutdown(SHUT_WR)
+        or SHUT_RD goes to the task version (:meth:`_up`), which then keeps
+        the socket.
 
         ``events`` (epoll's, at the time the edge was taken): a read shorter
         than CHUNK took everything written until then, and whatever comes
@@ -617,7 +621,7 @@ class Supervisor:
         for and the EAGAIN read is skipped (one syscall per request).
         """
         more = events & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR)
-        if es.up_fd < 0 or es.paused or es.state == "closed":
+        if es.up_fd < 0 or es.paused or es.up_blocked or es.state == "closed":
             return   # a paused socket is re-checked when the filler is drained
         sup = es.sup
         while True:
@@ -649,8 +653,11 @@ class Supervisor:
                 try:
                     sent = es.sock.send(view)
                 except NetError as e:
-                    if e.errno == errno.EAGAIN:
-                        self._up_to_task(es, bytes(view))   # the stack's buffer is full
+                    if e.errno == errno.EAGAIN:   # the stack's buffer is full
+                        if es.hooked:
+                            es.up_pending, es.up_blocked = bytes(view), True
+                        else:
+                            self._up_to_task(es, bytes(view))
                         return
                     self._on_reset(es, e.errno)
                     break
@@ -658,6 +665,27 @@ class Supervisor:
                 self.stack.kick()
             if es.state == "closed" or (len(data) < CHUNK and not more):
                 return
+
+    def _up_room(self, es: EmuSocket) -> None:
+        """Readiness hook, send side: the stack socket may have room for what
+        waits (``up_pending``); then the pair is read again. A bulk upload so
+        moves on in the turn that brought the ACKs, without a task switch."""
+        view = memoryview(es.up_pending)
+        while view:
+            try:
+                sent = es.sock.send(view)
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    es.up_pending = bytes(view)
+                    return
+                es.up_pending, es.up_blocked = b"", False
+                self._on_reset(es, e.errno)
+                self._up_ready(es)   # writes after RST: ECONNRESET for the program
+                return
+            view = view[sent:]
+            self.stack.kick()
+        es.up_pending, es.up_blocked = b"", False
+        self._up_ready(es)
 
     def _up_to_task(self, es: EmuSocket, pending: bytes) -> None:
         """Hand our end over to the task version (:meth:`_up`) for good."""
@@ -845,14 +873,24 @@ class Supervisor:
             self._spawn_for(es, self._down_stream)
             return
         es.hooked = True
-        set_hook(es.sock, lambda: self._down_ready(es))
+        set_hook(es.sock, lambda: self._sock_ready(es))
         self._down_ready(es)   # data queued before the hook (an accepted connection)
+
+    def _sock_ready(self, es: EmuSocket) -> None:
+        """Readiness hook of a connected TCP socket: receive side, then send side."""
+        self._down_ready(es)
+        if es.up_blocked and es.state != "closed":
+            self._up_room(es)
 
     def _unhook(self, es: EmuSocket) -> None:
         es.hooked = False
         set_hook = getattr(self.stack, "set_ready_hook", None)
         if set_hook is not None and es.sock is not None:
             set_hook(es.sock, None)
+        if es.up_blocked and es.state != "closed":
+            # Nothing will call _up_room any more: the task version waits.
+            pending, es.up_pending, es.up_blocked = es.up_pending, b"", False
+            self._up_to_task(es, pending)
 
     def _down_ready(self, es: EmuSocket) -> None:
         """Readiness hook of a connected TCP socket: stack -> our end of the pair.
