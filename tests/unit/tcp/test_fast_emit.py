@@ -81,13 +81,15 @@ def test_select_window_matches_reference() -> None:
     rng = random.Random(5)
     for _ in range(20000):
         space = rng.choice([0, 1, 100, 1000, 65535, 131072, 3 << 20, rng.randrange(1 << 24)])
-        state = dict(rcv_wscale=rng.randrange(15), rcv_mss=rng.choice([536, 1448, rng.randrange(1, 9000)]),
-                     rcv_nxt=rng.randrange(1 << 33))
+        state = {"rcv_wscale": rng.randrange(15),
+                 "rcv_mss": rng.choice([536, 1448, rng.randrange(1, 9000)]),
+                 "rcv_nxt": rng.randrange(1 << 33)}
         state["rcv_adv"] = state["rcv_nxt"] + rng.randrange(-5000, 1 << 22)
         held = (rng.randrange(space + 2) if space else 0, rng.choice([0, rng.randrange(10000)]))
         got = []
         for fn in (_select_window_reference, output._select_window):
-            c = SimpleNamespace(window_space=lambda: space, rcvbuf=Rcv(*held), **state)
+            c = SimpleNamespace(window_space=lambda space=space: space, rcvbuf=Rcv(*held),
+                                **state)
             got.append((fn(c), c.rcv_adv))
         assert got[0] == got[1], (space, state, held, got)
 
