@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from scapy.layers.inet import IP  # type: ignore[import-untyped]
+from scapy.layers.inet import IP
 
 from netvisor.tcpip.wire.checksum import checksum
 from tests.unit.stack.helpers import make_stack
