@@ -24,7 +24,9 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -132,7 +134,7 @@ class _Side:
         self.cpu = 0.0
         self.turn([])
 
-    def turn(self, frames: list) -> list:
+    def turn(self, frames: list[Frame]) -> list[Frame]:
         """A driver turn: feed ``frames``, run timers, take output, read the deadline."""
         t0 = time.process_time()
         st = self.stack
@@ -145,7 +147,7 @@ class _Side:
         self.cpu += time.process_time() - t0
         return out
 
-    def call(self, fn, *args):  # type: ignore[no-untyped-def]
+    def call(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, list[Frame]]:
         """A socket call followed by what ``kick()`` does; returns (result, frames)."""
         t0 = time.process_time()
         st = self.stack
@@ -160,13 +162,13 @@ class _Side:
         return res, out
 
 
-def _wire(frames: list) -> list:
+def _wire(frames: list[Frame]) -> list[Frame]:
     """What a veth/TAP with offloads hands the other side (``memory_pair``'s rule)."""
     return [Frame(f.data, f.csum_start, f.csum_offset, f.csum_start >= 0 or f.csum_valid,
                   f.gso_type, f.gso_size, f.hdr_len) for f in frames]
 
 
-def _exchange(a: _Side, b: _Side, fa: list, fb: list) -> None:
+def _exchange(a: _Side, b: _Side, fa: list[Frame], fb: list[Frame]) -> None:
     """Carry frames both ways (b's turns uncounted for a) until both are quiet."""
     for _ in range(100):
         if not fa and not fb:
@@ -192,7 +194,7 @@ def sansio(mode: str, count: int, offload: bool, v6: bool = False) -> tuple[floa
     ls.bind((ip_b, 5001))
     ls.listen(1024)
 
-    def connect():  # type: ignore[no-untyped-def]
+    def connect() -> tuple[Any, Any]:
         c = a.stack.socket(fam, socket.SOCK_STREAM)
         _, out = a.call(c.connect, (ip_b, 5001))
         _exchange(a, b, out, [])

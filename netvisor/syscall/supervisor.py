@@ -147,11 +147,13 @@ class EmuSocket:
     netlink: Any = None
     down_wake: trio.Event | None = None   # set: the receive pump's task must run
     down_pending: bytes = b""             # taken by the fast path, not yet in our end
-    down_busy: bool = False               # a task writes down_pending into a full pair
+    down_busy: bool = False               # down_pending waits for room in the pair
+    down_out: bool = False                # ... as EPOLLOUT of our end in the pair epoll
     down_eof: bool = False                # the stack's EOF is passed on (SHUT_WR of ours)
     hooked: bool = False                  # a readiness hook of ours is on the stack socket
     up_fd: int = -1                       # our end's fd while in the shared pair epoll
     up_pending: bytes = b""               # taken from the pair, not yet in the stack
+    up_blocked: bool = False              # up_pending waits for room in the stack socket
     unread: bool = False                  # the program closed with data unread: RST
     rcvbuf: int = 0                       # the program's SO_RCVBUF (0: never set)
     tokens: int = 0                       # listener: token bytes in the program's end
@@ -748,7 +750,7 @@ class Supervisor:
         """
         fd = es.sup.fileno()
         try:
-            self._pair_ep.register(fd, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+            self._pair_ep.register(fd, _PAIR_EVENTS)
         except OSError:
             self._spawn_for(es, self._up)
             return
@@ -772,7 +774,10 @@ class Supervisor:
                 es = self._pair_socks.get(fd)
                 if es is not None:
                     try:
-                        self._up_ready(es, events)
+                        if events & select.EPOLLOUT and es.down_out:
+                            self._down_room(es)
+                        if events & ~select.EPOLLOUT:
+                            self._up_ready(es, events)
                     except Exception as e:  # one socket's failure must not end the sandbox
                         log.error("netvisor: internal error in _up_ready: %r", e,
                                   exc_info=self.debug is not None)
@@ -783,9 +788,12 @@ class Supervisor:
 
         The common cases run here, synchronously: data the stack takes at
         once, data on an unconnected socket (dropped, as before), the
-        program's close. The rest (the stack's buffer full, the program's
-        shutdown(SHUT_WR) or SHUT_RD) goes to the task version
-        (:meth:`_up`), which then keeps the socket.
+        program's close. When the stack's buffer is full the rest waits
+        (``up_blocked``) for the socket's readiness hook (:meth:`_up_room`);
+        the pair is not read meanwhile, so the program's writes block as
+        they would on a full Linux socket. The program's shutdown(SHUT_WR)
+        or SHUT_RD goes to the task version (:meth:`_up`), which then keeps
+        the socket.
 
         ``events`` (epoll's, at the time the edge was taken): a read shorter
         than CHUNK took everything written until then, and whatever comes
@@ -793,7 +801,7 @@ class Supervisor:
         for and the EAGAIN read is skipped (one syscall per request).
         """
         more = events & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR)
-        if es.up_fd < 0 or es.paused or es.state == "closed":
+        if es.up_fd < 0 or es.paused or es.up_blocked or es.state == "closed":
             return   # a paused socket is re-checked when the filler is drained
         sup = es.sup
         while True:
@@ -825,8 +833,11 @@ class Supervisor:
                 try:
                     sent = es.sock.send(view)
                 except NetError as e:
-                    if e.errno == errno.EAGAIN:
-                        self._up_to_task(es, bytes(view))   # the stack's buffer is full
+                    if e.errno == errno.EAGAIN:   # the stack's buffer is full
+                        if es.hooked:
+                            es.up_pending, es.up_blocked = bytes(view), True
+                        else:
+                            self._up_to_task(es, bytes(view))
                         return
                     self._on_reset(es, e.errno)
                     break
@@ -835,9 +846,33 @@ class Supervisor:
             if es.state == "closed" or (len(data) < CHUNK and not more):
                 return
 
+    def _up_room(self, es: EmuSocket) -> None:
+        """Readiness hook, send side: the stack socket may have room for what
+        waits (``up_pending``); then the pair is read again. A bulk upload so
+        moves on in the turn that brought the ACKs, without a task switch."""
+        view = memoryview(es.up_pending)
+        while view:
+            try:
+                sent = es.sock.send(view)
+            except NetError as e:
+                if e.errno == errno.EAGAIN:
+                    es.up_pending = bytes(view)
+                    return
+                es.up_pending, es.up_blocked = b"", False
+                self._on_reset(es, e.errno)
+                self._up_ready(es)   # writes after RST: ECONNRESET for the program
+                return
+            view = view[sent:]
+            self.stack.kick()
+        es.up_pending, es.up_blocked = b"", False
+        self._up_ready(es)
+
     def _up_to_task(self, es: EmuSocket, pending: bytes) -> None:
         """Hand our end over to the task version (:meth:`_up`) for good."""
         self._unwatch_pair(es)
+        if es.down_out:   # the receive path waited on the pair epoll: a task now
+            es.down_out = False
+            self._spawn_for(es, self._down_drain)
         es.up_pending = pending
         self._spawn_for(es, self._up)
 
@@ -1030,14 +1065,24 @@ class Supervisor:
             self._spawn_for(es, self._down_stream)
             return
         es.hooked = True
-        set_hook(es.sock, lambda: self._down_ready(es))
+        set_hook(es.sock, lambda: self._sock_ready(es))
         self._down_ready(es)   # data queued before the hook (an accepted connection)
+
+    def _sock_ready(self, es: EmuSocket) -> None:
+        """Readiness hook of a connected TCP socket: receive side, then send side."""
+        self._down_ready(es)
+        if es.up_blocked and es.state != "closed":
+            self._up_room(es)
 
     def _unhook(self, es: EmuSocket) -> None:
         es.hooked = False
         set_hook = getattr(self.stack, "set_ready_hook", None)
         if set_hook is not None and es.sock is not None:
             set_hook(es.sock, None)
+        if es.up_blocked and es.state != "closed":
+            # Nothing will call _up_room any more: the task version waits.
+            pending, es.up_pending, es.up_blocked = es.up_pending, b"", False
+            self._up_to_task(es, pending)
 
     def _down_ready(self, es: EmuSocket) -> None:
         """Readiness hook of a connected TCP socket: stack -> our end of the pair.
@@ -1092,8 +1137,42 @@ class Supervisor:
             if n < len(data):
                 es.down_pending = data[n:]
                 es.down_busy = True
-                self._spawn_for(es, self._down_drain)
+                if es.up_fd >= 0 and self._want_room(es, True):
+                    es.down_out = True   # the pair epoll reports room: no task
+                else:
+                    self._spawn_for(es, self._down_drain)
                 return
+
+    def _want_room(self, es: EmuSocket, on: bool) -> bool:
+        """Add (remove) EPOLLOUT to our end's registration in the pair epoll."""
+        try:
+            self._pair_ep.modify(es.up_fd, _PAIR_EVENTS | select.EPOLLOUT if on else _PAIR_EVENTS)
+        except OSError:
+            return False
+        return True
+
+    def _down_room(self, es: EmuSocket) -> None:
+        """EPOLLOUT of a full pair (a bulk download the program reads slower
+        than it arrives): write what the receive hook took, then hand back to
+        it. A spawned task per full pair cost more than the transfer's other
+        per-turn work (one per ~500 KB)."""
+        try:
+            n = es.sup.send(es.down_pending)
+        except BlockingIOError:
+            return   # the next edge
+        except OSError:
+            n = -1
+            es.unread = True   # the program closed with this unread: RST at teardown
+        es.down_pending = es.down_pending[n:] if n >= 0 else b""
+        if es.down_pending:
+            return
+        es.down_out = False
+        es.down_busy = False
+        self._want_room(es, False)
+        if n >= 0 and es.state != "closed":
+            self._down_ready(es)   # what arrived meanwhile
+        elif es.hooked:
+            self._unhook(es)
 
     async def _down_drain(self, es: EmuSocket) -> None:
         """Write what the hook took into a full pair, then hand back to the hook."""
@@ -2314,6 +2393,8 @@ NL_KERNEL = ("netlink-kernel",)
 # Socket ioctls that act on the socket itself, never on its namespace's devices:
 # FIOSETOWN, SIOCSPGRP, FIOGETOWN, SIOCGPGRP, SIOCATMARK, SIOCGSTAMP(NS)_OLD, SIOCOUTQNSD.
 _SOCKET_LOCAL_IOCTLS = frozenset(range(0x8901, 0x8908)) | {0x894B}
+# Our end of a TCP pair in the pair epoll: the program's writes and close, edge-triggered.
+_PAIR_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 
 
 def _encode(addr: Any, family: int) -> bytes:

@@ -203,7 +203,7 @@ def held_sockets(netns_ino: int) -> set[int]:
     return held
 
 
-def closed_placeholders(socks: "list[Any]", netns_ino: int) -> list[Any]:
+def closed_placeholders(socks: list[Any], netns_ino: int) -> list[Any]:
     """The unconnected sockets among ``socks`` that no process holds any more.
 
     The fd each was last used through is checked first (one stat each); only

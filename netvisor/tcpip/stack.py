@@ -150,8 +150,8 @@ _ETH_IP6: Final = b"\x86\xdd"
 def _is_mcast(addr: IPAddress) -> bool:
     """``addr.is_multicast`` without building an IPv4Network per call (hot path)."""
     if type(addr) is IPv4Address or addr.version == 4:
-        return addr._ip >> 28 == 14   # 224.0.0.0/4
-    return addr._ip >> 120 == 0xFF    # ff00::/8
+        return addr._ip >> 28 == 14  # type: ignore[attr-defined, no-any-return]  # 224.0.0.0/4
+    return addr._ip >> 120 == 0xFF  # type: ignore[attr-defined, no-any-return]  # ff00::/8
 
 
 def _scope6(addr: IPv6Address) -> int:
@@ -478,16 +478,16 @@ class Stack:
     def is_local_address(self, addr: IPAddress) -> bool:
         """True for an address of any NIC, all of 127/8 included (TransportContext)."""
         if type(addr) is IPv4Address or addr.version == 4:
-            ip = addr._ip
+            ip = addr._ip  # type: ignore[attr-defined]
             # Linux: all of 127.0.0.0/8 is local while lo carries 127.0.0.1/8.
             return ip in self._local4 or ip >> 24 == 127
-        return addr._ip in self._local6
+        return addr._ip in self._local6  # type: ignore[attr-defined]
 
     def _is_configured(self, addr: IPAddress) -> bool:
         """One of the addresses configured on a NIC (not the rest of 127/8)."""
         if type(addr) is IPv4Address or addr.version == 4:
-            return addr._ip in self._local4
-        return addr._ip in self._local6
+            return addr._ip in self._local4  # type: ignore[attr-defined]
+        return addr._ip in self._local6  # type: ignore[attr-defined]
 
     def _sync_local(self) -> None:
         self._local4 = {int(a) for a in self._local_addrs if a.version == 4}
@@ -800,7 +800,7 @@ class Stack:
             # The per-segment case: one pack, the header checksum summed from
             # the fields (RFC 1071) instead of over a built buffer.
             ident = self._ip_id = (self._ip_id + 1) & 0xFFFF
-            s, d = src._ip, dst._ip
+            s, d = src._ip, dst._ip  # type: ignore[attr-defined]
             total = 20 + payload_len
             flags = 0x4000 if df else 0
             c = ((0x4500 | tos) + total + ident + flags + ((ttl << 8) | protocol)
@@ -821,6 +821,7 @@ class Stack:
     def _output_v4(self, nic: Nic, route: Route, src: IPAddress, dst: IPAddress, protocol: int,
                    transport: bytes | bytearray | memoryview, ttl: int, tos: int,
                    dont_fragment: bool | None, checksum_offset: int, gso_size: int) -> None:
+        assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
         n = len(transport)
         mtu = route.mtu
         if gso_size and 20 + n > mtu:
@@ -866,7 +867,7 @@ class Stack:
             cache = nic.arp if ethertype == ETH_P_IP else nic.ndp
             mac = cache.usable_mac(next_hop, self.now) if cache is not None else None
             if mac is not None and not _is_mcast(dst) and not (
-                    ethertype == ETH_P_IP and dst._ip in self._bcast4):
+                    ethertype == ETH_P_IP and dst._ip in self._bcast4):  # type: ignore[union-attr]
                 txq = nic.txq
                 if len(txq) >= self.config.tx_queue_len:
                     self.counters.drop(DropReason.TX_QUEUE_FULL)
@@ -1078,9 +1079,22 @@ class Stack:
                 hook(nic_id, now)
 
     def has_frames(self, nic_id: int) -> bool:
-        """True when frames wait to be sent on ``nic_id``."""
+        """True when frames wait to be sent on ``nic_id``.
+
+        False also counts as a drain (the same notice ``frames_to_send`` gives):
+        a driver may skip ``frames_to_send`` on an empty queue, and bytes TCP
+        counted as queued may never reach it (dropped on a full queue, or held
+        by a neighbour that never answers), so TCP small queues must still hear
+        that nothing of theirs waits.
+        """
         nic = self.nics.get(nic_id)
-        return nic is not None and bool(nic.txq)
+        if nic is None:
+            return False
+        if nic.txq:
+            return True
+        if self._egress_hooks:
+            self._egress_drained(nic_id)
+        return False
 
     def _note_pmtu(self, dst: IPAddress, mtu: int) -> None:
         if dst not in self._pmtu and len(self._pmtu) >= MAX_PMTU_ENTRIES:

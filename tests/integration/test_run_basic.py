@@ -173,3 +173,53 @@ def test_wget_fetches(ns: Netns, tmp_path: Path) -> None:
                ["wget", "-q", "-O", "-", "http://10.231.255.1:8080/index.html"])
     assert r.returncode == 0, r.stderr
     assert r.stdout == "hello from the kernel side\n"
+
+
+SLOW_PEER_SERVER = r'''
+import hashlib, socket, sys, time
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2]))); srv.listen(); print("ready", flush=True)
+blob = bytes(range(256)) * (64 << 12)              # 16 MiB
+for mode in ("up", "down"):
+    c, _ = srv.accept()
+    if mode == "up":                                # read only after the window closed
+        time.sleep(1.0)
+        h = hashlib.sha256()
+        while (d := c.recv(1 << 16)):
+            h.update(d)
+        c.sendall(h.hexdigest().encode())
+    else:
+        c.sendall(blob)
+    c.close()
+'''
+
+SLOW_PEER_CLIENT = r'''
+import hashlib, socket, sys, time
+blob = bytes(range(256)) * (64 << 12)
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+c.sendall(blob); c.shutdown(socket.SHUT_WR)
+up = c.recv(100).decode() == hashlib.sha256(blob).hexdigest()
+c.close()
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+time.sleep(1.0)                                     # the pair and the stack fill up first
+h = hashlib.sha256()
+while (d := c.recv(1 << 16)):
+    h.update(d)
+print("up", up, "down", h.hexdigest() == hashlib.sha256(blob).hexdigest())
+'''
+
+
+def test_bulk_both_ways_with_a_slow_reader(ns: Netns, tmp_path: Path) -> None:
+    """16 MiB each way while the reader sleeps first: the stack's send buffer and
+    the pair fill, the syscall plane stops reading (window closed) and resumes
+    from the stack's readiness; every byte arrives, in order."""
+    (tmp_path / "srv.py").write_text(SLOW_PEER_SERVER)
+    (tmp_path / "cl.py").write_text(SLOW_PEER_CLIENT)
+    ns.ip("addr", "add", "10.231.255.1/32", "dev", "lo")
+    srv = ns.popen([sys.executable, str(tmp_path / "srv.py"), "10.231.255.1", "8090"],
+                   stdout=subprocess.PIPE, text=True)
+    assert srv.stdout is not None and srv.stdout.readline().strip() == "ready"
+    r = nv_run(ns, [f"--stack={STACK}"],
+               [sys.executable, str(tmp_path / "cl.py"), "10.231.255.1", "8090"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["up", "True", "down", "True"]

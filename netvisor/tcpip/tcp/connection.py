@@ -104,7 +104,7 @@ class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     record is emitted (formatting four addresses per connection cost ~3 us)."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        c = (self.extra or {}).get("conn")
+        c: Any = (self.extra or {}).get("conn")
         name = f"{c.laddr}:{c.lport}->{c.raddr}:{c.rport}" if c is not None else "?"
         return f"[{name}] {msg}", kwargs
 
@@ -430,15 +430,18 @@ class Connection:
     def _send_syn(self, now: float) -> None:
         """SYN (active) or SYN-ACK (passive / simultaneous open) with our options."""
         synack = self.state == State.SYN_RECEIVED
-        ts = (self.ts_now(), self.ts_recent if synack else 0) if self.ts_ok else None
+        ts = (self.ts_now(now), self.ts_recent if synack else 0) if self.ts_ok else None
         # RFC 7323 2.2: the window in a SYN or SYN-ACK is never scaled.
         wnd = min(self.window_space(), 65535)
         if synack:
             self.rcv_adv = self.rcv_nxt + wnd
-        rep = TcpRepr(self.lport, self.rport, self.iss & M32,
-                      (self.rcv_nxt & M32) if synack else None, SYN, wnd, 0, self.advmss,
-                      self.rcv_wscale if self.ws_ok else None, self.sack_ok, (), ts)
-        self._emit(rep, 0, 0, now)
+        ack = (self.rcv_nxt & M32) if synack else None
+        if ts is not None and self.ws_ok and self.sack_ok:
+            self._emit_syn_fast(ack, wnd, ts[0], ts[1], now)
+        else:
+            rep = TcpRepr(self.lport, self.rport, self.iss & M32, ack, SYN, wnd, 0, self.advmss,
+                          self.rcv_wscale if self.ws_ok else None, self.sack_ok, (), ts)
+            self._emit(rep, 0, 0, now)
         if self.rtt_seq is None and self.syn_retries == 0:
             self.rtt_seq = self.iss
             self.rtt_sent_at = now
@@ -636,7 +639,7 @@ class Connection:
         """Header prediction (Linux tcp_rcv_established's fast path, after Van Jacobson).
 
         The segment every established transfer is made of: in sequence, ACK
-        (and PSH) only, no SACK blocks, timestamps that pass PAWS, the same
+        (and PSH) only, no SACK blocks, timestamps that pass PAWS, a non-zero
         send window, an ACK inside [SND.UNA, SND.NXT] that either advances it
         or comes with data, while nothing unusual is going on (no recovery,
         no SACK scoreboard, no FIN either way, no receive shutdown). Such a
@@ -658,7 +661,7 @@ class Connection:
         if d > self.snd_nxt - una or (d == 0 and plen == 0):
             return False  # duplicate ACK, window probe, or an ACK of unsent data
         wnd = rep.window << self.snd_wscale
-        if (wnd != self.snd_wnd or self.ca_state or self.board or self.dupacks
+        if (not wnd or self.ca_state or self.board or self.dupacks
                 or self.fin_queued or self.peer_fin_seq is not None or self.shutdown
                 & RCV_SHUTDOWN or self.undo is not None or self.rtx_marks):
             return False
@@ -672,13 +675,13 @@ class Connection:
             self.ts_recent = ts[0]
             self.ts_recent_at = now
         if self.snd_wl1 < nxt or (self.snd_wl1 == nxt and self.snd_wl2 <= ack):
+            self.snd_wnd = wnd
             self.snd_wl1 = nxt
             self.snd_wl2 = ack
             if wnd > self.max_snd_wnd:
                 self.max_snd_wnd = wnd
-            if wnd > 0:
-                self.persist_at = None
-                self.persist_backoff = 0
+            self.persist_at = None  # wnd > 0 here
+            self.persist_backoff = 0
         if d:
             self._ack_advanced(rep, ack, now)
         if self.snd_wnd > 0 and self.unsent > 0:
@@ -1318,6 +1321,7 @@ class Connection:
     # Defined in output.py and timers.py (one job per module), bound here as methods.
     _emit = _output._emit
     _emit_fast = _output._emit_fast
+    _emit_syn_fast = _output._emit_syn_fast
     _select_window = _output._select_window
     _header = _output._header
     send_ack = _output.send_ack

@@ -90,6 +90,37 @@ def _emit_fast(self: "Connection", seq: int, flags: int, start: int, end: int,
     return hl
 
 
+# SYN / SYN-ACK with every option on (the default): MSS, SACK-permitted +
+# TIMESTAMP, NOP + WSCALE, in Linux's tcp_options_write layout (40-byte header).
+_HDR_SYN_ALL = struct.Struct("!HHIIBBHHHBBHBBBBIIBBBB")
+
+
+def _emit_syn_fast(self: "Connection", ack: int | None, wnd: int, tsval: int, tsecr: int,
+                   now: float) -> None:
+    """``_emit`` of ``_send_syn``'s TcpRepr when MSS, WS, SACK and TS are all on."""
+    out = bytearray(40)
+    _HDR_SYN_ALL.pack_into(out, 0, self.lport, self.rport, self.iss & M32,
+                           (ack or 0) & M32, 0xA0, 0x02 | (_ACK_BIT if ack is not None else 0),
+                           wnd, 0, 0, 2, 4, self.advmss & 0xFFFF, 4, 2, 8, 10,
+                           tsval & M32, tsecr & M32, 1, 3, 3, self.rcv_wscale & 0xFF)
+    if self.route.checksum_offload:
+        c = fold(self.pseudo + 40)
+    else:
+        c = checksum(out, self.pseudo + 40)
+    out[16] = c >> 8
+    out[17] = c & 0xFF
+    self.host.output(self, out, 0)
+    self.segs_out += 1
+    self.last_send_at = now
+    if ack is not None:
+        self.last_ack_sent = self.rcv_nxt
+        self.ack_pending = False
+        self.delack_at = None
+        self.ack_soon_at = None
+        self.unacked_rcv = 0
+        self.dsack = None
+
+
 def _sack_due(self: "Connection") -> bool:
     """True when our next segment reports SACK blocks (receive queue holes or a D-SACK)."""
     return self.sack_ok and bool(self.rcvbuf.ooo or self.dsack)

@@ -36,7 +36,7 @@ from netvisor.tcpip.tcp.constants import AF_INET, AF_INET6, State
 from netvisor.tcpip.tcp.isn import IsnGenerator
 from netvisor.tcpip.tcp.syncookies import SynCookies
 from netvisor.tcpip.wire.seq import seq_diff
-from netvisor.tcpip.wire.tcp import TcpFlags, TcpRepr, TcpView
+from netvisor.tcpip.wire.tcp import TcpFlags, TcpRepr
 
 if TYPE_CHECKING:
     from netvisor.tcpip.api import IcmpError, IPAddress, Route, TransportContext

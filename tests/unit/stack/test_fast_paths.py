@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from scapy.layers.inet import IP  # type: ignore[import-untyped]
+from scapy.layers.inet import IP
 
 from netvisor.tcpip.wire.checksum import checksum
 from tests.unit.stack.helpers import make_stack
@@ -45,3 +45,21 @@ def test_next_deadline_sees_timers_armed_by_config() -> None:
     stack.now = 3.0
     stack.handle_timer(3.0)
     assert ipaddress.ip_address("fd01::5") not in [a.ip for a in stack.addresses(nic)]
+
+
+def test_has_frames_on_an_empty_queue_is_a_drain_notice() -> None:
+    """A driver that skips frames_to_send when has_frames() is False must not
+    leave TCP small queues waiting for a drain that never comes."""
+    stack, nic = make_stack()
+    seen: list[int] = []
+
+    class Probe:
+        protocol = 253  # experimental (RFC 3692): no real transport uses it
+        has_timers = False
+
+        def handle_egress_room(self, nic_id: int, now: float) -> None:
+            seen.append(nic_id)
+
+    stack.register_transport(Probe())
+    assert not stack.has_frames(nic)
+    assert seen == [nic]

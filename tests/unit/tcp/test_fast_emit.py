@@ -7,6 +7,8 @@ reference for every segment, and the one used when SACK blocks are due.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from netvisor.tcpip.tcp.constants import FIN, NOFLAGS, PSH
@@ -45,7 +47,7 @@ def test_fast_emit_gso_size_matches(ts: bool = True) -> None:
     assert fast.data == general.data and fast.gso_size == general.gso_size > 0
 
 
-def _select_window_reference(c) -> int:  # type: ignore[no-untyped-def]
+def _select_window_reference(c: Any) -> int:
     """Linux __tcp_select_window as first written here (min/max form)."""
     space = c.window_space()
     free = max(0, space - len(c.rcvbuf) - c.rcvbuf.ooo_bytes)
@@ -62,7 +64,7 @@ def _select_window_reference(c) -> int:  # type: ignore[no-untyped-def]
     field = min(65535, (new + (1 << c.rcv_wscale) - 1) >> c.rcv_wscale if new == cur
                 else new >> c.rcv_wscale)
     c.rcv_adv = max(c.rcv_adv, c.rcv_nxt + (field << c.rcv_wscale))
-    return field
+    return int(field)
 
 
 def test_select_window_matches_reference() -> None:
@@ -81,12 +83,34 @@ def test_select_window_matches_reference() -> None:
     rng = random.Random(5)
     for _ in range(20000):
         space = rng.choice([0, 1, 100, 1000, 65535, 131072, 3 << 20, rng.randrange(1 << 24)])
-        state = dict(rcv_wscale=rng.randrange(15), rcv_mss=rng.choice([536, 1448, rng.randrange(1, 9000)]),
-                     rcv_nxt=rng.randrange(1 << 33))
+        state = {"rcv_wscale": rng.randrange(15),
+                 "rcv_mss": rng.choice([536, 1448, rng.randrange(1, 9000)]),
+                 "rcv_nxt": rng.randrange(1 << 33)}
         state["rcv_adv"] = state["rcv_nxt"] + rng.randrange(-5000, 1 << 22)
         held = (rng.randrange(space + 2) if space else 0, rng.choice([0, rng.randrange(10000)]))
         got = []
         for fn in (_select_window_reference, output._select_window):
-            c = SimpleNamespace(window_space=lambda: space, rcvbuf=Rcv(*held), **state)
+            c: Any = SimpleNamespace(window_space=lambda space=space: space,
+                                     rcvbuf=Rcv(*held), **state)
             got.append((fn(c), c.rcv_adv))
         assert got[0] == got[1], (space, state, held, got)
+
+
+@pytest.mark.parametrize("synack", [False, True])
+@pytest.mark.parametrize("offload", [True, False])
+def test_syn_fast_emit_matches_repr_emit(synack: bool, offload: bool) -> None:
+    from netvisor.tcpip.tcp.constants import SYN
+    from netvisor.tcpip.wire.tcp import TcpRepr
+
+    raw = Raw(offload=offload)
+    s, _ = raw.client()
+    conn = s.conn
+    now = raw.ctx.now
+    ack = (conn.rcv_nxt & 0xFFFFFFFF) if synack else None
+    tsval, tsecr = conn.ts_now(now), (conn.ts_recent if synack else 0)
+    rep = TcpRepr(conn.lport, conn.rport, conn.iss & 0xFFFFFFFF, ack, SYN, 29200, 0, conn.advmss,
+                  conn.rcv_wscale, True, (), (tsval, tsecr))
+    conn._emit(rep, 0, 0, now)
+    conn._emit_syn_fast(ack, 29200, tsval, tsecr, now)
+    general, fast = raw.ctx.take()
+    assert fast.data == general.data
