@@ -54,10 +54,10 @@ class SockOpts:
     pmtudisc6: int = 1
     """IPV6_MTU_DISCOVER (IPV6_PMTUDISC_WANT)."""
 
-    def dont_fragment(self) -> bool:
-        """DF on this socket's IPv4 segments: Linux ip_dont_fragment() sets it
-        for IP_PMTUDISC_DO and WANT only (PROBE, INTERFACE, OMIT, DONT: clear)."""
-        return self.pmtudisc in (2, 1)
+    df_off: bool = False
+    """IPv4 segments without DF: Linux ip_dont_fragment() sets DF for
+    IP_PMTUDISC_DO and WANT only (PROBE, INTERFACE, OMIT, DONT: clear).
+    Kept with ``pmtudisc`` by setsockopt (read per segment)."""
 
     def clone(self) -> "SockOpts":
         return copy.copy(self)

@@ -201,6 +201,7 @@ def setsockopt(sock: "TcpSocket", level: int, optname: int, value: bytes) -> Non
             if not IP_PMTUDISC_DONT <= v <= IP_PMTUDISC_OMIT:
                 raise NetError(errno.EINVAL)   # do_ip_setsockopt
             o.pmtudisc = v
+            o.df_off = v not in (1, 2)   # IP_PMTUDISC_WANT, IP_PMTUDISC_DO
         else:
             raise NetError(errno.ENOPROTOOPT)
         return

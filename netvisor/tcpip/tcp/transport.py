@@ -271,7 +271,7 @@ class TcpTransport:
             self.ctx.output(route, conn.raddr, PROTO_TCP, segment,
                             checksum_offset=16 if route.checksum_offload else -1,
                             gso_size=gso_size, tos=conn.opts.tos, ttl=conn.opts.ttl,
-                            dont_fragment=None if conn.opts.dont_fragment() else False)
+                            dont_fragment=False if conn.opts.df_off else None)
             local = conn.tsq_local
             if local is None:
                 local = conn.tsq_local = self.ctx.is_local_address(conn.raddr)
