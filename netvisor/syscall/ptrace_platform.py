@@ -9,6 +9,8 @@ interface (``fd`` readable when a call waits, ``recv``, ``send``,
 - answer: at the seccomp stop, ``orig_rax = -1`` skips the call and ``rax``
   is its result (kernel/seccomp.c: a tracer may skip the syscall);
 - CONTINUE: resume, the kernel runs the call;
+- replace_fd (ADDFD_FLAG_SETFD): socket(), dup3() and close() run in the
+  stopped thread; the trapped call stays pending at the last exit stop;
 - inject: the trapped call is rewritten into ``socket(AF_UNIX, kind|flags)``
   (the filter allows it on the recheck after the stop), run to its
   syscall-exit stop; the supervisor takes a copy of that new socket with
@@ -45,7 +47,7 @@ OPTIONS = (0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x80  # SYSGOOD FORK VFORK CLONE EXEC 
            | 0x100000)                           # EXITKILL
 EV_FORK, EV_VFORK, EV_CLONE, EV_EXEC, EV_SECCOMP, EV_STOP = 1, 2, 3, 4, 7, 0x80
 WALL = 0x40000000
-SYS_SOCKET = 41
+SYS_SOCKET, SYS_CLOSE, SYS_DUP3 = 41, 3, 292
 AF_UNIX = 1
 STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
@@ -169,6 +171,66 @@ class PtraceListener:
             _ptrace(PTRACE_CONT, tid, 0, 0)
         sup.setblocking(False)
         return fd, sup, ino
+
+    def replace_fd(self, nid: int, fd: int, kind: int, flags: int) -> tuple[socket.socket, int]:
+        """ADDFD_FLAG_SETFD's ptrace form: a new unconnected AF_UNIX socket of
+        ``kind`` (``flags``: SOCK_NONBLOCK, SOCK_CLOEXEC) becomes the program's
+        fd ``fd``, and the stopped call stays pending (answered by send()).
+
+        Three calls are run in the stopped thread: socket() in place of the
+        trapped call, then dup3() and close() by re-executing its syscall
+        instruction; the thread is left at the last one's exit stop, where
+        send() still sets the trapped call's result. Returns (our copy, inode).
+        """
+        tid = self._stopped.get(nid)
+        if tid is None:
+            raise OSError(errno.ENOENT, "call gone")
+        try:
+            new = self._run_call(tid, SYS_SOCKET, AF_UNIX, kind | flags, 0, rewind=False)
+            if new < 0:
+                raise OSError(-new, os.strerror(-new))
+            pidfd = os.pidfd_open(tid, os.O_EXCL)
+            try:
+                ours = socket.socket(fileno=pidfd_getfd(pidfd, new))
+            finally:
+                os.close(pidfd)
+            r = self._run_call(tid, SYS_DUP3, new, fd, flags & os.O_CLOEXEC, rewind=True)
+            self._run_call(tid, SYS_CLOSE, new, 0, 0, rewind=True)
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                self._stopped.pop(nid, None)
+            raise
+        if r < 0:
+            ours.close()
+            raise OSError(-r, os.strerror(-r))
+        return ours, os.fstat(ours.fileno()).st_ino
+
+    def _run_call(self, tid: int, nr: int, a: int, b: int, c: int, *, rewind: bool) -> int:
+        """Run syscall ``nr(a, b, c)`` in the stopped thread ``tid`` to its exit
+        stop: in place of the call at a seccomp stop, or (``rewind``, at an exit
+        stop) by executing its 2-byte syscall instruction again."""
+        self._getregs(tid)
+        regs = self._regs
+        if rewind:
+            regs.rip -= 2
+            regs.rax = nr
+        regs.orig_rax = nr
+        regs.rdi, regs.rsi, regs.rdx = a, b, c
+        _ptrace(PTRACE_SETREGS, tid, 0, ctypes.addressof(regs))
+        for _ in range(2 if rewind else 1):   # rewind: an entry stop first
+            _ptrace(PTRACE_SYSCALL, tid, 0, 0)
+            while True:
+                _, status = os.waitpid(tid, WALL)
+                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                    self._tids.discard(tid)
+                    raise OSError(errno.ESRCH, "program died")
+                sig, event = (status >> 8) & 0xFF, status >> 16
+                if sig == signal.SIGTRAP | 0x80:
+                    break
+                _ptrace(PTRACE_SYSCALL, tid, 0,
+                        sig if event == 0 and sig != signal.SIGTRAP else 0)
+        self._getregs(tid)
+        return int(ctypes.c_longlong(self._regs.rax).value)
 
     def acceptor(self, kind: int) -> socket.socket:
         """Our listening AF_UNIX socket of type ``kind`` (the program's

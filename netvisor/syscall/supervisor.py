@@ -568,26 +568,33 @@ class Supervisor:
 
     def _renew_placeholder(self, n: Notification, es: EmuSocket, fd: int) -> bool:
         """Replace the program's dead pair end by a fresh unconnected placeholder
-        at the same fd number (ADDFD_FLAG_SETFD into the pending call ``n``).
-        False where that is impossible (ptrace platform, call gone)."""
-        if hasattr(self.listener, "inject"):
-            return False
+        at the same fd number (ADDFD_FLAG_SETFD into the pending call ``n``;
+        on ptrace, calls run in the stopped thread). False: the call is gone."""
         fd &= 0xFFFFFFFF
         flags = _fd_flags(n.pid, fd)
-        prog = self._new_placeholder()
-        if flags & os.O_NONBLOCK:
-            prog.setblocking(False)
-        try:
-            self.listener.addfd(n.id, prog.fileno(), cloexec=bool(flags & os.O_CLOEXEC),
-                                setfd=fd)
-        except OSError:
-            prog.close()
-            return False
+        replace_fd = getattr(self.listener, "replace_fd", None)
+        if replace_fd is not None:   # ptrace: socket() + dup3() + close() in the thread
+            try:
+                prog, ino = replace_fd(n.id, fd, socket.SOCK_STREAM,
+                                       flags & (os.O_NONBLOCK | os.O_CLOEXEC))
+            except OSError:
+                return False
+        else:
+            prog = self._new_placeholder()
+            if flags & os.O_NONBLOCK:
+                prog.setblocking(False)
+            try:
+                self.listener.addfd(n.id, prog.fileno(), cloexec=bool(flags & os.O_CLOEXEC),
+                                    setfd=fd)
+            except OSError:
+                prog.close()
+                return False
+            ino = os.fstat(prog.fileno()).st_ino
         self.socks.pop(es.ino, None)
         if es.sup.fileno() >= 0:
             es.sup.close()
         es.sup = prog
-        es.ino = os.fstat(prog.fileno()).st_ino
+        es.ino = ino
         self.socks[es.ino] = es
         es.owner = (n.pid, fd)
         es.placeholder, es.dead_pair = True, False
@@ -1379,7 +1386,7 @@ class Supervisor:
         if backlog >= 0x80000000:
             backlog = 0
         if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
-            raise Reply(0, errno.EINVAL)   # ptrace: a failed connect's pair cannot listen
+            raise Reply(0, errno.EINVAL)   # the call vanished meanwhile
         self._retry_in_use(lambda: es.sock.listen(min(backlog, 4096)))
         if es.state == "fresh":
             es.state = "listening"
@@ -1620,9 +1627,7 @@ class Supervisor:
         if es.error and es.state == "fresh":
             es.error = 0
         if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
-            # ptrace: the failed connect's pair end cannot be replaced; Linux
-            # would try again (documented difference).
-            raise Reply(0, errno.ECONNABORTED)
+            raise Reply(0, errno.ECONNABORTED)   # the call vanished meanwhile
         nonblock = self._nonblocking(n, n.args[0])
         try:
             es.sock.connect(addr)
@@ -1746,8 +1751,8 @@ class Supervisor:
                     with contextlib.suppress(NetError):
                         es.sock.connect(addr)
                     es.connect_interrupted = False
-                    if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
-                        pass   # ptrace: the dead pair stays (EOF, EPIPE)
+                    if es.dead_pair:
+                        self._renew_placeholder(n, es, n.args[0])   # else: EOF, EPIPE
                     raise Reply(0, err or errno.ECONNREFUSED)
                 raise Reply(0, errno.EINPROGRESS)  # SO_SNDTIMEO expired (Linux)
             finally:
