@@ -76,7 +76,8 @@ SO_TIMESTAMP_OLD, SO_TIMESTAMPNS_OLD = 29, 35
 IPPROTO_IP, IPPROTO_IPV6 = 0, 41
 IP_PKTINFO, IP_RECVTTL, IP_TTL, IP_TOS, IP_RECVTOS = 8, 12, 2, 1, 13
 IPV6_RECVTCLASS, IPV6_TCLASS = 66, 67
-MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_CTRUNC = 2, 0x20, 0x40, 0x8
+MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_CTRUNC, MSG_ERRQUEUE = 2, 0x20, 0x40, 0x8, 0x2000
+IP_RECVERR, IPV6_RECVERR = 11, 25
 NETLINK_ROUTE = 0
 POLL_HUPMASK = select.POLLHUP | select.POLLERR
 # How often a pending blocking call is checked for cancellation by a signal.
@@ -1327,11 +1328,18 @@ class Supervisor:
                         with contextlib.suppress(OSError):
                             sup.shutdown(socket.SHUT_WR)
                         return
-                    await self.stack.wait(sock, select.POLLIN)
+                    wait_changed = getattr(self.stack, "wait_changed", None)
+                    if wait_changed is not None and getattr(sock, "errq", None) \
+                            and not sock.poll() & select.POLLIN:
+                        # POLLERR from the error queue alone (read by trapped
+                        # recvmsg(MSG_ERRQUEUE)): nothing to pump until it changes.
+                        await wait_changed(sock)
+                    else:
+                        await self.stack.wait(sock, select.POLLIN)
                     continue
                 if e.errno == errno.EBADF:
                     return
-                es.error = e.errno   # an ICMP error (IP_RECVERR-less): pending SO_ERROR
+                es.error = e.errno   # an ICMP error: pending SO_ERROR (sk_err)
                 await trio.lowlevel.checkpoint()
                 continue
             while es.state != "closed":
@@ -2182,11 +2190,16 @@ class Supervisor:
 
     def _recvfrom(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated_or_dead(n, n.args[0])
+        size = n.args[2] & 0xFFFFFFFF
+        flags = n.args[3] & 0xFFFFFFFF
+        if flags & MSG_ERRQUEUE:   # trapped for this flag even without an address
+            r = self._take_queued_error(es, size)
+            memory.write(n.pid, n.args[1], r.data)
+            self._write_addr(n, r.addr, es.family, n.args[4], n.args[5])
+            return len(r.data)
         if es.type == socket.SOCK_STREAM:
             self._unconnected(n, es, 0, send=False)
             raise Continue()
-        size = n.args[2] & 0xFFFFFFFF
-        flags = n.args[3] & 0xFFFFFFFF
 
         def deliver(data: bytes, addr: Any, stamp: RxMeta) -> int:
             memory.write(n.pid, n.args[1], data[:size])
@@ -2277,20 +2290,77 @@ class Supervisor:
     def _recvmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated_or_dead(n, n.args[0])
         if es.type == socket.SOCK_STREAM:
+            if n.args[2] & MSG_ERRQUEUE:
+                # tcp_recvmsg -> inet_recv_error: the (never filled) error
+                # queue, not the stream the pair would hand out.
+                raise Reply(0, errno.EAGAIN)
             self._unconnected(n, es, 0, send=False)
             raise Continue()
         hdr_ptr = n.args[1]
         flags = n.args[2] & 0xFFFFFFFF
-        if flags & 0x2000:  # MSG_ERRQUEUE: no queued errors (IP_RECVERR not kept)
-            raise Reply(0, errno.EAGAIN)
         name, namelen, iov, iovlen, ctl, ctllen, _ = self._MSGHDR.unpack(
             memory.read(n.pid, hdr_ptr, self._MSGHDR.size))
         iovs = memory.read_iovecs(n.pid, iov, iovlen)
+        if flags & MSG_ERRQUEUE:
+            return self._recv_error_msg(n, es, hdr_ptr, iovs, name, namelen, ctl, ctllen)
 
         def deliver(data: bytes, addr: Any, stamp: RxMeta) -> int:
             return self._fill_msghdr(n, es, hdr_ptr, iovs, name, namelen, ctl, ctllen,
                                      flags, data, addr, stamp)
         return self._recv_common(n, es, n.args[0], flags, deliver)
+
+    def _take_queued_error(self, es: EmuSocket, size: int) -> Any:
+        """recv*(MSG_ERRQUEUE): the stack socket's oldest error-queue entry
+        (a RecvResult with ``ee``); EAGAIN when empty (TCP: always)."""
+        recvmsg = getattr(es.sock, "recvmsg", None)
+        if es.type == socket.SOCK_STREAM or recvmsg is None:
+            raise Reply(0, errno.EAGAIN)
+        r = recvmsg(size, MSG_ERRQUEUE)
+        # The dequeue re-armed or cleared sk_err (sock_dequeue_err_skb); an
+        # error our receive pump already took from the stack is that same
+        # sk_err, so it is replaced by what the stack holds now.
+        es.error = 0
+        with contextlib.suppress(NetError):
+            es.error = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
+        return r
+
+    def _recv_error_msg(self, n: Notification, es: EmuSocket, hdr_ptr: int,
+                        iovs: list[tuple[int, int]], name: int, namelen: int, ctl: int,
+                        ctllen: int) -> int:
+        """recvmsg(MSG_ERRQUEUE) as ip_recv_error / ipv6_recv_error: the quoted
+        payload, the original destination as name, one IP_RECVERR /
+        IPV6_RECVERR control message, MSG_ERRQUEUE (and MSG_TRUNC) in flags."""
+        size = sum(length for _, length in iovs)
+        r = self._take_queued_error(es, size)
+        written = memory.scatter(n.pid, iovs, r.data)
+        out_flags = MSG_ERRQUEUE | (MSG_TRUNC if r.truncated else 0)
+        if name:
+            raw = _encode(r.addr, es.family)
+            memory.write(n.pid, name, raw[:namelen])
+            memory.write(n.pid, hdr_ptr + 8, struct.pack("<I", len(raw)))
+        ee = r.ee
+        if es.family == socket.AF_INET:
+            offender = sockaddr.encode((str(ee.offender), 0), socket.AF_INET)
+            level, ctype = IPPROTO_IP, IP_RECVERR
+        else:
+            off = ee.offender
+            if off.version == 4:
+                off = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + off.packed)
+            offender = sockaddr.encode((str(off), 0, 0, 0), socket.AF_INET6)
+            level, ctype = IPPROTO_IPV6, IPV6_RECVERR
+        payload = struct.pack("<IBBBBII", ee.errno, ee.origin, ee.type, ee.code, 0, ee.info,
+                              ee.data) + offender
+        cmsgs = _cmsg(level, ctype, payload)
+        if ctl:
+            if len(cmsgs) > ctllen:
+                cmsgs = b""
+                out_flags |= MSG_CTRUNC
+            memory.write(n.pid, ctl, cmsgs)
+            memory.write(n.pid, hdr_ptr + 40, struct.pack("<Q", len(cmsgs)))
+        else:
+            out_flags |= MSG_CTRUNC   # put_cmsg without room
+        memory.write(n.pid, hdr_ptr + 48, struct.pack("<i", out_flags))
+        return written
 
     def _fill_msghdr(self, n: Notification, es: EmuSocket, hdr_ptr: int,
                      iovs: list[tuple[int, int]], name: int, namelen: int, ctl: int,
