@@ -11,7 +11,8 @@ the queue (SO_ERROR, the next send/recv, re-armed by a dequeue while entries
 remain, kept when the option is turned off and the queue purged). Also:
 recvfrom()/recv() with MSG_ERRQUEUE (trapped for that flag), TCP's empty
 error queue (EAGAIN, not the stream), and ping sockets (the quoted echo
-request, port 0 in the name). Against loopback (--network=none: the stack answers with
+request, port 0 in the name), and a traceroute probe (TTL / hop limit 1:
+time exceeded from the router). Against loopback (--network=none: the stack answers with
 port unreachable) and against a kernel peer behind a taken-over veth (--netns:
 the kernel answers, also with admin-prohibited from an nft reject rule).
 
@@ -147,6 +148,19 @@ def ping(host):
     print("ping soerr", p.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
     show("ping", p, head=8)
 
+def hops(host):   # traceroute's probe: the first router answers time exceeded
+    v6 = ":" in host
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    if v6:
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 1)
+    else:
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+    s.sendto(b"probe", (host, 33434)); time.sleep(W)
+    print("hops soerr", errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)))
+    show("hops", s)
+
 for arg in sys.argv[1:]:
     kind, host, *rest = arg.split(",")
     if kind == "udp":
@@ -157,6 +171,8 @@ for arg in sys.argv[1:]:
         tcp(host)
     elif kind == "ping":
         ping(host)
+    elif kind == "hops":
+        hops(host)
 '''
 
 
@@ -200,6 +216,13 @@ def test_error_queue_from_a_kernel_peer(make_netns: Callable[[str], Netns],
     # Both runs send many datagrams to the same peer: no ICMP rate limit there.
     upstream.run(["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"])
     target.run(["sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"])
+    # upstream also routes to a stub network: a probe with TTL 1 draws time exceeded.
+    upstream.run(["sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
+    veth_pair(upstream, "nved0", None, "nved1")   # (no dummy driver here: a veth stub)
+    upstream.ip("addr", "add", "10.231.79.1/24", "dev", "nved0")
+    upstream.ip("-6", "addr", "add", "fd6e:7672:79::1/64", "dev", "nved0", "nodad")
+    target.ip("route", "add", "10.231.79.0/24", "via", "10.231.78.1")
+    target.ip("-6", "route", "add", "fd6e:7672:79::/64", "via", "fd6e:7672:78::1")
     upstream.run(["nft", "-f", "-"], input=(
         "table inet nve {\n chain in {\n  type filter hook input priority 0;\n"
         "  udp dport 7 reject with icmpx type admin-prohibited\n"
@@ -208,7 +231,11 @@ def test_error_queue_from_a_kernel_peer(make_netns: Callable[[str], Netns],
     out = _run_both(target, upstream, ["--netns", target.path], tmp_path,
                     ["udp,10.231.78.1,9", "udp,fd6e:7672:78::1,9", "udp,10.231.78.1,7",
                      "udp,fd6e:7672:78::1,7", "mapped,10.231.78.1,9", "ping,10.231.78.1",
-                     "ping,fd6e:7672:78::1"])
+                     "ping,fd6e:7672:78::1", "hops,10.231.79.5", "hops,fd6e:7672:79::5"])
     assert "[(0, 11, 32, 'EHOSTUNREACH', 2, 3, 13, 0, 0, 0, 2, '10.231.78.1', 0)]" in out
     assert "[(41, 25, 44, 'EACCES', 3, 1, 1, 0, 0, 0, 10, 'fd6e:7672:78::1', 0)]" in out
     assert "ping errq 2 ('0800', b'pingdata') 0x2000 ('10.231.78.1', 0)" in out
+    assert ("hops errq 5 b'probe' 0x2000 ('10.231.79.5', 33434) "
+            "[(0, 11, 32, 'EHOSTUNREACH', 2, 11, 0, 0, 0, 0, 2, '10.231.78.1', 0)]") in out
+    assert ("hops errq 5 b'probe' 0x2000 ('fd6e:7672:79::5', 33434, 0, 0) "
+            "[(41, 25, 44, 'EHOSTUNREACH', 3, 3, 0, 0, 0, 0, 10, 'fd6e:7672:78::1', 0)]") in out
