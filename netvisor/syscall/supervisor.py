@@ -2350,15 +2350,13 @@ class Supervisor:
             level, ctype = IPPROTO_IPV6, IPV6_RECVERR
         payload = struct.pack("<IBBBBII", ee.errno, ee.origin, ee.type, ee.code, 0, ee.info,
                               ee.data) + offender
-        cmsgs = _cmsg(level, ctype, payload)
+        cmsgs = _error_control_messages(es, r) + _cmsg(level, ctype, payload)
+        if not ctl or len(cmsgs) > ctllen:
+            cmsgs = b""
+            out_flags |= MSG_CTRUNC   # put_cmsg without room (no partial cmsgs here)
         if ctl:
-            if len(cmsgs) > ctllen:
-                cmsgs = b""
-                out_flags |= MSG_CTRUNC
             memory.write(n.pid, ctl, cmsgs)
             memory.write(n.pid, hdr_ptr + 40, struct.pack("<Q", len(cmsgs)))
-        else:
-            out_flags |= MSG_CTRUNC   # put_cmsg without room
         memory.write(n.pid, hdr_ptr + 48, struct.pack("<i", out_flags))
         return written
 
@@ -2551,6 +2549,42 @@ def _control_messages(es: EmuSocket, meta: RxMeta) -> bytes:
         out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", meta.ttl))
     if "tclass" in es.cmsg:
         out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", meta.tos & 0xFF))
+    return out
+
+
+def _error_control_messages(es: EmuSocket, r: Any) -> bytes:
+    """What recvmsg(MSG_ERRQUEUE) puts before IP_RECVERR / IPV6_RECVERR: the ICMP
+    message's own ancillary data (ip_recv_error: sock_recv_timestamp, then
+    ip_cmsg_recv, whose IP_PKTINFO has ipi_spec_dst 0; ipv6_recv_error:
+    ip6_datagram_recv_common_ctl and _specific_ctl, or ip_cmsg_recv for an
+    IPv4 error on an AF_INET6 socket)."""
+    out = b""
+    if "timestamp" in es.cmsg:
+        now = time.time()
+        sec = int(now)
+        out += _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD, struct.pack("<qq", sec,
+                                                               int((now - sec) * 1e6)))
+    dst = getattr(r, "dst", None)
+    if dst is None:
+        return out
+    if dst.version == 4:
+        if es.family == socket.AF_INET6 and "pktinfo6" in es.cmsg:
+            d6 = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + dst.packed)
+            out += _cmsg(IPPROTO_IPV6, 50, d6.packed + struct.pack("<i", r.ifindex))
+        if "pktinfo" in es.cmsg:
+            out += _cmsg(IPPROTO_IP, IP_PKTINFO, struct.pack("<i4s4s", r.ifindex, bytes(4),
+                                                             dst.packed))
+        if "ttl" in es.cmsg and r.ttl:
+            out += _cmsg(IPPROTO_IP, IP_TTL, struct.pack("<i", r.ttl))
+        if "tos" in es.cmsg:
+            out += _cmsg(IPPROTO_IP, IP_TOS, bytes((r.tos & 0xFF,)))
+        return out
+    if "pktinfo6" in es.cmsg:
+        out += _cmsg(IPPROTO_IPV6, 50, dst.packed + struct.pack("<i", r.ifindex))
+    if "hoplimit" in es.cmsg and r.ttl:
+        out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", r.ttl))
+    if "tclass" in es.cmsg:
+        out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", r.tos & 0xFF))
     return out
 
 

@@ -33,7 +33,9 @@ Linux behaviours mirrored (``net/ipv4/udp.c``, ``net/ipv6/udp.c``,
   (``sock_dequeue_err_skb``). Entries are charged like datagrams and
   refused once the receive buffer is full (``sock_queue_err_skb``); turning
   the option off purges the queue. poll() has POLLERR while it is not
-  empty. Not kept: the ICMP packet's own PKTINFO/TTL/TOS cmsgs and
+  empty. The entry's RecvResult also carries the ICMP message's own
+  destination, NIC, TTL and TOS (``ip_cmsg_recv`` of the ICMP skb: the
+  IP_PKTINFO/IP_TTL/... cmsgs tracepath reads). Not kept:
   SO_EE_ORIGIN_LOCAL entries (EMSGSIZE on send).
 - Receive buffer: a datagram is charged ``len + RCV_OVERHEAD`` (skb
   truesize stand-in) against SO_RCVBUF (set value doubled, as Linux does);
@@ -165,7 +167,7 @@ class RecvResult:
     ee: ExtendedError | None = None
     """Set for an error-queue entry (recvmsg with MSG_ERRQUEUE): the
     IP_RECVERR / IPV6_RECVERR control message; ``addr`` is then the original
-    destination."""
+    destination, and dst/ifindex/ttl/tos describe the ICMP message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +210,9 @@ class UdpSocket:
         self.broadcast = False
         self.recverr = False                      # IP_RECVERR
         self.recverr6 = False                     # IPV6_RECVERR
-        self.errq: deque[tuple[bytes, IPAddress, int, ExtendedError]] = deque()
-        """The error queue: (quoted payload, original destination, its port, entry)."""
+        self.errq: deque[tuple[bytes, IPAddress, int, ExtendedError, tuple[Any, ...]]] = deque()
+        """The error queue: (quoted payload, original destination, its port, entry,
+        (the ICMP message's destination, NIC, TTL, TOS))."""
         self.rcvbuf = 2 * 0 + transport.stack.config.udp_rcvbuf
         self.sndbuf = transport.stack.config.udp_sndbuf
         self.ttl: int | None = None               # None = route/default
@@ -488,7 +491,7 @@ class UdpSocket:
         """ip_recv_error / ipv6_recv_error: dequeue one entry (MSG_PEEK has no effect)."""
         if not self.errq:
             raise NetError(errno.EAGAIN)
-        data, dst, dport, ee = self.errq.popleft()
+        data, dst, dport, ee, meta = self.errq.popleft()
         self.rx_bytes -= len(data) + RCV_OVERHEAD
         # sock_dequeue_err_skb: sk_err becomes the next ICMP entry's errno, or 0.
         self.error = self.errq[0][3].errno if self.errq else 0
@@ -496,11 +499,12 @@ class UdpSocket:
         n = len(data)
         # ipv4_datagram_support_addr: an ICMP entry always names the original
         # destination (port 0 for ping sockets).
-        return RecvResult(data[:bufsize], self.sockaddr(dst, dport), n, n > bufsize, ee=ee)
+        return RecvResult(data[:bufsize], self.sockaddr(dst, dport), n, n > bufsize, *meta,
+                          ee=ee)
 
     def _purge_errq(self) -> None:
         """IP_RECVERR / IPV6_RECVERR turned off: skb_errqueue_purge (sk_err stays)."""
-        for data, _, _, _ in self.errq:
+        for data, *_ in self.errq:
             self.rx_bytes -= len(data) + RCV_OVERHEAD
         self.errq.clear()
         self.stack.readiness_changed(self)
@@ -522,7 +526,7 @@ class UdpSocket:
             info = err.info   # icmpv6_notify passes the raw 32-bit field
         ee = ExtendedError(err.errno, C.SO_EE_ORIGIN_ICMP if v4 else C.SO_EE_ORIGIN_ICMP6,
                            err.type, err.code, info, 0, err.reporter)
-        self.errq.append((payload, dst, dport, ee))
+        self.errq.append((payload, dst, dport, ee, (err.local, err.nic_id, err.ttl, err.tos)))
         self.rx_bytes += cost
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:

@@ -8,7 +8,9 @@ the error queue: payload, ``struct sock_extended_err`` (errno, origin, type,
 code, info, data), the offender (the ICMP sender), msg_name (the original
 destination), msg_flags (MSG_ERRQUEUE, MSG_TRUNC), and how sk_err follows
 the queue (SO_ERROR, the next send/recv, re-armed by a dequeue while entries
-remain, kept when the option is turned off and the queue purged). Also:
+remain, kept when the option is turned off and the queue purged), and the
+ICMP message's own IP_PKTINFO/IP_TTL/IP_TOS (IPv6: PKTINFO, HOPLIMIT, TCLASS)
+before the IP_RECVERR control message. Also:
 recvfrom()/recv() with MSG_ERRQUEUE (trapped for that flag), TCP's empty
 error queue (EAGAIN, not the stream), and ping sockets (the quoted echo
 request, port 0 in the name), and a traceroute probe (TTL / hop limit 1:
@@ -161,6 +163,22 @@ def hops(host):   # traceroute's probe: the first router answers time exceeded
     print("hops soerr", errno.errorcode.get(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)))
     show("hops", s)
 
+def cmsgs(host, ifname):   # the ICMP message's own PKTINFO/TTL/TOS before IP_RECVERR
+    v6 = ":" in host
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    for opt in ((IPV6_RECVERR, 49, 51, 66) if v6 else (IP_RECVERR, 8, 12, 13)):
+        s.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, opt, 1)
+    s.sendto(b"meta", (host, 9)); time.sleep(W)
+    data, anc, flags, addr = s.recvmsg(100, 1024, MSG_ERRQUEUE)
+    for lvl, typ, d in anc:
+        if typ in (8, 50):   # PKTINFO: the NIC's index is compared, not printed
+            idx = struct.unpack_from("=i", d, 16 if v6 else 0)[0]
+            d = d[:16] if v6 else d[4:]
+            print("cmsg", lvl, typ, d.hex(), (idx, ifname) in socket.if_nameindex())
+        elif typ not in (IP_RECVERR, IPV6_RECVERR):
+            print("cmsg", lvl, typ, d.hex())
+    print("cmsg last", anc[-1][:2], hex(flags))
+
 for arg in sys.argv[1:]:
     kind, host, *rest = arg.split(",")
     if kind == "udp":
@@ -173,6 +191,8 @@ for arg in sys.argv[1:]:
         ping(host)
     elif kind == "hops":
         hops(host)
+    elif kind == "cmsg":
+        cmsgs(host, rest[0])
 '''
 
 
@@ -193,7 +213,7 @@ def test_error_queue_on_loopback(make_netns: Callable[[str], Netns], tmp_path: P
     ns = make_netns("nve")
     out = _run_both(ns, ns, ["--network=none"], tmp_path,
                     ["udp,127.0.0.1,9", "udp,::1,9", "mapped,127.0.0.1,9", "tcp,127.0.0.1",
-                     "tcp,::1"])
+                     "tcp,::1", "cmsg,127.0.0.1,lo", "cmsg,::1,lo"])
     # The kernel's answers, as measured (the test checks the right thing).
     assert ("127.0.0.1:9 one errq 14 b'first-datagr' 0x2000 ('127.0.0.1', 9) "
             "[(0, 11, 32, 'ECONNREFUSED', 2, 3, 3, 0, 0, 0, 2, '127.0.0.1', 0)]") in out
@@ -203,6 +223,8 @@ def test_error_queue_on_loopback(make_netns: Callable[[str], Netns], tmp_path: P
     assert "127.0.0.1:9 quoted 520 0x2008" in out and "::1:9 quoted 1184 0x2008" in out
     assert "127.0.0.1:9 trunc errq 10 b'yyyyyyyyyy' 0x2020" in out
     assert "tcp recv EAGAIN" in out and "tcp data b'stream'" in out
+    # IP_PKTINFO (spec_dst 0), IP_TTL, IP_TOS (0xc0: ICMP's precedence) of the ICMP message.
+    assert "cmsg 0 8 000000007f000001 True\ncmsg 0 2 40000000\ncmsg 0 1 c0\n" in out
 
 
 def test_error_queue_from_a_kernel_peer(make_netns: Callable[[str], Netns],
@@ -231,9 +253,12 @@ def test_error_queue_from_a_kernel_peer(make_netns: Callable[[str], Netns],
     out = _run_both(target, upstream, ["--netns", target.path], tmp_path,
                     ["udp,10.231.78.1,9", "udp,fd6e:7672:78::1,9", "udp,10.231.78.1,7",
                      "udp,fd6e:7672:78::1,7", "mapped,10.231.78.1,9", "ping,10.231.78.1",
-                     "ping,fd6e:7672:78::1", "hops,10.231.79.5", "hops,fd6e:7672:79::5"])
+                     "ping,fd6e:7672:78::1", "hops,10.231.79.5", "hops,fd6e:7672:79::5",
+                     "cmsg,10.231.78.1,nvet0", "cmsg,fd6e:7672:78::1,nvet0"])
     assert "[(0, 11, 32, 'EHOSTUNREACH', 2, 3, 13, 0, 0, 0, 2, '10.231.78.1', 0)]" in out
     assert "[(41, 25, 44, 'EACCES', 3, 1, 1, 0, 0, 0, 10, 'fd6e:7672:78::1', 0)]" in out
+    assert "cmsg 0 8 000000000ae74e02 True\ncmsg 0 2 40000000\ncmsg 0 1 c0\n" in out
+    assert "cmsg 41 50 fd6e7672007800000000000000000002 True\ncmsg 41 52 40000000\n" in out
     assert "ping errq 2 ('0800', b'pingdata') 0x2000 ('10.231.78.1', 0)" in out
     assert ("hops errq 5 b'probe' 0x2000 ('10.231.79.5', 33434) "
             "[(0, 11, 32, 'EHOSTUNREACH', 2, 11, 0, 0, 0, 0, 2, '10.231.78.1', 0)]") in out

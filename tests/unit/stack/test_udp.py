@@ -402,6 +402,8 @@ def test_recverr_queues_icmp_errors_like_ip_recv_error() -> None:
     assert r.ee is not None and (r.ee.errno, r.ee.origin, r.ee.type, r.ee.code) == (
         errno.ECONNREFUSED, C.SO_EE_ORIGIN_ICMP, 3, 3)
     assert (r.ee.info, r.ee.data, str(r.ee.offender)) == (0, 0, PEER4)
+    # The ICMP message's own facts, for IP_PKTINFO / IP_TTL / IP_TOS.
+    assert (str(r.dst), r.ifindex, r.ttl, r.tos) == (OUR4, nic, 64, 0)
     # sock_dequeue_err_skb: the next entry re-arms sk_err ...
     assert int.from_bytes(u.getsockopt(1, 4, 4), "little") == errno.ECONNREFUSED
     r = u.recvmsg(10, C.MSG_ERRQUEUE)
