@@ -77,7 +77,7 @@ IPPROTO_IP, IPPROTO_IPV6 = 0, 41
 IP_PKTINFO, IP_RECVTTL, IP_TTL, IP_TOS, IP_RECVTOS = 8, 12, 2, 1, 13
 IPV6_RECVTCLASS, IPV6_TCLASS = 66, 67
 MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_CTRUNC, MSG_ERRQUEUE = 2, 0x20, 0x40, 0x8, 0x2000
-IP_RECVERR, IPV6_RECVERR = 11, 25
+IP_RECVERR, IPV6_RECVERR, SO_EE_ORIGIN_LOCAL = 11, 25, 1
 NETLINK_ROUTE = 0
 POLL_HUPMASK = select.POLLHUP | select.POLLERR
 # How often a pending blocking call is checked for cancellation by a signal.
@@ -2318,10 +2318,13 @@ class Supervisor:
         r = recvmsg(size, MSG_ERRQUEUE)
         # The dequeue re-armed or cleared sk_err (sock_dequeue_err_skb); an
         # error our receive pump already took from the stack is that same
-        # sk_err, so it is replaced by what the stack holds now.
-        es.error = 0
+        # sk_err, so it is replaced by what the stack holds now (a local
+        # entry leaves it alone unless an ICMP one follows).
+        pending = 0
         with contextlib.suppress(NetError):
-            es.error = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
+            pending = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
+        if pending or r.ee.origin != SO_EE_ORIGIN_LOCAL:
+            es.error = pending
         return r
 
     def _recv_error_msg(self, n: Notification, es: EmuSocket, hdr_ptr: int,
@@ -2339,14 +2342,16 @@ class Supervisor:
             memory.write(n.pid, name, raw[:namelen])
             memory.write(n.pid, hdr_ptr + 8, struct.pack("<I", len(raw)))
         ee = r.ee
+        off = ee.offender
         if es.family == socket.AF_INET:
-            offender = sockaddr.encode((str(ee.offender), 0), socket.AF_INET)
+            offender = sockaddr.encode((str(off), 0), socket.AF_INET) if off is not None \
+                else bytes(16)
             level, ctype = IPPROTO_IP, IP_RECVERR
         else:
-            off = ee.offender
-            if off.version == 4:
+            if off is not None and off.version == 4:
                 off = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + off.packed)
-            offender = sockaddr.encode((str(off), 0, 0, 0), socket.AF_INET6)
+            offender = sockaddr.encode((str(off), 0, 0, 0), socket.AF_INET6) \
+                if off is not None else bytes(28)   # a local error: no offender
             level, ctype = IPPROTO_IPV6, IPV6_RECVERR
         payload = struct.pack("<IBBBBII", ee.errno, ee.origin, ee.type, ee.code, 0, ee.info,
                               ee.data) + offender

@@ -35,8 +35,11 @@ Linux behaviours mirrored (``net/ipv4/udp.c``, ``net/ipv6/udp.c``,
   the option off purges the queue. poll() has POLLERR while it is not
   empty. The entry's RecvResult also carries the ICMP message's own
   destination, NIC, TTL and TOS (``ip_cmsg_recv`` of the ICMP skb: the
-  IP_PKTINFO/IP_TTL/... cmsgs tracepath reads). Not kept:
-  SO_EE_ORIGIN_LOCAL entries (EMSGSIZE on send).
+  IP_PKTINFO/IP_TTL/... cmsgs tracepath reads). A send over the path MTU
+  with DF (IP_PMTUDISC_DO, IPV6_DONTFRAG) queues an SO_EE_ORIGIN_LOCAL
+  entry with the MTU (``ip_local_error``), as tracepath expects. (Order
+  departure: a pending sk_err fails such a send first; Linux checks the
+  size before ``sock_alloc_send_skb`` reports sk_err.)
 - Receive buffer: a datagram is charged ``len + RCV_OVERHEAD`` (skb
   truesize stand-in) against SO_RCVBUF (set value doubled, as Linux does);
   over the limit it is dropped and counted (``UDP_MIB_RCVBUFERRORS``).
@@ -176,15 +179,15 @@ class ExtendedError:
 
     errno: int
     origin: int
-    """SO_EE_ORIGIN_ICMP (2) or SO_EE_ORIGIN_ICMP6 (3)."""
+    """SO_EE_ORIGIN_LOCAL (1), SO_EE_ORIGIN_ICMP (2) or SO_EE_ORIGIN_ICMP6 (3)."""
     type: int
     code: int
     info: int
     """ee_info: next-hop MTU, parameter-problem pointer (IPv4), the raw
     ICMPv6 32-bit field (IPv6), else 0."""
     data: int
-    offender: IPAddress
-    """Who sent the ICMP message (SO_EE_OFFENDER)."""
+    offender: IPAddress | None
+    """Who sent the ICMP message (SO_EE_OFFENDER); None for a local error."""
 
 
 class UdpSocket:
@@ -425,7 +428,12 @@ class UdpSocket:
         if not self.local_port:
             self.transport.bind_port(self, 0)
         ttl = self.mcast_ttl if _is_mcast(dst) else self.ttl
-        self._transmit(route, dst, dport, data, ttl)
+        try:
+            self._transmit(route, dst, dport, data, ttl)
+        except NetError as e:
+            if e.errno == errno.EMSGSIZE:
+                self._local_error(dst, dport, route.mtu)
+            raise
         return n
 
     def _dont_fragment(self, dst: IPAddress) -> bool | None:
@@ -493,14 +501,34 @@ class UdpSocket:
             raise NetError(errno.EAGAIN)
         data, dst, dport, ee, meta = self.errq.popleft()
         self.rx_bytes -= len(data) + RCV_OVERHEAD
-        # sock_dequeue_err_skb: sk_err becomes the next ICMP entry's errno, or 0.
-        self.error = self.errq[0][3].errno if self.errq else 0
+        # sock_dequeue_err_skb: sk_err becomes the next ICMP entry's errno, or 0
+        # after an ICMP entry (a local one leaves it alone).
+        nxt = self.errq[0][3] if self.errq else None
+        if nxt is not None and nxt.origin != C.SO_EE_ORIGIN_LOCAL:
+            self.error = nxt.errno
+        elif ee.origin != C.SO_EE_ORIGIN_LOCAL:
+            self.error = 0
         self.stack.readiness_changed(self)
         n = len(data)
         # ipv4_datagram_support_addr: an ICMP entry always names the original
         # destination (port 0 for ping sockets).
         return RecvResult(data[:bufsize], self.sockaddr(dst, dport), n, n > bufsize, *meta,
                           ee=ee)
+
+    def _local_error(self, dst: IPAddress, dport: int, mtu: int) -> None:
+        """ip_local_error / ipv6_local_error: EMSGSIZE over the path MTU (DF) queues
+        an SO_EE_ORIGIN_LOCAL entry: no payload, ee_info = the MTU, no offender,
+        named by the destination with the connected port (IPv4: inet_dport) or
+        the datagram's (IPv6: fl6_dport). sk_err is left alone."""
+        if not (self.recverr if dst.version == 4 else self.recverr6):
+            return
+        if self.rx_bytes + RCV_OVERHEAD >= self.rcvbuf:
+            return
+        port = self.remote_port if dst.version == 4 else dport
+        ee = ExtendedError(errno.EMSGSIZE, C.SO_EE_ORIGIN_LOCAL, 0, 0, mtu, 0, None)
+        self.errq.append((b"", dst, port, ee, (None, 0, 0, 0)))
+        self.rx_bytes += RCV_OVERHEAD
+        self.stack.readiness_changed(self)
 
     def _purge_errq(self) -> None:
         """IP_RECVERR / IPV6_RECVERR turned off: skb_errqueue_purge (sk_err stays)."""

@@ -14,7 +14,8 @@ before the IP_RECVERR control message. Also:
 recvfrom()/recv() with MSG_ERRQUEUE (trapped for that flag), TCP's empty
 error queue (EAGAIN, not the stream), and ping sockets (the quoted echo
 request, port 0 in the name), and a traceroute probe (TTL / hop limit 1:
-time exceeded from the router). Against loopback (--network=none: the stack answers with
+time exceeded from the router), and a send over the path MTU with DF (a
+local entry, ee_info = the MTU). Against loopback (--network=none: the stack answers with
 port unreachable) and against a kernel peer behind a taken-over veth (--netns:
 the kernel answers, also with admin-prohibited from an nft reject rule).
 
@@ -179,6 +180,27 @@ def cmsgs(host, ifname):   # the ICMP message's own PKTINFO/TTL/TOS before IP_RE
             print("cmsg", lvl, typ, d.hex())
     print("cmsg last", anc[-1][:2], hex(flags))
 
+def local(host):   # over the path MTU with DF: a local entry (tracepath's MTU probe)
+    v6 = ":" in host
+    for conn in (False, True):
+        s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        if v6:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, 62, 1)              # IPV6_DONTFRAG
+            s.setsockopt(socket.IPPROTO_IPV6, 49, 1)              # (no PKTINFO for it)
+        else:
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            s.setsockopt(socket.IPPROTO_IP, 10, 2)                # IP_PMTUDISC_DO
+            s.setsockopt(socket.IPPROTO_IP, 8, 1)
+        if conn:
+            s.connect((host, 9))
+            print("local send", E(lambda: s.sendmsg([b"z" * 2000])))
+        else:
+            print("local send", E(lambda: s.sendto(b"z" * 2000, (host, 9))))
+        print("local soerr", s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        data, anc, flags, addr = s.recvmsg(100, 1024, MSG_ERRQUEUE)
+        print("local errq", len(data), hex(flags), addr, [(l, t, d.hex()) for l, t, d in anc])
+
 for arg in sys.argv[1:]:
     kind, host, *rest = arg.split(",")
     if kind == "udp":
@@ -191,6 +213,8 @@ for arg in sys.argv[1:]:
         ping(host)
     elif kind == "hops":
         hops(host)
+    elif kind == "local":
+        local(host)
     elif kind == "cmsg":
         cmsgs(host, rest[0])
 '''
@@ -254,11 +278,16 @@ def test_error_queue_from_a_kernel_peer(make_netns: Callable[[str], Netns],
                     ["udp,10.231.78.1,9", "udp,fd6e:7672:78::1,9", "udp,10.231.78.1,7",
                      "udp,fd6e:7672:78::1,7", "mapped,10.231.78.1,9", "ping,10.231.78.1",
                      "ping,fd6e:7672:78::1", "hops,10.231.79.5", "hops,fd6e:7672:79::5",
-                     "cmsg,10.231.78.1,nvet0", "cmsg,fd6e:7672:78::1,nvet0"])
+                     "cmsg,10.231.78.1,nvet0", "cmsg,fd6e:7672:78::1,nvet0",
+                     "local,10.231.78.1", "local,fd6e:7672:78::1"])
     assert "[(0, 11, 32, 'EHOSTUNREACH', 2, 3, 13, 0, 0, 0, 2, '10.231.78.1', 0)]" in out
     assert "[(41, 25, 44, 'EACCES', 3, 1, 1, 0, 0, 0, 10, 'fd6e:7672:78::1', 0)]" in out
     assert "cmsg 0 8 000000000ae74e02 True\ncmsg 0 2 40000000\ncmsg 0 1 c0\n" in out
     assert "cmsg 41 50 fd6e7672007800000000000000000002 True\ncmsg 41 52 40000000\n" in out
+    # SO_EE_ORIGIN_LOCAL, ee_info 1500, no offender; IPv4 names the connected port only.
+    assert ("local errq 0 0x2000 ('10.231.78.1', 0) [(0, 11, '5a00000001000000dc05"
+            + "0" * 44 + "')]") in out
+    assert "local errq 0 0x2000 ('10.231.78.1', 9) " in out
     assert "ping errq 2 ('0800', b'pingdata') 0x2000 ('10.231.78.1', 0)" in out
     assert ("hops errq 5 b'probe' 0x2000 ('10.231.79.5', 33434) "
             "[(0, 11, 32, 'EHOSTUNREACH', 2, 11, 0, 0, 0, 0, 2, '10.231.78.1', 0)]") in out

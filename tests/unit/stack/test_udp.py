@@ -459,3 +459,25 @@ def test_ipv6_recverr_and_ip_recverr_are_separate_switches() -> None:
     assert r.data == b"six" and r.addr == (PEER6, 54, 0, 0)
     assert (r.ee.errno, r.ee.origin, r.ee.type, r.ee.code, str(r.ee.offender)) == (
         errno.ECONNREFUSED, C.SO_EE_ORIGIN_ICMP6, 1, 4, PEER6)
+
+
+def test_recverr_local_emsgsize_entry() -> None:
+    """ip_local_error: over the path MTU with DF, an SO_EE_ORIGIN_LOCAL entry
+    (no payload, ee_info = MTU, no offender, inet_dport); its dequeue does not
+    clear sk_err, but re-arms it when an ICMP entry follows."""
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(C.IPPROTO_IP, C.IP_RECVERR, ONE)
+    u.setsockopt(C.IPPROTO_IP, C.IP_MTU_DISCOVER, struct.pack("i", C.IP_PMTUDISC_DO))
+    assert errno_of(u.sendto, b"x" * 1473, 0, (PEER4, 54)) == errno.EMSGSIZE
+    assert u.error == 0
+    u.sendto(b"y", 0, (PEER4, 54))
+    _refuse(s, nic)
+    assert int.from_bytes(u.getsockopt(1, 4, 4), "little") == errno.ECONNREFUSED  # cleared
+    r = u.recvmsg(10, C.MSG_ERRQUEUE)
+    assert (r.data, r.addr) == (b"", (PEER4, 0))
+    assert (r.ee.errno, r.ee.origin, r.ee.info, r.ee.offender) == (
+        errno.EMSGSIZE, C.SO_EE_ORIGIN_LOCAL, 1500, None)
+    assert u.error == errno.ECONNREFUSED   # the ICMP entry behind it re-arms sk_err
+    assert u.recvmsg(10, C.MSG_ERRQUEUE).data == b"y" and u.error == 0
