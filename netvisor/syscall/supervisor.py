@@ -327,6 +327,21 @@ class Supervisor:
         finally:
             self.pending.pop(n.id, None)
 
+    async def _drop_if_interrupted(self, n: Notification) -> None:
+        """End a blocking call's task when a signal interrupted the program's
+        call, before it takes data it could no longer hand over.
+
+        `_watch_pending` notices that too, but only every 50 ms: a datagram or
+        a send that raced it would be consumed for a call that already
+        returned EINTR (or was restarted as a new notification) and be lost
+        or sent twice.
+        """
+        if not self.listener.id_valid(n.id):
+            scope = self.pending.get(n.id)
+            if scope is not None:
+                scope.cancel()
+            await trio.lowlevel.checkpoint()
+
     def _internal_error(self, n: Notification, e: Exception) -> None:
         log.error("netvisor: internal error serving %s: %r", n.name, e,
                   exc_info=self.debug is not None)
@@ -2164,6 +2179,7 @@ class Supervisor:
             with trio.move_on_after(es.rcvtimeo if es.rcvtimeo is not None else float("inf")):
                 while True:
                     ev = es.rx_changed
+                    await self._drop_if_interrupted(n)
                     got = self._take_datagram(n, es, fd, 0, flags)
                     if got is not None:
                         return deliver(*got)
@@ -2266,6 +2282,7 @@ class Supervisor:
             try:
                 while sent < len(data):
                     await trio.lowlevel.wait_writable(dup)
+                    await self._drop_if_interrupted(n)
                     sent = attempt(sent)
                 return sent
             finally:
