@@ -59,7 +59,7 @@ from typing import Any, Protocol, TextIO
 
 import trio
 
-from netvisor.syscall import memory, sockaddr, tcp_semantics
+from netvisor.syscall import ifreq, memory, sockaddr, tcp_semantics
 from netvisor.syscall.seccomp import Listener, Notification, pidfd_getfd
 from netvisor.tcpip.errors import NetError
 
@@ -2051,12 +2051,17 @@ class Supervisor:
             # it. A pair end of a socket we tore down still lives in ours.
             if self._other_ino and self._in_our_netns(n, n.args[0]):
                 raise Reply(0, errno.EPERM)
+            if self._other_ino and self.interfaces is not None and req in _IFREQ_GETTERS:
+                # glibc's if_nametoindex/if_indextoname ask an AF_UNIX socket
+                # (__opensock): the sandbox's interfaces are the stack's, its
+                # own namespace has only lo. AF_UNIX answers as AF_INET6 does.
+                return self._ifreq(n, socket.AF_UNIX, req)
             raise Continue()
         if req & 0xFF00 != 0x8900:
             raise Reply(0, errno.EOPNOTSUPP)   # wireless extensions: no such device here
         if self.interfaces is None:
             raise Reply(0, errno.EPERM)
-        return self._ifreq(n, es, req)
+        return self._ifreq(n, es.family, req)
 
     def _in_our_netns(self, n: Notification, fd: int) -> bool:
         """Whether the program's socket ``fd`` was created in the supervisor's
@@ -2078,9 +2083,9 @@ class Supervisor:
         finally:
             os.close(nsfd)
 
-    def _ifreq(self, n: Notification, es: EmuSocket, req: int) -> int:
-        """SIOCGIF* answered from the stack's interfaces (H6's ifreq codec)."""
-        from netvisor.syscall import ifreq
+    def _ifreq(self, n: Notification, family: int, req: int) -> int:
+        """SIOCGIF* answered from the stack's interfaces (H6's ifreq codec) for
+        a socket of ``family``."""
         assert self.interfaces is not None
         itfs = self.interfaces()
         ptr = n.args[2]
@@ -2097,7 +2102,7 @@ class Supervisor:
             raise Reply(0, errno.EPERM)
         raw = memory.read(n.pid, ptr, ifreq.IFREQ_SIZE)
         try:
-            out = ifreq.ifreq_ioctl(req, raw, itfs, family=es.family)
+            out = ifreq.ifreq_ioctl(req, raw, itfs, family=family)
         except ifreq.IoctlError as e:
             raise Reply(0, e.errno) from None
         memory.write(n.pid, ptr, out)
@@ -2488,6 +2493,8 @@ NL_KERNEL = ("netlink-kernel",)
 # Socket ioctls that act on the socket itself, never on its namespace's devices:
 # FIOSETOWN, SIOCSPGRP, FIOGETOWN, SIOCGPGRP, SIOCATMARK, SIOCGSTAMP(NS)_OLD, SIOCOUTQNSD.
 _SOCKET_LOCAL_IOCTLS = frozenset(range(0x8901, 0x8908)) | {0x894B}
+# Interface queries answered from the stack on any socket of the sandbox (+ SIOCGIFCONF).
+_IFREQ_GETTERS = ifreq.IFREQ_IOCTLS | {0x8912}
 # Our end of a TCP pair in the pair epoll: the program's writes and close, edge-triggered.
 _PAIR_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 
