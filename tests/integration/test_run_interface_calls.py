@@ -158,20 +158,27 @@ n = struct.unpack("iL", fcntl.ioctl(u, 0x8912, struct.pack("iL", len(buf), buf.b
 raw = buf.tobytes()[:n]
 print([(raw[i:i + 16].rstrip(b"\0").decode(), socket.inet_ntoa(raw[i + 20:i + 24]))
        for i in range(0, n, 40)])
+# AI_ADDRCONFIG: glibc asks NETLINK_ROUTE which families have a non-loopback address
+print(sorted({a[4][0] for a in socket.getaddrinfo(None, 80, type=socket.SOCK_STREAM,
+                                                   flags=socket.AI_ADDRCONFIG | socket.AI_PASSIVE)}))
 '''
 
 
 def test_interface_queries_on_unix_sockets_see_the_stacks_nic(
         make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
     """if_nametoindex()/if_indextoname() go through an AF_UNIX socket in glibc:
-    answered from the stack, whose NIC the sandbox's own namespace lacks."""
+    answered from the stack, whose NIC the sandbox's own namespace lacks; and
+    getaddrinfo's AI_ADDRCONFIG sees the stack's address families."""
     ns = make_netns("nvr")
     prog = tmp_path / "names.py"
     prog.write_text(NAMES_PROGRAM)
     got = nv_run(ns, [f"--stack={STACK}", "--address", "10.231.254.2/30",
                       "--gateway", "10.231.254.1", "--no-nat"], [sys.executable, str(prog)])
     assert got.returncode == 0, got.stderr
-    names, lookups, ifconf = got.stdout.splitlines()
+    names, lookups, ifconf, addrconfig = got.stdout.splitlines()
+    # the NIC's link-local IPv6 address counts, as on Linux; the sandbox's
+    # own namespace (lo only) has no address that counts
+    assert addrconfig == "['0.0.0.0', '::']"
     assert names == "[(1, 'lo'), (2, 'eth0')]"
     assert lookups == "[(1, 'lo'), (2, 'eth0')]"
     assert ifconf == "[('lo', '127.0.0.1'), ('eth0', '10.231.254.2')]"
