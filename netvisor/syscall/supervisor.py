@@ -1635,7 +1635,7 @@ class Supervisor:
         if es.state == "connecting":
             if self._nonblocking(n, n.args[0]):
                 raise Reply(0, errno.EALREADY)
-            return self._wait_connect(n, es, addr)
+            return self._wait_connect(n, es, addr, errno.EALREADY)
         if fam not in (socket.AF_INET, socket.AF_INET6) and fam != es.family:
             raise Reply(0, errno.EAFNOSUPPORT)
         if es.family == socket.AF_INET and fam != socket.AF_INET:
@@ -1752,8 +1752,11 @@ class Supervisor:
         except OSError:
             pass
 
-    def _wait_connect(self, n: Notification, es: EmuSocket, addr: Any
-                      ) -> Callable[[], Awaitable[int]]:
+    def _wait_connect(self, n: Notification, es: EmuSocket, addr: Any,
+                      expired: int = errno.EINPROGRESS) -> Callable[[], Awaitable[int]]:
+        """A blocking connect's wait; ``expired`` answers when SO_SNDTIMEO runs
+        out (Linux __inet_stream_connect: EINPROGRESS for the connect that
+        sent the SYN, EALREADY for a later one that waited on it)."""
         es.connect_waiters += 1   # now: the handshake may fail before wait() runs
 
         async def wait() -> int:
@@ -1777,7 +1780,7 @@ class Supervisor:
                     if es.dead_pair:
                         self._renew_placeholder(n, es, n.args[0])   # else: EOF, EPIPE
                     raise Reply(0, err or errno.ECONNREFUSED)
-                raise Reply(0, errno.EINPROGRESS)  # SO_SNDTIMEO expired (Linux)
+                raise Reply(0, expired)  # SO_SNDTIMEO expired
             finally:
                 es.connect_waiters -= 1
         return wait
