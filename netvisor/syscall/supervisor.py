@@ -12,7 +12,8 @@ and the stack's socket. Only calls that need the stack's knowledge trap.
 - Blocking calls (connect, accept, recvfrom with an address) run in their own
   task and leave the notification pending; a watcher checks ID_VALID so that
   a call interrupted by a signal is dropped (the kernel already gave the
-  program EINTR or will re-issue the call).
+  program EINTR or will re-issue the call), and a task checks it again
+  itself before it takes data (`_drop_if_interrupted`).
 - TCP over an AF_UNIX stream pair: stack EOF -> shutdown(SHUT_WR) of our end
   (EOF for the program); RST -> our end shut for writing, and closed with
   unread data as soon as the program writes (ECONNRESET/EPIPE for it);
