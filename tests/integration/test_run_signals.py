@@ -62,20 +62,23 @@ while True:
 '''
 
 
+@pytest.mark.parametrize("platform", ["seccomp", "ptrace"])
 @pytest.mark.parametrize("mode", ["eintr", "restart"])
 def test_signal_during_blocking_accept(make_netns: Callable[[str], Netns], tmp_path: Path,
-                                       mode: str) -> None:
+                                       mode: str, platform: str) -> None:
     ns = make_netns("nvr")
     prog = tmp_path / "accept.py"
     prog.write_text(ACCEPT_PROGRAM)
-    r = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog), mode])
+    r = nv_run(ns, [f"--stack={STACK}", "--network=none", f"--platform={platform}"],
+               [sys.executable, str(prog), mode])
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "b'ping'"]
 
 
+@pytest.mark.parametrize("platform", ["seccomp", "ptrace"])
 @pytest.mark.parametrize("mode", ["eintr", "restart"])
 def test_signal_during_blocking_connect(make_netns: Callable[[str], Netns], tmp_path: Path,
-                                        mode: str) -> None:
+                                        mode: str, platform: str) -> None:
     ns = make_netns("nvr")
     ns.ip("addr", "add", "10.231.255.1/32", "dev", "lo")
     (tmp_path / "echo.py").write_text(ECHO_SERVER)
@@ -90,7 +93,8 @@ def test_signal_during_blocking_connect(make_netns: Callable[[str], Netns], tmp_
     prog.write_text(CONNECT_PROGRAM)
     started = time.monotonic()
     try:
-        r = nv_run(ns, [f"--stack={STACK}"], [sys.executable, str(prog), mode])
+        r = nv_run(ns, [f"--stack={STACK}", f"--platform={platform}"],
+                   [sys.executable, str(prog), mode])
     finally:
         timer.join()
     assert r.returncode == 0, r.stderr
@@ -149,15 +153,17 @@ print("tcp-restart", a.recvmsg(100)[0], len(hits))
 '''
 
 
+@pytest.mark.parametrize("platform", ["seccomp", "ptrace"])
 def test_signal_during_blocking_receive_like_linux(make_netns: Callable[[str], Netns],
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, platform: str) -> None:
     """UDP recvfrom and TCP recvmsg (trapped) interrupted by SIGALRM, restarted or
     ended by a raising handler: the same lines as on the kernel, nothing lost."""
     ns = make_netns("nvr")
     prog = tmp_path / "recv.py"
     prog.write_text(RECV_PROGRAM)
     ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none", f"--platform={platform}"],
+                 [sys.executable, str(prog)])
     assert got.returncode == 0, got.stderr
     assert "interrupted" in ref.stdout and "tcp-restart b'tcp-restart' 2" in ref.stdout
     assert got.stdout.splitlines() == ref.stdout.splitlines()
