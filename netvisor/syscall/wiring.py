@@ -559,8 +559,8 @@ async def _proxy_tcp(ns: NetStack, conn: Any, target: str, port: int) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(up)
             nursery.start_soon(down)
-    except OSError:
-        pass
+    except* OSError:
+        pass   # the client reset or went away (from up/down: in a group): one connection ends
     finally:
         s.close()
         ns.kick()

@@ -114,15 +114,17 @@ def test_program_runs_in_empty_namespaces(ns: Netns) -> None:
 
 def test_signal_forwarded_and_descendants_die(ns: Netns, tmp_path: Path) -> None:
     marker = tmp_path / "started"
+    # Durations unique to this run: pgrep sees every process of the machine.
+    tag = f"{os.getpid() % 1000:03d}{time.monotonic_ns() % 1000:03d}"
     proc = nv_popen(ns, [f"--stack={STACK}"],
-                    ["sh", "-c", f"sleep 300 & sleep 301 & touch {marker}; wait"])
+                    ["sh", "-c", f"sleep 300.{tag} & sleep 301.{tag} & touch {marker}; wait"])
     deadline = time.monotonic() + 20
     while not marker.exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 128 + signal.SIGTERM
-    left = subprocess.run(["pgrep", "-f", "sleep 30[01]"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-f", f"sleep 30[01].{tag}"], capture_output=True, text=True)
     assert left.stdout.strip() == ""
 
 

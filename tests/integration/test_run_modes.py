@@ -53,6 +53,51 @@ def test_publish_tcp_and_udp(make_netns: Callable[[str], Netns], tmp_path: Path)
     assert proc.wait(timeout=20) == 0
 
 
+STREAM_SERVER = r'''
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8000)); s.listen()
+print("listening", flush=True)
+for _ in range(2):
+    c, a = s.accept()
+    try:
+        while True:
+            c.sendall(bytes(65536))   # until the client goes away
+    except OSError:
+        c.close()
+'''
+
+RESETTING_CLIENT = r'''
+import socket, struct, time
+for i in range(2):
+    c = socket.create_connection(("127.0.0.1", 18000), timeout=5)
+    got = 0
+    while got < (1 << 20):
+        got += len(c.recv(65536))
+    print("got", i, got >= (1 << 20), flush=True)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()                      # RST while the proxy is still sending to us
+    time.sleep(0.3)
+'''
+
+
+def test_publish_survives_a_client_reset(make_netns: Callable[[str], Netns],
+                                         tmp_path: Path) -> None:
+    """A published connection reset by its client mid-stream ends that
+    connection only: the next client is served and netvisor does not fail."""
+    ns = make_netns("nvr")
+    (tmp_path / "srv.py").write_text(STREAM_SERVER)
+    proc = nv_popen(ns, [f"--stack={STACK}", "--publish", "18000:8000"],
+                    [sys.executable, str(tmp_path / "srv.py")], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
+    time.sleep(0.3)
+    (tmp_path / "cl.py").write_text(RESETTING_CLIENT)
+    r = ns.run([sys.executable, str(tmp_path / "cl.py")], timeout=30)
+    assert r.stdout.split("\n")[:2] == ["got 0 True", "got 1 True"]
+    assert proc.wait(timeout=20) == 0, proc.stderr.read() if proc.stderr else ""
+
+
 def test_dns_option_writes_resolv_conf(make_netns: Callable[[str], Netns]) -> None:
     ns = make_netns("nvr")
     r = nv_run(ns, [f"--stack={STACK}", "--dns", "10.231.255.53"], ["cat", "/etc/resolv.conf"])
