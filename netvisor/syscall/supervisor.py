@@ -224,6 +224,7 @@ class Supervisor:
         self._pair_sndbuf = 0  # default SO_SNDBUF of a fresh pair end (read once)
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         self._acc: socket.socket | None = None   # see _acceptor
+        self._acc_name: Any = None   # its address (a getsockname per connect() less)
         self._sandbox_netns = 0   # inode of the program's network namespace
         # Connections that died (RST, timeout): the program's end inode -> the
         # errno getsockopt(SO_ERROR) still owes it (tcp_semantics.DeadErrors).
@@ -430,6 +431,18 @@ class Supervisor:
         except (OSError, ValueError):
             return False
 
+    def _placeholder_nonblocking(self, es: EmuSocket) -> bool | None:
+        """O_NONBLOCK of a placeholder the program holds, from our copy: ADDFD
+        installed that very open file description, so one fcntl answers what
+        :meth:`_nonblocking` reads from procfs (an open, a read, a close and
+        the kernel's formatting). None: ask procfs (ptrace injects its own)."""
+        if hasattr(self.listener, "inject"):
+            return None
+        try:
+            return bool(fcntl.fcntl(es.sup.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+        except (OSError, ValueError):
+            return None
+
     @staticmethod
     def _dup_from(n: Notification, fd: int, kind: int = -1) -> socket.socket:
         """Our own copy of the program's fd (pidfd_getfd); ``kind``, the
@@ -520,6 +533,7 @@ class Supervisor:
             acc.bind(f"\0netvisor-{os.getpid()}-{os.urandom(8).hex()}")
             acc.listen(64)
             self._acc = acc
+            self._acc_name = acc.getsockname()
         return self._acc
 
     def _attach(self, es: EmuSocket) -> socket.socket:
@@ -534,7 +548,7 @@ class Supervisor:
         acc = self._acceptor()
         # (never setblocking() on it: that would change the program's O_NONBLOCK;
         # an AF_UNIX connect to a listener with room completes at once anyway)
-        prog.connect(acc.getsockname())
+        prog.connect(self._acc_name if acc is self._acc else acc.getsockname())
         while True:
             sup, _ = acc.accept()
             # Only we can name it (random abstract name in our namespace, or a
@@ -1628,7 +1642,9 @@ class Supervisor:
             es.error = 0
         if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
             raise Reply(0, errno.ECONNABORTED)   # the call vanished meanwhile
-        nonblock = self._nonblocking(n, n.args[0])
+        nonblock = self._placeholder_nonblocking(es) if es.placeholder else None
+        if nonblock is None:
+            nonblock = self._nonblocking(n, n.args[0])
         try:
             es.sock.connect(addr)
         except NetError as e:
