@@ -49,8 +49,8 @@ class IsnGenerator:
 
     def port_offset(self, laddr: IPAddress, raddr: IPAddress, rport: int) -> int:
         """RFC 6056 3.3.3 F(local, remote, secret): where the ephemeral port search starts."""
-        return self._memoised((0, laddr.version, laddr._ip, raddr._ip, rport),  # type: ignore[union-attr]
-                              b"port", laddr.packed, raddr.packed, rport.to_bytes(2, "big"))
+        k = (0, laddr.version, laddr._ip, raddr._ip, rport)  # type: ignore[union-attr]
+        return self._memoised(k, b"port", laddr.packed, raddr.packed, rport.to_bytes(2, "big"))
 
     def ts_offset(self, laddr: IPAddress, raddr: IPAddress) -> int:
         """Per address pair TSval offset (Linux secure_tcp_ts_off, RFC 7323 7.1)."""

@@ -414,9 +414,12 @@ class TcpTransport:
             raise MalformedPacket("tcp: SYN with RST/FIN")  # Linux drops these
         payload = transport[hl:]
         # conn_key, inline (every segment): IPv4 keys have four items.
-        conn = self.conns.get((dst._ip, rep.dst_port, src._ip, rep.src_port)  # type: ignore[union-attr]
-                              if type(dst) is ipaddress.IPv4Address else
-                              conn_key(dst, rep.dst_port, src, rep.src_port))
+        if type(dst) is ipaddress.IPv4Address:
+            key: tuple[int, ...] = (dst._ip, rep.dst_port,  # type: ignore[union-attr]
+                                    src._ip, rep.src_port)  # type: ignore[union-attr]
+        else:
+            key = conn_key(dst, rep.dst_port, src, rep.src_port)
+        conn = self.conns.get(key)
         iss = None
         if conn is not None and fl & _SYN and conn.state == State.TIME_WAIT and \
                 rep.ack is None:

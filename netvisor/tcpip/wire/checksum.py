@@ -84,7 +84,8 @@ def pseudo_header_sum(src: ipaddress.IPv4Address | ipaddress.IPv6Address,
     """Partial sum of the IPv4 (RFC 793 3.1) or IPv6 (RFC 8200 8.1) pseudo-header."""
     # _partial_sum_py(src.packed + dst.packed, protocol + length) from the
     # address integers (the bytes' big-endian value), without building them.
-    v = ((src._ip << 32) if src.version == 4 else (src._ip << 128)) | dst._ip  # type: ignore[union-attr]
+    shift = 32 if src.version == 4 else 128
+    v = (src._ip << shift) | dst._ip  # type: ignore[union-attr]
     total = v % _MASK16
     if total == 0 and v:
         total = _MASK16
