@@ -353,6 +353,16 @@ class NetStack:
                 ev = self._waiters[key] = trio.Event()
             await ev.wait()
 
+    async def wait_changed(self, sock: Socket) -> None:
+        """Wait for the next readiness report of ``sock`` (whatever its poll() says:
+        for a waiter that an always-set bit, such as POLLERR of a non-empty
+        error queue, would otherwise wake at once)."""
+        key = id(sock)
+        ev = self._waiters.get(key)
+        if ev is None:
+            ev = self._waiters[key] = trio.Event()
+        await ev.wait()
+
     def _on_readiness(self, sock: Socket) -> None:
         key = id(sock)
         ev = self._waiters.pop(key, None)

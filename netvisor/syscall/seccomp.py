@@ -65,6 +65,7 @@ AF_INET6: Final = 10
 AF_NETLINK: Final = 16
 AF_PACKET: Final = 17
 FIONREAD: Final = 0x541B    # = SIOCINQ
+MSG_ERRQUEUE: Final = 0x2000
 TIOCOUTQ: Final = 0x5411    # = SIOCOUTQ
 SIOC_BASE: Final = 0x8900   # SIOCGIF*, SIOCGSTAMP, SIOCATMARK ... (0x89xx)
 SIOCIW_BASE: Final = 0x8B00  # wireless extensions (SIOCIWFIRST..SIOCIWLAST, 0x8Bxx)
@@ -154,7 +155,7 @@ def build_filter(trap: int = SECCOMP_RET_USER_NOTIF) -> bytes:
     a.jeq(NR["socket"], "socket")
     a.jeq(NR["socketpair"], "socketpair")
     a.jeq(NR["sendto"], "addr4")
-    a.jeq(NR["recvfrom"], "addr4")
+    a.jeq(NR["recvfrom"], "recvfrom")
     a.jeq(NR["ioctl"], "ioctl")
     for name in ("io_uring_setup", "io_uring_enter", "io_uring_register"):
         a.jeq(NR[name], "enosys")
@@ -177,6 +178,9 @@ def build_filter(trap: int = SECCOMP_RET_USER_NOTIF) -> bytes:
     a.jeq(AF_UNIX, "allow")
     a.ret(SECCOMP_RET_ERRNO | _errno.EOPNOTSUPP)  # Linux: inet has no socketpair
 
+    a.label("recvfrom")                          # int flags in args[3]
+    a.ld(_arg_lo(3))
+    a.jset(MSG_ERRQUEUE, "trap", 0)              # the error queue is the stack's, not the pair's
     a.label("addr4")                             # sendto/recvfrom: trap iff addr != NULL
     a.ld(_arg_lo(4))
     a.jeq(0, 0, "trap")

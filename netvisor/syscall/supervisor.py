@@ -76,7 +76,8 @@ SO_TIMESTAMP_OLD, SO_TIMESTAMPNS_OLD = 29, 35
 IPPROTO_IP, IPPROTO_IPV6 = 0, 41
 IP_PKTINFO, IP_RECVTTL, IP_TTL, IP_TOS, IP_RECVTOS = 8, 12, 2, 1, 13
 IPV6_RECVTCLASS, IPV6_TCLASS = 66, 67
-MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_CTRUNC = 2, 0x20, 0x40, 0x8
+MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_CTRUNC, MSG_ERRQUEUE = 2, 0x20, 0x40, 0x8, 0x2000
+IP_RECVERR, IPV6_RECVERR, SO_EE_ORIGIN_LOCAL = 11, 25, 1
 NETLINK_ROUTE = 0
 POLL_HUPMASK = select.POLLHUP | select.POLLERR
 # How often a pending blocking call is checked for cancellation by a signal.
@@ -1341,11 +1342,18 @@ class Supervisor:
                         with contextlib.suppress(OSError):
                             sup.shutdown(socket.SHUT_WR)
                         return
-                    await self.stack.wait(sock, select.POLLIN)
+                    wait_changed = getattr(self.stack, "wait_changed", None)
+                    if wait_changed is not None and getattr(sock, "errq", None) \
+                            and not sock.poll() & select.POLLIN:
+                        # POLLERR from the error queue alone (read by trapped
+                        # recvmsg(MSG_ERRQUEUE)): nothing to pump until it changes.
+                        await wait_changed(sock)
+                    else:
+                        await self.stack.wait(sock, select.POLLIN)
                     continue
                 if e.errno == errno.EBADF:
                     return
-                es.error = e.errno   # an ICMP error (IP_RECVERR-less): pending SO_ERROR
+                es.error = e.errno   # an ICMP error: pending SO_ERROR (sk_err)
                 await trio.lowlevel.checkpoint()
                 continue
             while es.state != "closed":
@@ -2198,11 +2206,16 @@ class Supervisor:
 
     def _recvfrom(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated_or_dead(n, n.args[0])
+        size = n.args[2] & 0xFFFFFFFF
+        flags = n.args[3] & 0xFFFFFFFF
+        if flags & MSG_ERRQUEUE:   # trapped for this flag even without an address
+            r = self._take_queued_error(es, size)
+            memory.write(n.pid, n.args[1], r.data)
+            self._write_addr(n, r.addr, es.family, n.args[4], n.args[5])
+            return len(r.data)
         if es.type == socket.SOCK_STREAM:
             self._unconnected(n, es, 0, send=False)
             raise Continue()
-        size = n.args[2] & 0xFFFFFFFF
-        flags = n.args[3] & 0xFFFFFFFF
 
         def deliver(data: bytes, addr: Any, stamp: RxMeta) -> int:
             memory.write(n.pid, n.args[1], data[:size])
@@ -2293,20 +2306,80 @@ class Supervisor:
     def _recvmsg(self, n: Notification) -> Callable[[], Awaitable[int]] | int:
         es = self._emulated_or_dead(n, n.args[0])
         if es.type == socket.SOCK_STREAM:
+            if n.args[2] & MSG_ERRQUEUE:
+                # tcp_recvmsg -> inet_recv_error: the (never filled) error
+                # queue, not the stream the pair would hand out.
+                raise Reply(0, errno.EAGAIN)
             self._unconnected(n, es, 0, send=False)
             raise Continue()
         hdr_ptr = n.args[1]
         flags = n.args[2] & 0xFFFFFFFF
-        if flags & 0x2000:  # MSG_ERRQUEUE: no queued errors (IP_RECVERR not kept)
-            raise Reply(0, errno.EAGAIN)
         name, namelen, iov, iovlen, ctl, ctllen, _ = self._MSGHDR.unpack(
             memory.read(n.pid, hdr_ptr, self._MSGHDR.size))
         iovs = memory.read_iovecs(n.pid, iov, iovlen)
+        if flags & MSG_ERRQUEUE:
+            return self._recv_error_msg(n, es, hdr_ptr, iovs, name, namelen, ctl, ctllen)
 
         def deliver(data: bytes, addr: Any, stamp: RxMeta) -> int:
             return self._fill_msghdr(n, es, hdr_ptr, iovs, name, namelen, ctl, ctllen,
                                      flags, data, addr, stamp)
         return self._recv_common(n, es, n.args[0], flags, deliver)
+
+    def _take_queued_error(self, es: EmuSocket, size: int) -> Any:
+        """recv*(MSG_ERRQUEUE): the stack socket's oldest error-queue entry
+        (a RecvResult with ``ee``); EAGAIN when empty (TCP: always)."""
+        recvmsg = getattr(es.sock, "recvmsg", None)
+        if es.type == socket.SOCK_STREAM or recvmsg is None:
+            raise Reply(0, errno.EAGAIN)
+        r = recvmsg(size, MSG_ERRQUEUE)
+        # The dequeue re-armed or cleared sk_err (sock_dequeue_err_skb); an
+        # error our receive pump already took from the stack is that same
+        # sk_err, so it is replaced by what the stack holds now (a local
+        # entry leaves it alone unless an ICMP one follows).
+        pending = 0
+        with contextlib.suppress(NetError):
+            pending = struct.unpack("<i", es.sock.getsockopt(SOL_SOCKET, SO_ERROR, 4)[:4])[0]
+        if pending or r.ee.origin != SO_EE_ORIGIN_LOCAL:
+            es.error = pending
+        return r
+
+    def _recv_error_msg(self, n: Notification, es: EmuSocket, hdr_ptr: int,
+                        iovs: list[tuple[int, int]], name: int, namelen: int, ctl: int,
+                        ctllen: int) -> int:
+        """recvmsg(MSG_ERRQUEUE) as ip_recv_error / ipv6_recv_error: the quoted
+        payload, the original destination as name, one IP_RECVERR /
+        IPV6_RECVERR control message, MSG_ERRQUEUE (and MSG_TRUNC) in flags."""
+        size = sum(length for _, length in iovs)
+        r = self._take_queued_error(es, size)
+        written = memory.scatter(n.pid, iovs, r.data)
+        out_flags = MSG_ERRQUEUE | (MSG_TRUNC if r.truncated else 0)
+        if name:
+            raw = _encode(r.addr, es.family)
+            memory.write(n.pid, name, raw[:namelen])
+            memory.write(n.pid, hdr_ptr + 8, struct.pack("<I", len(raw)))
+        ee = r.ee
+        off = ee.offender
+        if es.family == socket.AF_INET:
+            offender = sockaddr.encode((str(off), 0), socket.AF_INET) if off is not None \
+                else bytes(16)
+            level, ctype = IPPROTO_IP, IP_RECVERR
+        else:
+            if off is not None and off.version == 4:
+                off = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + off.packed)
+            offender = sockaddr.encode((str(off), 0, 0, 0), socket.AF_INET6) \
+                if off is not None else bytes(28)   # a local error: no offender
+            level, ctype = IPPROTO_IPV6, IPV6_RECVERR
+        payload = struct.pack("<IBBBBII", ee.errno, ee.origin, ee.type, ee.code, 0, ee.info,
+                              ee.data) + offender
+        cmsgs = _error_control_messages(es, r) + _cmsg(level, ctype, payload)
+        if not ctl or len(cmsgs) > ctllen:
+            cmsgs = b""
+            out_flags |= MSG_CTRUNC   # put_cmsg without room (no partial cmsgs here)
+        if ctl:
+            memory.write(n.pid, ctl, cmsgs)
+            memory.write(n.pid, hdr_ptr + 40, struct.pack("<Q", len(cmsgs)))
+        memory.write(n.pid, hdr_ptr + 48, struct.pack("<i", out_flags))
+        return written
 
     def _fill_msghdr(self, n: Notification, es: EmuSocket, hdr_ptr: int,
                      iovs: list[tuple[int, int]], name: int, namelen: int, ctl: int,
@@ -2497,6 +2570,42 @@ def _control_messages(es: EmuSocket, meta: RxMeta) -> bytes:
         out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", meta.ttl))
     if "tclass" in es.cmsg:
         out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", meta.tos & 0xFF))
+    return out
+
+
+def _error_control_messages(es: EmuSocket, r: Any) -> bytes:
+    """What recvmsg(MSG_ERRQUEUE) puts before IP_RECVERR / IPV6_RECVERR: the ICMP
+    message's own ancillary data (ip_recv_error: sock_recv_timestamp, then
+    ip_cmsg_recv, whose IP_PKTINFO has ipi_spec_dst 0; ipv6_recv_error:
+    ip6_datagram_recv_common_ctl and _specific_ctl, or ip_cmsg_recv for an
+    IPv4 error on an AF_INET6 socket)."""
+    out = b""
+    if "timestamp" in es.cmsg:
+        now = time.time()
+        sec = int(now)
+        out += _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD, struct.pack("<qq", sec,
+                                                               int((now - sec) * 1e6)))
+    dst = getattr(r, "dst", None)
+    if dst is None:
+        return out
+    if dst.version == 4:
+        if es.family == socket.AF_INET6 and "pktinfo6" in es.cmsg:
+            d6 = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + dst.packed)
+            out += _cmsg(IPPROTO_IPV6, 50, d6.packed + struct.pack("<i", r.ifindex))
+        if "pktinfo" in es.cmsg:
+            out += _cmsg(IPPROTO_IP, IP_PKTINFO, struct.pack("<i4s4s", r.ifindex, bytes(4),
+                                                             dst.packed))
+        if "ttl" in es.cmsg and r.ttl:
+            out += _cmsg(IPPROTO_IP, IP_TTL, struct.pack("<i", r.ttl))
+        if "tos" in es.cmsg:
+            out += _cmsg(IPPROTO_IP, IP_TOS, bytes((r.tos & 0xFF,)))
+        return out
+    if "pktinfo6" in es.cmsg:
+        out += _cmsg(IPPROTO_IPV6, 50, dst.packed + struct.pack("<i", r.ifindex))
+    if "hoplimit" in es.cmsg and r.ttl:
+        out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", r.ttl))
+    if "tclass" in es.cmsg:
+        out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", r.tos & 0xFF))
     return out
 
 

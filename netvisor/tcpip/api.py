@@ -77,6 +77,13 @@ class IcmpError:
     """Next-hop MTU for fragmentation-needed / packet-too-big, else 0."""
     info: int = 0
     """The ICMP header's 32-bit "unused/pointer" field (parameter-problem pointer)."""
+    local: IPAddress | None = None
+    """Destination of the ICMP message itself (IP_PKTINFO of an error-queue entry)."""
+    nic_id: int = 0
+    """NIC it arrived on."""
+    ttl: int = 0
+    """Its TTL / hop limit and TOS / traffic class (IP_TTL, IP_TOS ... cmsgs)."""
+    tos: int = 0
 
 
 @runtime_checkable

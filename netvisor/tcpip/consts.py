@@ -90,6 +90,10 @@ IPV6_TCLASS: Final = 67
 MSG_PEEK: Final = 0x2
 MSG_TRUNC: Final = 0x20
 MSG_DONTWAIT: Final = 0x40
+MSG_ERRQUEUE: Final = 0x2000
+SO_EE_ORIGIN_LOCAL: Final = 1
+SO_EE_ORIGIN_ICMP: Final = 2
+SO_EE_ORIGIN_ICMP6: Final = 3
 
 SHUT_RD: Final = 0
 SHUT_WR: Final = 1

@@ -7,7 +7,9 @@ EINVAL); the stack writes the identifier and the checksum. Echo replies
 whose identifier matches are delivered whole (header included), with the
 sender as ``(host, 0)``. Binding, connect, options and ICMP error rules are
 the UDP socket's (the class derives from it), since Linux shares
-``ip4_datagram_connect`` and the same hard/soft error rule in ``ping_err``.
+``ip4_datagram_connect`` and the same hard/soft error rule in ``ping_err``;
+with IP_RECVERR an error-queue entry carries the quoted echo request from its
+ICMP header on, named by the destination with port 0.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ class PingTransport(UdpTransport):
         if len(q) < 8 or q[0] not in (8, 128):
             return None
         return struct.unpack_from("!H", q, 4)[0], 0
+
+    @staticmethod
+    def error_payload(q: bytes) -> bytes:
+        """ping_err queues from the quoted ICMP header on (``(u8 *)icmph``)."""
+        return bytes(q)
 
     def handle_packet(self, src: IPAddress, dst: IPAddress, transport: memoryview,
                       now: float, *, checksum_valid: bool, nic_id: int) -> bool:

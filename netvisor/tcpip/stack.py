@@ -1440,7 +1440,8 @@ class Stack:
                     self._note_pmtu(qdst, mtu)
             err_no, _ = I.icmpv4_errno(type_, code)
             err = IcmpError(C.AF_INET, type_, code, err_no, src, qsrc, qdst, proto, bytes(qtrans),
-                            mtu=mtu, info=info_field)
+                            mtu=mtu, info=info_field, local=dst, nic_id=nic.id,
+                            ttl=self.rx_ttl_tos[0], tos=self.rx_ttl_tos[1])
             t = self.transports.get(proto)
             if t is not None:
                 t.handle_icmp_error(err, now)
@@ -1777,7 +1778,8 @@ class Stack:
                 self._note_pmtu(qdst, mtu)
             err_no, _ = I.icmpv6_errno(type_, code)
             err = IcmpError(C.AF_INET6, type_, code, err_no, src, qsrc, qdst, proto,
-                            bytes(qtrans), mtu=mtu, info=info_field)
+                            bytes(qtrans), mtu=mtu, info=info_field, local=dst, nic_id=nic.id,
+                            ttl=self.rx_ttl_tos[0], tos=self.rx_ttl_tos[1])
             t = self.transports.get(proto)
             if t is not None:
                 t.handle_icmp_error(err, now)

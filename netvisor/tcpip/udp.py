@@ -22,6 +22,24 @@ Linux behaviours mirrored (``net/ipv4/udp.c``, ``net/ipv6/udp.c``,
 - ICMP errors: only a connected socket (or one with IP_RECVERR) gets a
   pending error, and only a hard one (``__udp4_lib_err``); the next
   send/recv/SO_ERROR returns and clears it (``sock_error``).
+- IP_RECVERR / IPV6_RECVERR (two switches, as Linux: an IPv4 error checks
+  IP_RECVERR even on an AF_INET6 socket): every ICMP error for a datagram
+  the socket sent also queues an entry on the error queue
+  (``ip_icmp_error`` / ``ipv6_icmp_error``): ``struct sock_extended_err``
+  (:class:`ExtendedError`), the ICMP sender as offender, the original
+  destination, and the quoted payload. ``recvmsg(MSG_ERRQUEUE)`` takes the
+  oldest (``ip_recv_error``: EAGAIN when empty, MSG_TRUNC when cut, never
+  peeks) and re-arms sk_err with the next entry's errno, or clears it
+  (``sock_dequeue_err_skb``). Entries are charged like datagrams and
+  refused once the receive buffer is full (``sock_queue_err_skb``); turning
+  the option off purges the queue. poll() has POLLERR while it is not
+  empty. The entry's RecvResult also carries the ICMP message's own
+  destination, NIC, TTL and TOS (``ip_cmsg_recv`` of the ICMP skb: the
+  IP_PKTINFO/IP_TTL/... cmsgs tracepath reads). A send over the path MTU
+  with DF (IP_PMTUDISC_DO, IPV6_DONTFRAG) queues an SO_EE_ORIGIN_LOCAL
+  entry with the MTU (``ip_local_error``), as tracepath expects. (Order
+  departure: a pending sk_err fails such a send first; Linux checks the
+  size before ``sock_alloc_send_skb`` reports sk_err.)
 - Receive buffer: a datagram is charged ``len + RCV_OVERHEAD`` (skb
   truesize stand-in) against SO_RCVBUF (set value doubled, as Linux does);
   over the limit it is dropped and counted (``UDP_MIB_RCVBUFERRORS``).
@@ -149,6 +167,27 @@ class RecvResult:
     """Its TTL / hop limit (IP_RECVTTL, IPV6_RECVHOPLIMIT)."""
     tos: int = 0
     """Its TOS / traffic class (IP_RECVTOS, IPV6_RECVTCLASS)."""
+    ee: ExtendedError | None = None
+    """Set for an error-queue entry (recvmsg with MSG_ERRQUEUE): the
+    IP_RECVERR / IPV6_RECVERR control message; ``addr`` is then the original
+    destination, and dst/ifindex/ttl/tos describe the ICMP message."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedError:
+    """One error-queue entry's ``struct sock_extended_err`` and offender (ip(7))."""
+
+    errno: int
+    origin: int
+    """SO_EE_ORIGIN_LOCAL (1), SO_EE_ORIGIN_ICMP (2) or SO_EE_ORIGIN_ICMP6 (3)."""
+    type: int
+    code: int
+    info: int
+    """ee_info: next-hop MTU, parameter-problem pointer (IPv4), the raw
+    ICMPv6 32-bit field (IPv6), else 0."""
+    data: int
+    offender: IPAddress | None
+    """Who sent the ICMP message (SO_EE_OFFENDER); None for a local error."""
 
 
 class UdpSocket:
@@ -172,7 +211,11 @@ class UdpSocket:
         self.reuseaddr = False
         self.reuseport = False
         self.broadcast = False
-        self.recverr = False
+        self.recverr = False                      # IP_RECVERR
+        self.recverr6 = False                     # IPV6_RECVERR
+        self.errq: deque[tuple[bytes, IPAddress, int, ExtendedError, tuple[Any, ...]]] = deque()
+        """The error queue: (quoted payload, original destination, its port, entry,
+        (the ICMP message's destination, NIC, TTL, TOS))."""
         self.rcvbuf = 2 * 0 + transport.stack.config.udp_rcvbuf
         self.sndbuf = transport.stack.config.udp_sndbuf
         self.ttl: int | None = None               # None = route/default
@@ -385,7 +428,12 @@ class UdpSocket:
         if not self.local_port:
             self.transport.bind_port(self, 0)
         ttl = self.mcast_ttl if _is_mcast(dst) else self.ttl
-        self._transmit(route, dst, dport, data, ttl)
+        try:
+            self._transmit(route, dst, dport, data, ttl)
+        except NetError as e:
+            if e.errno == errno.EMSGSIZE:
+                self._local_error(dst, dport, route.mtu)
+            raise
         return n
 
     def _dont_fragment(self, dst: IPAddress) -> bool | None:
@@ -423,9 +471,13 @@ class UdpSocket:
         self.stack.counters.inc("udp_tx")
 
     def recvmsg(self, bufsize: int, flags: int = 0) -> RecvResult:
-        """recvfrom with the full length and truncation flag (for MSG_TRUNC / msg_flags)."""
+        """recvfrom with the full length and truncation flag (for MSG_TRUNC / msg_flags).
+
+        MSG_ERRQUEUE: the oldest error-queue entry instead (``RecvResult.ee``)."""
         if self.closed:
             raise NetError(errno.EBADF)
+        if flags & C.MSG_ERRQUEUE:
+            return self._recv_error(bufsize)
         self._take_error()
         if not self.rxq:
             if self.shut_rd and not flags & C.MSG_DONTWAIT:
@@ -442,6 +494,68 @@ class UdpSocket:
         n = len(data)
         truncated = n > bufsize
         return RecvResult(data[:bufsize] if truncated else data, addr, n, truncated, *meta)
+
+    def _recv_error(self, bufsize: int) -> RecvResult:
+        """ip_recv_error / ipv6_recv_error: dequeue one entry (MSG_PEEK has no effect)."""
+        if not self.errq:
+            raise NetError(errno.EAGAIN)
+        data, dst, dport, ee, meta = self.errq.popleft()
+        self.rx_bytes -= len(data) + RCV_OVERHEAD
+        # sock_dequeue_err_skb: sk_err becomes the next ICMP entry's errno, or 0
+        # after an ICMP entry (a local one leaves it alone).
+        nxt = self.errq[0][3] if self.errq else None
+        if nxt is not None and nxt.origin != C.SO_EE_ORIGIN_LOCAL:
+            self.error = nxt.errno
+        elif ee.origin != C.SO_EE_ORIGIN_LOCAL:
+            self.error = 0
+        self.stack.readiness_changed(self)
+        n = len(data)
+        # ipv4_datagram_support_addr: an ICMP entry always names the original
+        # destination (port 0 for ping sockets).
+        return RecvResult(data[:bufsize], self.sockaddr(dst, dport), n, n > bufsize, *meta,
+                          ee=ee)
+
+    def _local_error(self, dst: IPAddress, dport: int, mtu: int) -> None:
+        """ip_local_error / ipv6_local_error: EMSGSIZE over the path MTU (DF) queues
+        an SO_EE_ORIGIN_LOCAL entry: no payload, ee_info = the MTU, no offender,
+        named by the destination with the connected port (IPv4: inet_dport) or
+        the datagram's (IPv6: fl6_dport). sk_err is left alone."""
+        if not (self.recverr if dst.version == 4 else self.recverr6):
+            return
+        if self.rx_bytes + RCV_OVERHEAD >= self.rcvbuf:
+            return
+        port = self.remote_port if dst.version == 4 else dport
+        ee = ExtendedError(errno.EMSGSIZE, C.SO_EE_ORIGIN_LOCAL, 0, 0, mtu, 0, None)
+        self.errq.append((b"", dst, port, ee, (None, 0, 0, 0)))
+        self.rx_bytes += RCV_OVERHEAD
+        self.stack.readiness_changed(self)
+
+    def _purge_errq(self) -> None:
+        """IP_RECVERR / IPV6_RECVERR turned off: skb_errqueue_purge (sk_err stays)."""
+        for data, *_ in self.errq:
+            self.rx_bytes -= len(data) + RCV_OVERHEAD
+        self.errq.clear()
+        self.stack.readiness_changed(self)
+
+    def queue_error(self, err: IcmpError, payload: bytes, dst: IPAddress, dport: int) -> None:
+        """ip_icmp_error / ipv6_icmp_error: queue an entry for an ICMP error quoting
+        our datagram to ``dst``:``dport`` (``payload``: what followed our header)."""
+        cost = len(payload) + RCV_OVERHEAD
+        if self.rx_bytes + cost >= self.rcvbuf:   # sock_queue_err_skb: -ENOMEM, not queued
+            self.drops += 1
+            return
+        v4 = err.family == C.AF_INET
+        if v4:
+            # icmp_unreach: the MTU of fragmentation-needed, the pointer of a
+            # parameter problem, else 0.
+            info = err.mtu if err.type == 3 and err.code == 4 else (
+                err.info >> 24 if err.type == 12 else 0)
+        else:
+            info = err.info   # icmpv6_notify passes the raw 32-bit field
+        ee = ExtendedError(err.errno, C.SO_EE_ORIGIN_ICMP if v4 else C.SO_EE_ORIGIN_ICMP6,
+                           err.type, err.code, info, 0, err.reporter)
+        self.errq.append((payload, dst, dport, ee, (err.local, err.nic_id, err.ttl, err.tos)))
+        self.rx_bytes += cost
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         return self.recvmsg(bufsize, flags).data
@@ -472,6 +586,7 @@ class UdpSocket:
         self.transport.unbind(self)
         self.closed = True
         self.rxq.clear()
+        self.errq.clear()
         self.stack.readiness_changed(self)
 
     def getsockname(self) -> SockAddr:
@@ -488,7 +603,7 @@ class UdpSocket:
             mask |= C.POLLIN | C.POLLRDNORM
         if not self.shut_wr:
             mask |= C.POLLOUT | C.POLLWRNORM
-        if self.error:
+        if self.error or self.errq:   # datagram_poll: sk_err or a non-empty error queue
             mask |= C.POLLERR
         if self.shut_rd:
             mask |= C.POLLRDHUP | C.POLLIN | C.POLLRDNORM
@@ -563,6 +678,8 @@ class UdpSocket:
                 self.mcast_loop = bool(_int_opt(value) if len(value) >= 4 else value[0])
             elif optname == C.IP_RECVERR:
                 self.recverr = bool(_int_opt(value))
+                if not self.recverr:
+                    self._purge_errq()
             elif optname in (C.IP_PKTINFO, C.IP_RECVTTL, C.IP_RECVTOS):
                 # Ancillary-data switches: the stack keeps each datagram's facts
                 # (recvmsg -> RecvResult); the syscall plane builds the cmsgs.
@@ -628,7 +745,9 @@ class UdpSocket:
             elif optname == C.IPV6_DONTFRAG:
                 self.dontfrag6 = bool(_int_opt(value))
             elif optname == C.IPV6_RECVERR:
-                self.recverr = bool(_int_opt(value))
+                self.recverr6 = bool(_int_opt(value))
+                if not self.recverr6:
+                    self._purge_errq()
             elif optname in (C.IPV6_RECVPKTINFO, C.IPV6_RECVHOPLIMIT, C.IPV6_RECVTCLASS):
                 self.cmsg_opts[(level, optname)] = bool(_int_opt(value))
             elif optname in (C.IPV6_JOIN_GROUP, C.IPV6_LEAVE_GROUP):
@@ -732,6 +851,7 @@ class UdpSocket:
                 C.IPV6_MULTICAST_LOOP: int(self.mcast_loop), C.IPV6_TCLASS: self.tos,
                 C.IPV6_MULTICAST_IF: self.mcast_if or 0,
                 C.IPV6_MTU_DISCOVER: self.pmtudisc6, C.IPV6_DONTFRAG: int(self.dontfrag6),
+                C.IPV6_RECVERR: int(self.recverr6),
             }
             if optname == C.IPV6_MTU:
                 if self.remote_addr is None:
@@ -975,11 +1095,21 @@ class UdpTransport:
                 continue
             # __udp4_lib_err: unconnected sockets without IP_RECVERR ignore
             # errors; soft errors (e.g. PMTU) only reach IP_RECVERR sockets.
-            if not s.recverr and (not fatal or s.remote_addr is None):
+            # (IPv4 errors check IP_RECVERR, IPv6 ones IPV6_RECVERR.)
+            recverr = s.recverr if err.family == C.AF_INET else s.recverr6
+            if not recverr and (not fatal or s.remote_addr is None):
                 continue
+            if recverr:
+                s.queue_error(err, self.error_payload(err.quoted_transport), dst, dport)
             s.error = err.errno
             self.stack.readiness_changed(s)
             return
+
+    @staticmethod
+    def error_payload(q: bytes) -> bytes:
+        """What an error-queue entry carries: the quoted datagram after our UDP
+        header (``__udp4_lib_err`` passes ``uh + 1``)."""
+        return bytes(q[UDP_HLEN:])
 
     def handle_timer(self, now: float) -> None:
         """UDP has no timers."""

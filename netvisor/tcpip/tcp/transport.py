@@ -407,8 +407,9 @@ class TcpTransport:
         """One received segment (api.Transport); MalformedPacket on bad header/checksum."""
         rep, hl = TcpRepr.parse_segment(transport, src=src, dst=dst,
                                         verify_checksum=not checksum_valid)
-        if rep.src_port == 0 or rep.dst_port == 0:
-            raise MalformedPacket("tcp: port 0")
+        # Port 0 is an ordinary port on input, as in tcp_v4_rcv/tcp_v6_rcv: a
+        # SYN to it finds no socket and is answered with RST (so a connect()
+        # to port 0 fails with ECONNREFUSED), and one from it reaches a listener.
         fl = int(rep.flags)
         if fl & _SYN and fl & (_RST | _FIN):
             raise MalformedPacket("tcp: SYN with RST/FIN")  # Linux drops these

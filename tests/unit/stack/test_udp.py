@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import struct
 import warnings
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, UDP  # type: ignore[import-untyped]
@@ -361,3 +362,122 @@ def test_ancillary_data_switches_are_kept() -> None:
         assert v.getsockopt(level, opt, 4) == struct.pack("i", 0)
         v.setsockopt(level, opt, ONE)
         assert v.getsockopt(level, opt, 4) == ONE
+
+
+# ---------------------------------------------------------------- IP_RECVERR
+
+def _refuse(s: Any, nic: int, *, type_: int = 3, code: int = 3, unused: int = 0) -> int:
+    """Answer every datagram we sent with an ICMP error from the peer."""
+    from scapy.layers.inet6 import ICMPv6DestUnreach  # type: ignore[import-untyped]
+    from scapy.packet import Raw  # type: ignore[import-untyped]
+
+    from netvisor.tcpip.wire.checksum import checksum
+    outs = sent(s, nic)
+    for out in outs:
+        if IP in out:
+            msg = bytearray(struct.pack("!BBHI", type_, code, 0, unused) + bytes(out[IP])[:548])
+            struct.pack_into("!H", msg, 2, checksum(msg))
+            feed(s, nic, E / IP(src=PEER4, dst=OUR4, proto=1) / Raw(bytes(msg)))
+        elif IPv6 in out:
+            feed(s, nic, E / IPv6(src=PEER6, dst=OUR6) / ICMPv6DestUnreach(code=4)
+                 / bytes(out[IPv6])[:1232])
+    return len(outs)
+
+
+def test_recverr_queues_icmp_errors_like_ip_recv_error() -> None:
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(C.IPPROTO_IP, C.IP_RECVERR, ONE)
+    assert errno_of(u.recvmsg, 100, C.MSG_ERRQUEUE) == errno.EAGAIN
+    u.sendto(b"first", 0, (PEER4, 54))
+    u.sendto(b"second" * 200, 0, (PEER4, 54))
+    assert _refuse(s, nic) == 2
+    # sk_err is set as well (unconnected too, with IP_RECVERR), and POLLERR.
+    assert u.poll() & C.POLLERR
+    assert int.from_bytes(u.getsockopt(1, 4, 4), "little") == errno.ECONNREFUSED
+    assert u.poll() & C.POLLERR   # the queue is not empty
+    r = u.recvmsg(100, C.MSG_ERRQUEUE | C.MSG_PEEK)   # MSG_PEEK: dequeued anyway
+    assert (r.data, r.addr, r.truncated) == (b"first", (PEER4, 54), False)
+    assert r.ee is not None and (r.ee.errno, r.ee.origin, r.ee.type, r.ee.code) == (
+        errno.ECONNREFUSED, C.SO_EE_ORIGIN_ICMP, 3, 3)
+    assert (r.ee.info, r.ee.data, str(r.ee.offender)) == (0, 0, PEER4)
+    # The ICMP message's own facts, for IP_PKTINFO / IP_TTL / IP_TOS.
+    assert (str(r.dst), r.ifindex, r.ttl, r.tos) == (OUR4, nic, 64, 0)
+    # sock_dequeue_err_skb: the next entry re-arms sk_err ...
+    assert int.from_bytes(u.getsockopt(1, 4, 4), "little") == errno.ECONNREFUSED
+    r = u.recvmsg(10, C.MSG_ERRQUEUE)
+    # ... (as much as the ICMP quoted: 548 bytes of IP packet) ...
+    assert r.data == b"secondseco" and r.truncated and r.length == 548 - 28
+    # ... and the last one clears it.
+    assert u.getsockopt(1, 4, 4) == bytes(4)
+    assert not u.poll() & C.POLLERR
+    assert errno_of(u.recvmsg, 100, C.MSG_ERRQUEUE) == errno.EAGAIN
+    assert u.rx_bytes == 0
+
+
+def test_recverr_info_off_purge_and_bound() -> None:
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(C.IPPROTO_IP, C.IP_RECVERR, ONE)
+    u.sendto(b"x", 0, (PEER4, 54))
+    _refuse(s, nic, type_=3, code=4, unused=1400)   # fragmentation needed: ee_info = MTU
+    assert errno_of(u.sendto, b"x", 0, (PEER4, 54)) == errno.EMSGSIZE   # sk_err, once
+    u.sendto(b"x", 0, (PEER4, 54))
+    _refuse(s, nic, type_=12, code=0, unused=20 << 24)  # parameter problem: the pointer
+    a, b = u.recvmsg(10, C.MSG_ERRQUEUE).ee, u.recvmsg(10, C.MSG_ERRQUEUE).ee
+    assert (a.errno, a.info) == (errno.EMSGSIZE, 1400) and (b.errno, b.info) == (errno.EPROTO, 20)
+    # Turning the option off purges the queue; sk_err stays.
+    u.sendto(b"x", 0, (PEER4, 54))
+    _refuse(s, nic)
+    u.setsockopt(C.IPPROTO_IP, C.IP_RECVERR, bytes(4))
+    assert not u.errq and u.rx_bytes == 0 and u.error == errno.ECONNREFUSED
+    u.getsockopt(1, 4, 4)
+    # Bounded by the receive buffer (sock_queue_err_skb), sk_err still set.
+    u.setsockopt(C.IPPROTO_IP, C.IP_RECVERR, ONE)
+    u.setsockopt(C.SOL_SOCKET, C.SO_RCVBUF, struct.pack("i", 1))   # 2304
+    for _ in range(5):
+        u.sendto(b"y" * 400, 0, (PEER4, 54))
+    _refuse(s, nic)
+    assert len(u.errq) == 1 and u.error == errno.ECONNREFUSED
+
+
+def test_ipv6_recverr_and_ip_recverr_are_separate_switches() -> None:
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    u = s.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    u.setsockopt(C.IPPROTO_IP, C.IP_RECVERR, ONE)   # an IPv6 error checks IPV6_RECVERR
+    u.sendto(b"six", 0, (PEER6, 54))
+    _refuse(s, nic)
+    assert not u.errq and u.error == 0   # (unconnected: not even sk_err)
+    u.setsockopt(C.IPPROTO_IPV6, C.IPV6_RECVERR, ONE)
+    assert u.getsockopt(C.IPPROTO_IPV6, C.IPV6_RECVERR, 4) == ONE
+    u.sendto(b"six", 0, (PEER6, 54))
+    _refuse(s, nic)
+    r = u.recvmsg(100, C.MSG_ERRQUEUE)
+    assert r.data == b"six" and r.addr == (PEER6, 54, 0, 0)
+    assert (r.ee.errno, r.ee.origin, r.ee.type, r.ee.code, str(r.ee.offender)) == (
+        errno.ECONNREFUSED, C.SO_EE_ORIGIN_ICMP6, 1, 4, PEER6)
+
+
+def test_recverr_local_emsgsize_entry() -> None:
+    """ip_local_error: over the path MTU with DF, an SO_EE_ORIGIN_LOCAL entry
+    (no payload, ee_info = MTU, no offender, inet_dport); its dequeue does not
+    clear sk_err, but re-arms it when an ICMP entry follows."""
+    s, nic = make_stack()
+    learn_peer(s, nic)
+    u = s.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.setsockopt(C.IPPROTO_IP, C.IP_RECVERR, ONE)
+    u.setsockopt(C.IPPROTO_IP, C.IP_MTU_DISCOVER, struct.pack("i", C.IP_PMTUDISC_DO))
+    assert errno_of(u.sendto, b"x" * 1473, 0, (PEER4, 54)) == errno.EMSGSIZE
+    assert u.error == 0
+    u.sendto(b"y", 0, (PEER4, 54))
+    _refuse(s, nic)
+    assert int.from_bytes(u.getsockopt(1, 4, 4), "little") == errno.ECONNREFUSED  # cleared
+    r = u.recvmsg(10, C.MSG_ERRQUEUE)
+    assert (r.data, r.addr) == (b"", (PEER4, 0))
+    assert (r.ee.errno, r.ee.origin, r.ee.info, r.ee.offender) == (
+        errno.EMSGSIZE, C.SO_EE_ORIGIN_LOCAL, 1500, None)
+    assert u.error == errno.ECONNREFUSED   # the ICMP entry behind it re-arms sk_err
+    assert u.recvmsg(10, C.MSG_ERRQUEUE).data == b"y" and u.error == 0

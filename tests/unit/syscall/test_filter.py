@@ -75,6 +75,15 @@ def test_address_argument_decides(name: str) -> None:
     assert run_bpf(PROG, nr, (3, 0x1000, 10, 0, 0x7FFF_00000000, 16)) == TRAP
 
 
+def test_recvfrom_of_the_error_queue_traps_without_an_address() -> None:
+    """recv(fd, buf, n, MSG_ERRQUEUE): the pair has no error queue (AF_UNIX
+    would hand out a datagram), so the stack must answer."""
+    nr = sc.NR["recvfrom"]
+    assert run_bpf(PROG, nr, (3, 0x1000, 10, sc.MSG_ERRQUEUE | 0x40, 0, 0)) == TRAP
+    assert run_bpf(PROG, nr, (3, 0x1000, 10, 0x40, 0, 0)) == ALLOW
+    assert run_bpf(PROG, sc.NR["sendto"], (3, 0x1000, 10, sc.MSG_ERRQUEUE, 0, 0)) == ALLOW
+
+
 @pytest.mark.parametrize("name", sc.ALWAYS_TRAPPED)
 def test_always_trapped(name: str) -> None:
     assert run_bpf(PROG, sc.NR[name], (3,)) == TRAP

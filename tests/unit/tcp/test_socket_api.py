@@ -164,6 +164,35 @@ def test_connect_refused_by_closed_port_and_reconnect_allowed() -> None:
     assert not a.tcp.ports  # the autobound port was released (Linux inet_put_port)
 
 
+def test_port_zero_is_an_ordinary_port_on_input() -> None:
+    """tcp_v4_rcv has no port-0 check: a SYN to port 0 is refused with RST|ACK
+    from port 0, the RST fails a connect() to port 0 with ECONNREFUSED, and a
+    SYN from port 0 reaches a listener (all measured on Linux, see
+    tests/integration/test_run_port_zero.py)."""
+    raw = Raw()
+    raw.inject(TcpRepr(40000, 0, 1000, None, F.SYN, 8192, 0))
+    (rst, _), = raw.out()
+    assert (rst.src_port, rst.dst_port) == (0, 40000)
+    assert rst.flags == F.RST and rst.ack == 1001 and rst.seq == 0  # RST|ACK
+    assert raw.tcp.stats["no_socket"] == 1
+
+    c = raw.tcp.socket(AF_INET)
+    assert err(c.connect, ("10.0.0.1", 0)) == errno.EINPROGRESS
+    (syn, _), = raw.out()
+    assert syn.dst_port == 0 and syn.flags == F.SYN
+    raw.inject(TcpRepr(0, syn.src_port, 0, (syn.seq + 1) & 0xFFFFFFFF, F.RST, 0))
+    assert c.poll() & C.POLLERR
+    assert err(c.connect, ("10.0.0.1", 0)) == errno.ECONNREFUSED
+
+    ls = raw.tcp.socket(AF_INET)
+    ls.bind(("10.0.0.2", 80))
+    ls.listen(4)
+    raw.inject(TcpRepr(0, 80, 1000, None, F.SYN, 8192, 0))
+    (synack, _), = raw.out()
+    assert (synack.src_port, synack.dst_port) == (80, 0)
+    assert synack.flags == F.SYN and synack.ack == 1001
+
+
 def test_ephemeral_ports_distinct_for_many_connections() -> None:
     raw = Raw()
     ports = set()
