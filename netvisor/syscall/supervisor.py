@@ -225,6 +225,8 @@ class Supervisor:
         self._pair_sndbuf = 0  # default SO_SNDBUF of a fresh pair end (read once)
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         self._acc: socket.socket | None = None   # see _acceptor
+        self._fd_reserve = self._reserve_fds()
+        """Two fds given back for _reap_placeholders' /proc scan (see there)."""
         self._acc_name: Any = None   # its address (a getsockname per connect() less)
         self._sandbox_netns = 0   # inode of the program's network namespace
         # Connections that died (RST, timeout): the program's end inode -> the
@@ -484,14 +486,32 @@ class Supervisor:
         return fn()
 
     def _reap_placeholders(self) -> int:
-        """Tear down unconnected TCP sockets the program no longer holds."""
+        """Tear down unconnected TCP sockets the program no longer holds.
+
+        The fd reserve is given back for the check: its /proc scan opens two
+        directories, and one that could not (our fds all taken by such
+        sockets, the case this reaps for) would miss the program's fds and
+        take sockets it still holds for closed ones."""
         candidates = [es for es in self.socks.values() if es.placeholder]
         if not candidates:
             return 0
-        gone = tcp_semantics.closed_placeholders(candidates, self._sandbox_netns)
+        for fd in self._fd_reserve:
+            os.close(fd)
+        try:
+            gone = tcp_semantics.closed_placeholders(candidates, self._sandbox_netns)
+        finally:
+            self._fd_reserve = self._reserve_fds()
         for es in gone:
             self._teardown(es)
         return len(gone)
+
+    @staticmethod
+    def _reserve_fds() -> list[int]:
+        out = []
+        with contextlib.suppress(OSError):
+            for _ in range(2):
+                out.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+        return out
 
     async def _watch_placeholders(self) -> None:
         while True:
@@ -517,6 +537,15 @@ class Supervisor:
         if self.sock_dev < 0:
             self.sock_dev = os.fstat(prog.fileno()).st_dev
         return sup, prog
+
+    def _new_ends(self, base: int) -> tuple[socket.socket, socket.socket]:
+        """(our end, the program's) for a new socket of type ``base``."""
+        if base == socket.SOCK_STREAM:
+            # Unconnected until connect()/listen(): Linux's unconnected TCP
+            # socket as closely as AF_UNIX gives it (tcp_semantics.py).
+            prog = self._new_placeholder()
+            return prog, prog
+        return self._new_pair(socket.SOCK_SEQPACKET)
 
     def _new_placeholder(self) -> socket.socket:
         prog = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -679,12 +708,20 @@ class Supervisor:
         if not self._sandbox_netns:
             with contextlib.suppress(OSError):
                 self._sandbox_netns = os.stat(f"/proc/{n.pid}/ns/net").st_ino
-        if base == socket.SOCK_STREAM:
-            # Unconnected until connect()/listen(): Linux's unconnected TCP
-            # socket as closely as AF_UNIX gives it (tcp_semantics.py).
-            sup = prog = self._new_placeholder()
-        else:
-            sup, prog = self._new_pair(socket.SOCK_SEQPACKET)
+        try:
+            sup, prog = self._new_ends(base)
+        except OSError as e:
+            # Our copies of closed unconnected sockets are only reaped every
+            # few seconds (tcp_semantics.CLOSE_RECHECK): a program that opens
+            # and closes sockets fast would otherwise meet our fd limit.
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or not self._reap_placeholders():
+                sock.close()
+                raise
+            try:
+                sup, prog = self._new_ends(base)
+            except OSError:
+                sock.close()
+                raise
         es = EmuSocket(family, base, proto or (6 if base == socket.SOCK_STREAM else 17), sock, sup,
                        placeholder=base == socket.SOCK_STREAM)
         try:
