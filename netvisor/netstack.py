@@ -347,11 +347,7 @@ class NetStack:
             ready = sock.poll() & mask
             if ready:
                 return ready
-            key = id(sock)
-            ev = self._waiters.get(key)
-            if ev is None:
-                ev = self._waiters[key] = trio.Event()
-            await ev.wait()
+            await self.wait_changed(sock)
 
     async def wait_changed(self, sock: Socket) -> None:
         """Wait for the next readiness report of ``sock`` (whatever its poll() says:

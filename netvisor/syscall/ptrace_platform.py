@@ -19,10 +19,13 @@ interface (``fd`` readable when a call waits, ``recv``, ``send``,
   number is the call's result.
 
 All ptrace requests come from the thread that attached: trio's main thread.
-Stops are collected on SIGCHLD. Differences to the seccomp platform: a
-thread stopped in a blocking emulated call receives its signals only after
-the call completes (no EINTR), and each trapped call costs two context
-switches more (notes: ~27 us per call with python-ptrace).
+Stops are collected on SIGCHLD. A thread stopped in a blocking emulated
+call cannot be woken by a signal: ``id_valid`` (polled every 50 ms while
+the call blocks) reads the thread's pending signals and ends the call with
+-ERESTARTSYS, so the kernel gives EINTR or restarts it as for a blocked
+call of its own (up to 50 ms later than on the seccomp platform). Each
+trapped call costs two context switches more (notes: ~27 us per call with
+python-ptrace).
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ OPTIONS = (0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x80  # SYSGOOD FORK VFORK CLONE EXEC 
            | 0x100000)                           # EXITKILL
 EV_FORK, EV_VFORK, EV_CLONE, EV_EXEC, EV_SECCOMP, EV_STOP = 1, 2, 3, 4, 7, 0x80
 WALL = 0x40000000
-SYS_SOCKET, SYS_CLOSE, SYS_DUP3 = 41, 3, 292
+SYS_SOCKET, SYS_CLOSE, SYS_DUP3, SYS_GETPID = 41, 3, 292, 39
+ERESTARTSYS = 512   # kernel-internal: "restart if SA_RESTART, else EINTR"
 AF_UNIX = 1
 STOP_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
@@ -71,6 +75,19 @@ def _ptrace(req: int, pid: int, addr: int = 0, data: Any = 0) -> int:
         e = ctypes.get_errno()
         raise OSError(e, f"ptrace({req:#x}, {pid}): {os.strerror(e)}")
     return int(r)
+
+
+def _signal_waiting(tid: int) -> bool:
+    """Whether a signal is pending for thread ``tid`` (its own or its
+    process's) that it neither blocks nor ignores."""
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f if line.startswith(b"Sig")
+                          or line.startswith(b"ShdPnd"))
+    except OSError:
+        return False
+    pending = int(fields[b"SigPnd"], 16) | int(fields[b"ShdPnd"], 16)
+    return bool(pending & ~int(fields[b"SigBlk"], 16) & ~int(fields[b"SigIgn"], 16))
 
 
 class PtraceListener:
@@ -105,7 +122,35 @@ class PtraceListener:
         return n
 
     def id_valid(self, nid: int) -> bool:
-        return nid in self._stopped
+        """Is the call still pending? A signal the stopped thread would take
+        ends it here, as a signal ends a blocked call on the seccomp platform
+        (the supervisor polls this every 50 ms while a call blocks)."""
+        tid = self._stopped.get(nid)
+        if tid is None:
+            return False
+        if not _signal_waiting(tid):
+            return True
+        del self._stopped[nid]
+        try:
+            self._interrupt(tid)
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                raise
+        return False
+
+    def _interrupt(self, tid: int) -> None:
+        """End the stopped call with -ERESTARTSYS, as an interrupted blocking
+        call in the kernel: on the way out the signal is delivered and the
+        kernel turns that into EINTR, or re-issues the call for SA_RESTART or
+        a signal without handler (arch_do_signal_or_restart)."""
+        self._getregs(tid)
+        saved = Regs.from_buffer_copy(self._regs)
+        # Run a harmless call in its place to reach the syscall-exit stop,
+        # where the result and orig_rax (which the restart logic reads) are set.
+        self._run_call(tid, SYS_GETPID, 0, 0, 0, rewind=False)
+        saved.rax = (-ERESTARTSYS) & ((1 << 64) - 1)
+        _ptrace(PTRACE_SETREGS, tid, 0, ctypes.addressof(saved))
+        _ptrace(PTRACE_CONT, tid, 0, 0)
 
     def send(self, nid: int, val: int = 0, error: int = 0, *, cont: bool = False) -> bool:
         tid = self._stopped.pop(nid, None)

@@ -12,7 +12,8 @@ and the stack's socket. Only calls that need the stack's knowledge trap.
 - Blocking calls (connect, accept, recvfrom with an address) run in their own
   task and leave the notification pending; a watcher checks ID_VALID so that
   a call interrupted by a signal is dropped (the kernel already gave the
-  program EINTR or will re-issue the call).
+  program EINTR or will re-issue the call), and a task checks it again
+  itself before it takes data (`_drop_if_interrupted`).
 - TCP over an AF_UNIX stream pair: stack EOF -> shutdown(SHUT_WR) of our end
   (EOF for the program); RST -> our end shut for writing, and closed with
   unread data as soon as the program writes (ECONNRESET/EPIPE for it);
@@ -59,7 +60,7 @@ from typing import Any, Protocol, TextIO
 
 import trio
 
-from netvisor.syscall import memory, sockaddr, tcp_semantics
+from netvisor.syscall import ifreq, memory, sockaddr, tcp_semantics
 from netvisor.syscall.seccomp import Listener, Notification, pidfd_getfd
 from netvisor.tcpip.errors import NetError
 
@@ -329,6 +330,21 @@ class Supervisor:
                 self._log(n, "<interrupted>")
         finally:
             self.pending.pop(n.id, None)
+
+    async def _drop_if_interrupted(self, n: Notification) -> None:
+        """End a blocking call's task when a signal interrupted the program's
+        call, before it takes data it could no longer hand over.
+
+        `_watch_pending` notices that too, but only every 50 ms: a datagram or
+        a send that raced it would be consumed for a call that already
+        returned EINTR (or was restarted as a new notification) and be lost
+        or sent twice.
+        """
+        if not self.listener.id_valid(n.id):
+            scope = self.pending.get(n.id)
+            if scope is not None:
+                scope.cancel()
+            await trio.lowlevel.checkpoint()
 
     def _internal_error(self, n: Notification, e: Exception) -> None:
         log.error("netvisor: internal error serving %s: %r", n.name, e,
@@ -1671,7 +1687,7 @@ class Supervisor:
         if es.state == "connecting":
             if self._nonblocking(n, n.args[0]):
                 raise Reply(0, errno.EALREADY)
-            return self._wait_connect(n, es, addr)
+            return self._wait_connect(n, es, addr, errno.EALREADY)
         if fam not in (socket.AF_INET, socket.AF_INET6) and fam != es.family:
             raise Reply(0, errno.EAFNOSUPPORT)
         if es.family == socket.AF_INET and fam != socket.AF_INET:
@@ -1790,8 +1806,11 @@ class Supervisor:
         except OSError:
             pass
 
-    def _wait_connect(self, n: Notification, es: EmuSocket, addr: Any
-                      ) -> Callable[[], Awaitable[int]]:
+    def _wait_connect(self, n: Notification, es: EmuSocket, addr: Any,
+                      expired: int = errno.EINPROGRESS) -> Callable[[], Awaitable[int]]:
+        """A blocking connect's wait; ``expired`` answers when SO_SNDTIMEO runs
+        out (Linux __inet_stream_connect: EINPROGRESS for the connect that
+        sent the SYN, EALREADY for a later one that waited on it)."""
         es.connect_waiters += 1   # now: the handshake may fail before wait() runs
 
         async def wait() -> int:
@@ -1815,7 +1834,7 @@ class Supervisor:
                     if es.dead_pair:
                         self._renew_placeholder(n, es, n.args[0])   # else: EOF, EPIPE
                     raise Reply(0, err or errno.ECONNREFUSED)
-                raise Reply(0, errno.EINPROGRESS)  # SO_SNDTIMEO expired (Linux)
+                raise Reply(0, expired)  # SO_SNDTIMEO expired
             finally:
                 es.connect_waiters -= 1
         return wait
@@ -2089,12 +2108,17 @@ class Supervisor:
             # it. A pair end of a socket we tore down still lives in ours.
             if self._other_ino and self._in_our_netns(n, n.args[0]):
                 raise Reply(0, errno.EPERM)
+            if self._other_ino and self.interfaces is not None and req in _IFREQ_GETTERS:
+                # glibc's if_nametoindex/if_indextoname ask an AF_UNIX socket
+                # (__opensock): the sandbox's interfaces are the stack's, its
+                # own namespace has only lo. AF_UNIX answers as AF_INET6 does.
+                return self._ifreq(n, socket.AF_UNIX, req)
             raise Continue()
         if req & 0xFF00 != 0x8900:
             raise Reply(0, errno.EOPNOTSUPP)   # wireless extensions: no such device here
         if self.interfaces is None:
             raise Reply(0, errno.EPERM)
-        return self._ifreq(n, es, req)
+        return self._ifreq(n, es.family, req)
 
     def _in_our_netns(self, n: Notification, fd: int) -> bool:
         """Whether the program's socket ``fd`` was created in the supervisor's
@@ -2116,9 +2140,9 @@ class Supervisor:
         finally:
             os.close(nsfd)
 
-    def _ifreq(self, n: Notification, es: EmuSocket, req: int) -> int:
-        """SIOCGIF* answered from the stack's interfaces (H6's ifreq codec)."""
-        from netvisor.syscall import ifreq
+    def _ifreq(self, n: Notification, family: int, req: int) -> int:
+        """SIOCGIF* answered from the stack's interfaces (H6's ifreq codec) for
+        a socket of ``family``."""
         assert self.interfaces is not None
         itfs = self.interfaces()
         ptr = n.args[2]
@@ -2135,7 +2159,7 @@ class Supervisor:
             raise Reply(0, errno.EPERM)
         raw = memory.read(n.pid, ptr, ifreq.IFREQ_SIZE)
         try:
-            out = ifreq.ifreq_ioctl(req, raw, itfs, family=es.family)
+            out = ifreq.ifreq_ioctl(req, raw, itfs, family=family)
         except ifreq.IoctlError as e:
             raise Reply(0, e.errno) from None
         memory.write(n.pid, ptr, out)
@@ -2217,6 +2241,7 @@ class Supervisor:
             with trio.move_on_after(es.rcvtimeo if es.rcvtimeo is not None else float("inf")):
                 while True:
                     ev = es.rx_changed
+                    await self._drop_if_interrupted(n)
                     got = self._take_datagram(n, es, fd, 0, flags)
                     if got is not None:
                         return deliver(*got)
@@ -2319,6 +2344,7 @@ class Supervisor:
             try:
                 while sent < len(data):
                     await trio.lowlevel.wait_writable(dup)
+                    await self._drop_if_interrupted(n)
                     sent = attempt(sent)
                 return sent
             finally:
@@ -2524,6 +2550,8 @@ NL_KERNEL = ("netlink-kernel",)
 # Socket ioctls that act on the socket itself, never on its namespace's devices:
 # FIOSETOWN, SIOCSPGRP, FIOGETOWN, SIOCGPGRP, SIOCATMARK, SIOCGSTAMP(NS)_OLD, SIOCOUTQNSD.
 _SOCKET_LOCAL_IOCTLS = frozenset(range(0x8901, 0x8908)) | {0x894B}
+# Interface queries answered from the stack on any socket of the sandbox (+ SIOCGIFCONF).
+_IFREQ_GETTERS = ifreq.IFREQ_IOCTLS | {0x8912}
 # Our end of a TCP pair in the pair epoll: the program's writes and close, edge-triggered.
 _PAIR_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 

@@ -126,6 +126,32 @@ def test_signal_forwarded_and_descendants_die(ns: Netns, tmp_path: Path) -> None
     assert left.stdout.strip() == ""
 
 
+DIES_MID_CALL = r'''
+import os, signal, socket, threading, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+srv = socket.create_server(("127.0.0.1", 0))
+c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
+c.sendall(b"x" * 100000)
+threading.Thread(target=u.recvfrom, args=(100,), daemon=True).start()
+threading.Thread(target=srv.accept, daemon=True).start()
+threading.Thread(target=lambda: c.sendall(b"y" * 10_000_000), daemon=True).start()
+time.sleep(0.5)
+print("dying", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.parametrize("platform", ["seccomp", "ptrace"])
+def test_program_killed_during_blocking_calls(ns: Netns, tmp_path: Path, platform: str) -> None:
+    """SIGKILL while threads block in recvfrom and accept and one sends into a
+    full connection: netvisor reports 128+9, no internal error, nothing hangs."""
+    prog = tmp_path / "dies.py"
+    prog.write_text(DIES_MID_CALL)
+    r = nv_run(ns, [f"--stack={STACK}", "--network=none", f"--platform={platform}"],
+               [sys.executable, str(prog)])
+    assert (r.returncode, r.stdout, r.stderr) == (128 + signal.SIGKILL, "dying\n", "")
+
+
 @pytest.mark.parametrize("family", ["4", "6"])
 def test_loopback_client_server(ns: Netns, tmp_path: Path, family: str) -> None:
     prog = tmp_path / "loop.py"

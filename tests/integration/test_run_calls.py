@@ -267,3 +267,64 @@ def test_close_after_half_close_resets_like_linux(make_netns: Callable[[str], Ne
     assert ref.stdout.splitlines() == ["eof b''", "send ok", "send EPIPE", "send EPIPE"]
     assert got.stdout.splitlines() == ref.stdout.splitlines()
     assert got.stderr == ""
+
+
+PENDING_CONNECT_PROGRAM = r'''
+import errno, select, socket, struct, time
+PEER = ("10.231.254.1", 9)          # SYNs to it are dropped by the test's nft rule
+out = []
+def rec(name, fn):
+    try:
+        out.append((name, "ok", fn()))
+    except OSError as e:
+        out.append((name, "err", errno.errorcode.get(e.errno, e.errno)))
+
+s = socket.socket(); s.setblocking(False)
+rec("nb_connect", lambda: s.connect(PEER))
+rec("nb_connect_again", lambda: s.connect(PEER))
+def poll_pending():
+    p = select.poll()
+    p.register(s, select.POLLIN | select.POLLOUT)
+    return p.poll(500)
+rec("poll_pending", poll_pending)
+rec("so_error_pending", lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+rec("getpeername_pending", lambda: s.getpeername())
+rec("send_pending", lambda: s.send(b"x"))
+rec("recv_pending", lambda: s.recv(10))
+s.close()
+
+b = socket.socket()
+b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 0, 500000))
+rec("connect_sndtimeo", lambda: b.connect(PEER))
+rec("connect_sndtimeo_again", lambda: b.connect(PEER))
+b.close()
+
+t = socket.socket()
+t.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+start = time.monotonic()
+rec("connect_syncnt_1", lambda: t.connect(PEER))
+rec("syncnt_took_2_to_5s", lambda: 2 < time.monotonic() - start < 5)
+rec("so_error_after", lambda: t.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+for name, kind, v in out:
+    print(name, kind, repr(v))
+'''
+
+
+def test_pending_connect_like_linux(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    """A handshake that gets no answer: EINPROGRESS/EALREADY, poll, ENOTCONN,
+    EAGAIN, SO_SNDTIMEO's expiry (EINPROGRESS, then EALREADY) and TCP_SYNCNT's
+    ETIMEDOUT, the same under netvisor (TAP to the test namespace) as on the
+    kernel (the peer on its lo); the peer's SYNs are dropped by nftables."""
+    ns = make_netns("nvr")
+    ns.run(["nft", "-f", "-"], input="add table inet nvrt\n"
+           "add chain inet nvrt input { type filter hook input priority 0 ; }\n"
+           "add rule inet nvrt input tcp dport 9 drop\n")
+    prog = tmp_path / "pending.py"
+    prog.write_text(PENDING_CONNECT_PROGRAM)
+    got = nv_run(ns, [f"--stack={STACK}", "--address", "10.231.254.2/30",
+                      "--gateway", "10.231.254.1", "--no-nat"], [sys.executable, str(prog)])
+    ns.ip("addr", "add", "10.231.254.1/32", "dev", "lo")   # after the TAP that had it is gone
+    ref = ns.run([sys.executable, str(prog)], timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert "connect_syncnt_1 err 'ETIMEDOUT'" in ref.stdout
+    assert got.stdout.splitlines() == ref.stdout.splitlines()

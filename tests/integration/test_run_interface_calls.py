@@ -144,3 +144,41 @@ def test_interface_and_data_calls_match_the_kernel(make_netns: Callable[[str], N
     assert got.returncode == 0, got.stderr
     assert len(ref.stdout.splitlines()) > 30
     assert got.stdout.splitlines() == ref.stdout.splitlines()
+
+
+NAMES_PROGRAM = r'''
+import array, fcntl, socket, struct
+names = socket.if_nameindex()
+print(names)
+# glibc asks an AF_UNIX socket for these (SIOCGIFINDEX / SIOCGIFNAME)
+print([(socket.if_nametoindex(name), socket.if_indextoname(i)) for i, name in names])
+u = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+buf = array.array("B", bytes(40 * 8))
+n = struct.unpack("iL", fcntl.ioctl(u, 0x8912, struct.pack("iL", len(buf), buf.buffer_info()[0])))[0]
+raw = buf.tobytes()[:n]
+print([(raw[i:i + 16].rstrip(b"\0").decode(), socket.inet_ntoa(raw[i + 20:i + 24]))
+       for i in range(0, n, 40)])
+# AI_ADDRCONFIG: glibc asks NETLINK_ROUTE which families have a non-loopback address
+print(sorted({a[4][0] for a in socket.getaddrinfo(None, 80, type=socket.SOCK_STREAM,
+                                                   flags=socket.AI_ADDRCONFIG | socket.AI_PASSIVE)}))
+'''
+
+
+def test_interface_queries_on_unix_sockets_see_the_stacks_nic(
+        make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
+    """if_nametoindex()/if_indextoname() go through an AF_UNIX socket in glibc:
+    answered from the stack, whose NIC the sandbox's own namespace lacks; and
+    getaddrinfo's AI_ADDRCONFIG sees the stack's address families."""
+    ns = make_netns("nvr")
+    prog = tmp_path / "names.py"
+    prog.write_text(NAMES_PROGRAM)
+    got = nv_run(ns, [f"--stack={STACK}", "--address", "10.231.254.2/30",
+                      "--gateway", "10.231.254.1", "--no-nat"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    names, lookups, ifconf, addrconfig = got.stdout.splitlines()
+    # the NIC's link-local IPv6 address counts, as on Linux; the sandbox's
+    # own namespace (lo only) has no address that counts
+    assert addrconfig == "['0.0.0.0', '::']"
+    assert names == "[(1, 'lo'), (2, 'eth0')]"
+    assert lookups == "[(1, 'lo'), (2, 'eth0')]"
+    assert ifconf == "[('lo', '127.0.0.1'), ('eth0', '10.231.254.2')]"
