@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -111,6 +112,9 @@ class TapEndpoint(KernelEndpoint[int]):
                 os.close(fd)
                 raise
         self._io = fd
+        # Reads through a FileIO: on EAGAIN (once per wakeup, after the last
+        # frame) it returns None where os.read raises BlockingIOError (~0.5 us).
+        self._rxf = io.FileIO(fd, "rb", closefd=False)
         self._init_link(mac if mac is not None else random_mac(), dev_mtu, vnet_hdr)
 
     def _senders(self, io: int) -> tuple[Callable[[Sequence[Any]], int], Callable[[Any], int]]:
@@ -124,13 +128,15 @@ class TapEndpoint(KernelEndpoint[int]):
         out: list[Frame] = []
         buf, hdr, stats = self._rxbuf, self._hdr, self.stats
         size = len(buf)
-        read = os.read
+        read = self._rxf.read
         while len(out) < max_frames:
             try:
                 if not hdr:
-                    # Plain frames: os.read returns exactly the frame (one copy),
+                    # Plain frames: a read returns exactly the frame (one copy),
                     # measured ~25% cheaper per frame than readv + slice.
-                    data = read(fd, size)
+                    data = read(size)
+                    if data is None:  # EAGAIN
+                        break
                     if not data:  # never expected from tun; do not spin on it
                         stats.rx_errors += 1
                         break
@@ -142,7 +148,9 @@ class TapEndpoint(KernelEndpoint[int]):
                 # virtio header (TCP keeps such views by reference until
                 # recv), where readv into a buffer then slicing copied a
                 # 64 KB GSO frame twice.
-                raw = read(fd, size)
+                raw = read(size)
+                if raw is None:  # EAGAIN
+                    break
             except BlockingIOError:
                 break
             except OSError:

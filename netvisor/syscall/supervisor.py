@@ -226,6 +226,9 @@ class Supervisor:
         self._pair_sndbuf = 0  # default SO_SNDBUF of a fresh pair end (read once)
         self._other_ino = 0   # inode of the last fd _lookup found not emulated (0: no socket)
         self._acc: socket.socket | None = None   # see _acceptor
+        self._fd_reserve = self._reserve_fds()
+        """Two fds given back for _reap_placeholders' /proc scan (see there)."""
+        self._acc_name: Any = None   # its address (a getsockname per connect() less)
         self._sandbox_netns = 0   # inode of the program's network namespace
         # Connections that died (RST, timeout): the program's end inode -> the
         # errno getsockopt(SO_ERROR) still owes it (tcp_semantics.DeadErrors).
@@ -447,6 +450,18 @@ class Supervisor:
         except (OSError, ValueError):
             return False
 
+    def _placeholder_nonblocking(self, es: EmuSocket) -> bool | None:
+        """O_NONBLOCK of a placeholder the program holds, from our copy: ADDFD
+        installed that very open file description, so one fcntl answers what
+        :meth:`_nonblocking` reads from procfs (an open, a read, a close and
+        the kernel's formatting). None: ask procfs (ptrace injects its own)."""
+        if hasattr(self.listener, "inject"):
+            return None
+        try:
+            return bool(fcntl.fcntl(es.sup.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+        except (OSError, ValueError):
+            return None
+
     @staticmethod
     def _dup_from(n: Notification, fd: int, kind: int = -1) -> socket.socket:
         """Our own copy of the program's fd (pidfd_getfd); ``kind``, the
@@ -487,14 +502,32 @@ class Supervisor:
         return fn()
 
     def _reap_placeholders(self) -> int:
-        """Tear down unconnected TCP sockets the program no longer holds."""
+        """Tear down unconnected TCP sockets the program no longer holds.
+
+        The fd reserve is given back for the check: its /proc scan opens two
+        directories, and one that could not (our fds all taken by such
+        sockets, the case this reaps for) would miss the program's fds and
+        take sockets it still holds for closed ones."""
         candidates = [es for es in self.socks.values() if es.placeholder]
         if not candidates:
             return 0
-        gone = tcp_semantics.closed_placeholders(candidates, self._sandbox_netns)
+        for fd in self._fd_reserve:
+            os.close(fd)
+        try:
+            gone = tcp_semantics.closed_placeholders(candidates, self._sandbox_netns)
+        finally:
+            self._fd_reserve = self._reserve_fds()
         for es in gone:
             self._teardown(es)
         return len(gone)
+
+    @staticmethod
+    def _reserve_fds() -> list[int]:
+        out = []
+        with contextlib.suppress(OSError):
+            for _ in range(2):
+                out.append(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+        return out
 
     async def _watch_placeholders(self) -> None:
         while True:
@@ -521,6 +554,15 @@ class Supervisor:
             self.sock_dev = os.fstat(prog.fileno()).st_dev
         return sup, prog
 
+    def _new_ends(self, base: int) -> tuple[socket.socket, socket.socket]:
+        """(our end, the program's) for a new socket of type ``base``."""
+        if base == socket.SOCK_STREAM:
+            # Unconnected until connect()/listen(): Linux's unconnected TCP
+            # socket as closely as AF_UNIX gives it (tcp_semantics.py).
+            prog = self._new_placeholder()
+            return prog, prog
+        return self._new_pair(socket.SOCK_SEQPACKET)
+
     def _new_placeholder(self) -> socket.socket:
         prog = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if self.sock_dev < 0:
@@ -537,6 +579,7 @@ class Supervisor:
             acc.bind(f"\0netvisor-{os.getpid()}-{os.urandom(8).hex()}")
             acc.listen(64)
             self._acc = acc
+            self._acc_name = acc.getsockname()
         return self._acc
 
     def _attach(self, es: EmuSocket) -> socket.socket:
@@ -551,7 +594,7 @@ class Supervisor:
         acc = self._acceptor()
         # (never setblocking() on it: that would change the program's O_NONBLOCK;
         # an AF_UNIX connect to a listener with room completes at once anyway)
-        prog.connect(acc.getsockname())
+        prog.connect(self._acc_name if acc is self._acc else acc.getsockname())
         while True:
             sup, _ = acc.accept()
             # Only we can name it (random abstract name in our namespace, or a
@@ -681,12 +724,20 @@ class Supervisor:
         if not self._sandbox_netns:
             with contextlib.suppress(OSError):
                 self._sandbox_netns = os.stat(f"/proc/{n.pid}/ns/net").st_ino
-        if base == socket.SOCK_STREAM:
-            # Unconnected until connect()/listen(): Linux's unconnected TCP
-            # socket as closely as AF_UNIX gives it (tcp_semantics.py).
-            sup = prog = self._new_placeholder()
-        else:
-            sup, prog = self._new_pair(socket.SOCK_SEQPACKET)
+        try:
+            sup, prog = self._new_ends(base)
+        except OSError as e:
+            # Our copies of closed unconnected sockets are only reaped every
+            # few seconds (tcp_semantics.CLOSE_RECHECK): a program that opens
+            # and closes sockets fast would otherwise meet our fd limit.
+            if e.errno not in (errno.EMFILE, errno.ENFILE) or not self._reap_placeholders():
+                sock.close()
+                raise
+            try:
+                sup, prog = self._new_ends(base)
+            except OSError:
+                sock.close()
+                raise
         es = EmuSocket(family, base, proto or (6 if base == socket.SOCK_STREAM else 17), sock, sup,
                        placeholder=base == socket.SOCK_STREAM)
         try:
@@ -1652,7 +1703,9 @@ class Supervisor:
             es.error = 0
         if es.dead_pair and not self._renew_placeholder(n, es, n.args[0]):
             raise Reply(0, errno.ECONNABORTED)   # the call vanished meanwhile
-        nonblock = self._nonblocking(n, n.args[0])
+        nonblock = self._placeholder_nonblocking(es) if es.placeholder else None
+        if nonblock is None:
+            nonblock = self._nonblocking(n, n.args[0])
         try:
             es.sock.connect(addr)
         except NetError as e:

@@ -14,12 +14,21 @@ import errno as _errno
 class NetError(Exception):
     """A socket operation failed with a Linux errno (``errno.EAGAIN``, ...)."""
 
-    __slots__ = ("errno",)
+    __slots__ = ("errno", "detail")
 
     def __init__(self, code: int, detail: str = "") -> None:
+        # The message is made only when asked for: EAGAIN and EINPROGRESS are
+        # raised and caught on hot paths (the syscall plane's receive hook,
+        # every connect()) and never printed.
         self.errno = code
-        name = _errno.errorcode.get(code, str(code))
-        super().__init__(f"{name}: {detail}" if detail else name)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        name = _errno.errorcode.get(self.errno, str(self.errno))
+        return f"{name}: {self.detail}" if self.detail else name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class MalformedPacket(Exception):

@@ -137,6 +137,20 @@ def _addr(raw: bytes) -> Any:
     return a
 
 
+_ADDR4_CACHE: dict[int, IPv4Address] = {}
+
+
+def _addr4(ip: int) -> IPv4Address:
+    """``_addr`` for an IPv4 address integer (the received header's, unpacked)."""
+    a = _ADDR4_CACHE.get(ip)
+    if a is None:
+        a = IPv4Address(ip)
+        if len(_ADDR4_CACHE) >= _ADDR_CACHE_MAX:
+            _ADDR4_CACHE.clear()
+        _ADDR4_CACHE[ip] = a
+    return a
+
+
 _IP4_HDR: Final = struct.Struct("!BBHHHBBHII")
 _U10H: Final = struct.Struct("!10H")
 _ETH_IP4: Final = b"\x08\x00"
@@ -1226,12 +1240,12 @@ class Stack:
                     link_bcast: bool = False) -> None:
         if len(buf) < 20:
             raise Truncated("ipv4 header")
-        vihl = buf[0]
+        # The fixed header in one unpack: no byte indexing, no address bytes.
+        vihl, tos, total, ident, flags_off, ttl, proto, _c, s, d = _IP4_HDR.unpack_from(buf)
         if vihl >> 4 != 4:
             self.counters.drop(DropReason.BAD_IP_VERSION)
             return
         ihl = (vihl & 0x0F) * 4
-        total = (buf[2] << 8) | buf[3]
         if ihl < 20 or total < ihl:
             raise MalformedPacket("ipv4 lengths")
         if total > len(buf):
@@ -1248,11 +1262,10 @@ class Stack:
             if not ok:
                 self.counters.drop(DropReason.BAD_IP_CHECKSUM)
                 return
-        raw_src = bytes(pkt[12:16])
-        src = _addr(raw_src)
-        dst = _addr(bytes(pkt[16:20]))
-        if raw_src[0] >> 4 == 14 or raw_src == b"\xff\xff\xff\xff" or (not nic.loopback and (
-                raw_src[0] == 127 or int.from_bytes(raw_src, "big") in self._local4)):
+        src = _addr4(s)
+        dst = _addr4(d)
+        if s >> 28 == 14 or s == 0xFFFFFFFF or (not nic.loopback and (
+                s >> 24 == 127 or s in self._local4)):
             # Linux fib_validate_source: a martian (loopback, multicast, or one
             # of our own addresses arriving from a wire) is dropped.
             self.counters.drop(DropReason.BAD_SOURCE)
@@ -1267,13 +1280,11 @@ class Stack:
                     self._icmp4_error(nic, pkt[:ihl], pkt[ihl:], src, dst, I.ICMP_PARAMETERPROB,
                                       0, now, info=bad << 24)
                 return
-        if not self._accepts_v4(nic, dst):
+        if d not in self._local4 and not self._accepts_v4(nic, dst):  # (its first test, inline)
             self.counters.drop(DropReason.NOT_FOR_US)
             return
         self.counters.inc("ipv4_rx")
-        self.rx_ttl_tos = (pkt[8], pkt[1])
-        proto = pkt[9]
-        flags_off = (pkt[6] << 8) | pkt[7]
+        self.rx_ttl_tos = (ttl, tos)
         payload = pkt[ihl:]
         if proto == C.IPPROTO_TCP and not flags_off & 0x3FFF:
             # The per-segment case, as _deliver_v4 does it for TCP (which never
@@ -1293,7 +1304,7 @@ class Stack:
             if more and len(payload) % 8:
                 # Linux ip_frag_queue: a non-last fragment is cut to a multiple of 8.
                 payload = payload[:len(payload) & ~7]
-            key = (4, src, dst, proto, (pkt[4] << 8) | pkt[5])
+            key = (4, src, dst, proto, ident)
             first = (bytes(header), bytes(payload[:8]), nic.id) if off == 0 else None
             self._net_dirty = True
             done = self._reasm4.add(key, off, payload, more, now, first)

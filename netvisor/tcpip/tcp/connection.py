@@ -99,6 +99,19 @@ REACHABLE entry lasts ReachableTime (15-45 s, RFC 4861 6.3.2), so confirming
 once per 50 ms keeps it exactly as reachable."""
 
 
+def conn_key(laddr: "IPAddress", lport: int, raddr: "IPAddress", rport: int) -> tuple[int, ...]:
+    """The key of ``TcpTransport.conns``: address integers, not address objects.
+
+    ``ipaddress`` hashes an address in Python (``hash(hex(int(ip)))``), twice per
+    tuple hash, and the table is looked up for every segment received; a tuple
+    of ints hashes in C. An IPv6 key has a fifth item, so an IPv4 connection
+    never equals the IPv6 one whose address integers happen to be the same.
+    """
+    if laddr.version == 4:
+        return (laddr._ip, lport, raddr._ip, rport)  # type: ignore[union-attr]
+    return (laddr._ip, lport, raddr._ip, rport, 6)  # type: ignore[union-attr]
+
+
 class _ConnLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Prefixes records with the connection's 4-tuple, formatted only when a
     record is emitted (formatting four addresses per connection cost ~3 us)."""
@@ -150,7 +163,7 @@ class Connection:
         self.opts = opts
         self.family = family
         self.laddr, self.lport, self.raddr, self.rport = laddr, lport, raddr, rport
-        self.key = (laddr, lport, raddr, rport)
+        self.key = conn_key(laddr, lport, raddr, rport)
         self.bind_key: Any = None
         self.route = route
         self.state = State.CLOSED

@@ -13,14 +13,28 @@ import ipaddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+_MEMO_MAX = 4096
+
 
 class IsnGenerator:
     """Keyed ISN and per-connection timestamp-offset source."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_memo")
 
     def __init__(self, key: bytes) -> None:
         self._key = key[:32]
+        self._memo: dict[tuple[int, ...], int] = {}
+        """port_offset/ts_offset by their inputs: pure functions of the key and
+        the addresses, asked for every connection (a BLAKE2s each, ~1.5 us),
+        and a host talks to few peers."""
+
+    def _memoised(self, k: tuple[int, ...], *parts: bytes) -> int:
+        v = self._memo.get(k)
+        if v is None:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()  # many peers only churn it
+            v = self._memo[k] = self._hash(*parts)
+        return v
 
     def _hash(self, *parts: bytes) -> int:
         return int.from_bytes(hashlib.blake2s(b"".join(parts), key=self._key,
@@ -35,8 +49,10 @@ class IsnGenerator:
 
     def port_offset(self, laddr: IPAddress, raddr: IPAddress, rport: int) -> int:
         """RFC 6056 3.3.3 F(local, remote, secret): where the ephemeral port search starts."""
-        return self._hash(b"port", laddr.packed, raddr.packed, rport.to_bytes(2, "big"))
+        k = (0, laddr.version, laddr._ip, raddr._ip, rport)  # type: ignore[union-attr]
+        return self._memoised(k, b"port", laddr.packed, raddr.packed, rport.to_bytes(2, "big"))
 
     def ts_offset(self, laddr: IPAddress, raddr: IPAddress) -> int:
         """Per address pair TSval offset (Linux secure_tcp_ts_off, RFC 7323 7.1)."""
-        return self._hash(b"ts", laddr.packed, raddr.packed)
+        return self._memoised((1, laddr.version, laddr._ip, raddr._ip),  # type: ignore[union-attr]
+                              b"ts", laddr.packed, raddr.packed)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from netvisor.tcpip.errors import NetError
 from netvisor.tcpip.tcp import sockopts
-from netvisor.tcpip.tcp.connection import Connection
+from netvisor.tcpip.tcp.connection import Connection, conn_key
 from netvisor.tcpip.tcp.constants import (
     AF_INET,
     AF_INET6,
@@ -225,7 +225,7 @@ class TcpSocket:
             conn_binding = nb
         else:
             lport = b.port
-            if (src, lport, dst, port) in self.t.conns:
+            if conn_key(src, lport, dst, port) in self.t.conns:
                 raise NetError(errno.EADDRNOTAVAIL)
             b.refs += 1
             conn_binding = b

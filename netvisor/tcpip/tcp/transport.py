@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from netvisor.tcpip.errors import MalformedPacket, NetError
 from netvisor.tcpip.tcp.config import TcpConfig
-from netvisor.tcpip.tcp.connection import Connection
+from netvisor.tcpip.tcp.connection import Connection, conn_key
 from netvisor.tcpip.tcp.constants import M32
 from netvisor.tcpip.tcp.constants import AF_INET, AF_INET6, State
 from netvisor.tcpip.tcp.isn import IsnGenerator
@@ -98,7 +98,8 @@ class TcpTransport:
         key = ctx.rng.getrandbits(256).to_bytes(32, "big")
         self.isn_gen = IsnGenerator(key)
         self.cookies = SynCookies(ctx.rng.getrandbits(256).to_bytes(32, "big"))
-        self.conns: dict[tuple[Any, int, Any, int], Connection] = {}
+        self.conns: dict[tuple[int, ...], Connection] = {}
+        """By ``conn_key(laddr, lport, raddr, rport)``."""
         self.ports: dict[int, list[Binding]] = {}
         self.listeners: dict[int, list["TcpSocket"]] = {}
         self._heap: list[tuple[float, int, Connection]] = []
@@ -193,7 +194,7 @@ class TcpTransport:
         for other in self.ports.get(b.port, ()):
             if other.listening or not other.auto:
                 return True
-        return (b.addr, b.port, raddr, rport) in self.conns
+        return conn_key(b.addr, b.port, raddr, rport) in self.conns
 
     # ---------------------------------------------------------------- connections
 
@@ -413,7 +414,12 @@ class TcpTransport:
         if fl & _SYN and fl & (_RST | _FIN):
             raise MalformedPacket("tcp: SYN with RST/FIN")  # Linux drops these
         payload = transport[hl:]
-        key = (dst, rep.dst_port, src, rep.src_port)
+        # conn_key, inline (every segment): IPv4 keys have four items.
+        if type(dst) is ipaddress.IPv4Address:
+            key: tuple[int, ...] = (dst._ip, rep.dst_port,  # type: ignore[union-attr]
+                                    src._ip, rep.src_port)  # type: ignore[union-attr]
+        else:
+            key = conn_key(dst, rep.dst_port, src, rep.src_port)
         conn = self.conns.get(key)
         iss = None
         if conn is not None and fl & _SYN and conn.state == State.TIME_WAIT and \
@@ -485,7 +491,7 @@ class TcpTransport:
         sport = int.from_bytes(q[0:2], "big")
         dport = int.from_bytes(q[2:4], "big")
         seq = int.from_bytes(q[4:8], "big")
-        conn = self.conns.get((err.src, sport, err.dst, dport))
+        conn = self.conns.get(conn_key(err.src, sport, err.dst, dport))
         if conn is None:
             return
         is_pmtu = (err.family == AF_INET and err.type == 3 and err.code == 4) or \

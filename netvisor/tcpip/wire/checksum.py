@@ -82,7 +82,14 @@ def pseudo_header_sum(src: ipaddress.IPv4Address | ipaddress.IPv6Address,
                       dst: ipaddress.IPv4Address | ipaddress.IPv6Address,
                       protocol: int, length: int) -> int:
     """Partial sum of the IPv4 (RFC 793 3.1) or IPv6 (RFC 8200 8.1) pseudo-header."""
-    return _partial_sum_py(src.packed + dst.packed, protocol + length)
+    # _partial_sum_py(src.packed + dst.packed, protocol + length) from the
+    # address integers (the bytes' big-endian value), without building them.
+    shift = 32 if src.version == 4 else 128
+    v = (src._ip << shift) | dst._ip  # type: ignore[union-attr]
+    total = v % _MASK16
+    if total == 0 and v:
+        total = _MASK16
+    return protocol + length + total
 
 
 class ChecksumMode(enum.StrEnum):

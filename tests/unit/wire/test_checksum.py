@@ -93,6 +93,21 @@ def test_pseudo_headers() -> None:
         a6.packed + b6.packed + struct.pack("!I", 70000) + bytes([0, 0, 0, 58]))
 
 
+@settings(max_examples=300)
+@given(st.booleans(), st.integers(0, 2**128 - 1), st.integers(0, 2**128 - 1),
+       st.sampled_from([0, 1, 0xFFFF, 0xFFFE, 0xFFFFFFFF]), st.integers(0, 255),
+       st.integers(0, 70000))
+def test_pseudo_header_sum_is_the_sum_of_the_packed_addresses(
+        v6: bool, x: int, y: int, pattern: int, proto: int, length: int) -> None:
+    """Summed from the address integers: the same value as over the packed bytes
+    (the all-zero and 0xFFFF-multiple cases included)."""
+    cls, bits = (ipaddress.IPv6Address, 128) if v6 else (ipaddress.IPv4Address, 32)
+    for a, b in ((x, y), (pattern, 0), (0, 0), (pattern, pattern)):
+        src, dst = cls(a % 2**bits), cls(b % 2**bits)
+        assert C.pseudo_header_sum(src, dst, proto, length) == \
+            C._partial_sum_py(src.packed + dst.packed, proto + length)
+
+
 def test_fill_checksum_modes() -> None:
     pseudo = 0x1234
     full = bytearray(b"\xaa\xbb\x00\x00hello")
