@@ -44,11 +44,14 @@ socket wake and re-check ``sock.poll()`` in :meth:`NetStack.wait`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import math
+import os
 import random
 import select
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -198,6 +201,42 @@ def config_from_sysctls(root: str = "/proc/sys", *, netns: str | None = None) ->
     return cfg
 
 
+BOOT_SECRET_PATH: Final = "/run/netvisor/tcp-secret"
+
+
+def boot_secret(path: str = BOOT_SECRET_PATH) -> bytes | None:
+    """The host's TCP secret for this boot (/run is emptied at boot), made by
+    the first netvisor that asks; None when it cannot be kept (the stack then
+    draws one per run). Complete before it is visible: written to a private
+    name, then linked (the first link wins)."""
+    for _ in range(2):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            return data if len(data) == 32 else None
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None
+        tmp = f"{path}.{os.getpid()}"
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, os.urandom(32))
+            finally:
+                os.close(fd)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return None
+
+
 class NetStack:
     """Owns a :class:`~netvisor.tcpip.stack.Stack` and its link endpoints (see module doc).
 
@@ -211,6 +250,11 @@ class NetStack:
             config = StackConfig()
         if seed is not None or config.rng is None:
             config.rng = random.Random(seed)
+        # Unseeded (a real run): TCP counts on the host's clock with the
+        # host's secret, as the kernel does (a seeded run stays reproducible).
+        self._host_tcp_clock = seed is None
+        if self._host_tcp_clock and config.tcp_secret is None:
+            config.tcp_secret = boot_secret()
         self.stack = Stack(config)
         self.stack.on_readiness = self._on_readiness
         self._links: dict[int, _Link] = {}
@@ -467,6 +511,9 @@ class NetStack:
         # the run context (~7 stack.now reads per request).
         self._clock = trio.lowlevel.current_clock().current_time
         self.stack.clock = self._clock
+        isn_gen = getattr(self.stack.transports.get(6), "isn_gen", None)
+        if self._host_tcp_clock and isn_gen is not None:
+            isn_gen.set_clock_offset(time.monotonic() - self._clock())
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

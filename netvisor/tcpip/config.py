@@ -21,6 +21,11 @@ class StackConfig:
     """All randomness (ephemeral ports, IP IDs, timer jitter) comes from here.
     Required by the Stack; the core may not create one (sans-IO rule), so the
     driver (``NetStack(seed=...)``) or the test hands in ``random.Random(seed)``."""
+    tcp_secret: bytes | None = None
+    """Key of TCP's ISNs, timestamp offsets and ephemeral-port offsets (None:
+    drawn from ``rng``). A driver gives one secret per host boot, as Linux
+    keeps one per boot, so that with the host clock (``Stack.host_clock_offset``)
+    a later run's ISNs and TSvals toward a peer exceed an earlier run's."""
 
     # IPv4 / IPv6 defaults.
     default_ttl: int = 64                    # net.ipv4.ip_default_ttl

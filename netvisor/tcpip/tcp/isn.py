@@ -19,14 +19,26 @@ _MEMO_MAX = 4096
 class IsnGenerator:
     """Keyed ISN and per-connection timestamp-offset source."""
 
-    __slots__ = ("_key", "_memo")
+    __slots__ = ("_key", "_memo", "clock_offset", "_offset_ms")
 
     def __init__(self, key: bytes) -> None:
         self._key = key[:32]
+        self.clock_offset = 0.0
+        """Seconds from the stack's ``now`` to the host's CLOCK_MONOTONIC (see
+        :meth:`set_clock_offset`)."""
+        self._offset_ms = 0
         self._memo: dict[tuple[int, ...], int] = {}
         """port_offset/ts_offset by their inputs: pure functions of the key and
         the addresses, asked for every connection (a BLAKE2s each, ~1.5 us),
         and a host talks to few peers."""
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Count ISNs and TSvals on the host's monotonic clock (since boot, as
+        Linux does) instead of the driver's: with one key per boot, a later
+        run's values toward a peer exceed an earlier run's, which a peer's
+        TIME-WAIT requires of a SYN reusing the 4-tuple (PAWS, RFC 6191)."""
+        self.clock_offset = seconds
+        self._offset_ms = int(seconds * 1000)
 
     def _memoised(self, k: tuple[int, ...], *parts: bytes) -> int:
         v = self._memo.get(k)
@@ -45,7 +57,7 @@ class IsnGenerator:
         """RFC 6528 3: the ISN for this 4-tuple at time ``now``."""
         f = self._hash(laddr.packed, raddr.packed, lport.to_bytes(2, "big"),
                        rport.to_bytes(2, "big"))
-        return (f + int(now * 250_000)) & 0xFFFFFFFF
+        return (f + int((now + self.clock_offset) * 250_000)) & 0xFFFFFFFF
 
     def port_offset(self, laddr: IPAddress, raddr: IPAddress, rport: int) -> int:
         """RFC 6056 3.3.3 F(local, remote, secret): where the ephemeral port search starts."""
@@ -54,5 +66,5 @@ class IsnGenerator:
 
     def ts_offset(self, laddr: IPAddress, raddr: IPAddress) -> int:
         """Per address pair TSval offset (Linux secure_tcp_ts_off, RFC 7323 7.1)."""
-        return self._memoised((1, laddr.version, laddr._ip, raddr._ip),  # type: ignore[union-attr]
-                              b"ts", laddr.packed, raddr.packed)
+        return (self._memoised((1, laddr.version, laddr._ip, raddr._ip),  # type: ignore[union-attr]
+                               b"ts", laddr.packed, raddr.packed) + self._offset_ms) & 0xFFFFFFFF

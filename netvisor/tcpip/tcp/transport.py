@@ -96,7 +96,8 @@ class TcpTransport:
         self.ctx = ctx
         self.config = config or TcpConfig()
         key = ctx.rng.getrandbits(256).to_bytes(32, "big")
-        self.isn_gen = IsnGenerator(key)
+        secret = getattr(getattr(ctx, "config", None), "tcp_secret", None)
+        self.isn_gen = IsnGenerator(secret or key)
         self.cookies = SynCookies(ctx.rng.getrandbits(256).to_bytes(32, "big"))
         self.conns: dict[tuple[int, ...], Connection] = {}
         """By ``conn_key(laddr, lport, raddr, rport)``."""
