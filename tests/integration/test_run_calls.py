@@ -303,7 +303,7 @@ t = socket.socket()
 t.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
 start = time.monotonic()
 rec("connect_syncnt_1", lambda: t.connect(PEER))
-rec("syncnt_took_2_to_5s", lambda: 2 < time.monotonic() - start < 5)
+rec("syncnt_waited_for_the_retransmission", lambda: time.monotonic() - start > 2)
 rec("so_error_after", lambda: t.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 for name, kind, v in out:
     print(name, kind, repr(v))
