@@ -9,7 +9,8 @@ run`` with ``PYTHONPATH=TREE``. Rounds alternate A and B in the same minutes
 and every client run gets a fresh ``bench/run.py`` server namespace: a
 kernel server keeps a TIME-WAIT per ``cps.py`` connection, and a later run
 whose SYN meets one with a newer TS.Recent is PAWS-rejected and waits 1 s
-(docs/ARCHITECTURE.md, "Measuring connections, a trap"). Prints each run
+(docs/ARCHITECTURE.md, "A new run into a server's TIME-WAIT": fixed since,
+but trees from before the fix still meet it). Prints each run
 and the medians and minima: CPU (user+system, and user) per round trip /
 connection.
 """
