@@ -328,3 +328,34 @@ def test_pending_connect_like_linux(make_netns: Callable[[str], Netns], tmp_path
     assert got.returncode == 0, got.stderr
     assert "connect_syncnt_1 err 'ETIMEDOUT'" in ref.stdout
     assert got.stdout.splitlines() == ref.stdout.splitlines()
+
+
+TCP_RECVERR_PROGRAM = r'''
+import errno, socket
+def rec(name, fn):
+    try: print(name, "ok", fn())
+    except OSError as e: print(name, "err", errno.errorcode[e.errno])
+for fam, lvl, opt in ((socket.AF_INET, 0, 11), (socket.AF_INET6, 41, 25), (socket.AF_INET6, 0, 11)):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    rec(f"{fam}-{opt}-default", lambda: s.getsockopt(lvl, opt))
+    rec(f"{fam}-{opt}-set", lambda: s.setsockopt(lvl, opt, 7))
+    rec(f"{fam}-{opt}-get", lambda: s.getsockopt(lvl, opt))
+    rec(f"{fam}-{opt}-set0", lambda: s.setsockopt(lvl, opt, 0))
+    rec(f"{fam}-{opt}-get0", lambda: s.getsockopt(lvl, opt))
+    rec(f"{fam}-{opt}-short", lambda: s.setsockopt(lvl, opt, b"\x01"))
+    rec(f"{fam}-{opt}-getshort", lambda: s.getsockopt(lvl, opt))
+'''
+
+
+def test_tcp_recverr_option_like_linux(make_netns: Callable[[str], Netns],
+                                       tmp_path: Path) -> None:
+    """IP_RECVERR / IPV6_RECVERR on TCP sockets: accepted, read back, and
+    short values treated as Linux does (IPv4 takes one byte, IPv6 an int)."""
+    ns = make_netns("nvr")
+    prog = tmp_path / "recverr.py"
+    prog.write_text(TCP_RECVERR_PROGRAM)
+    ref = ns.run([sys.executable, str(prog)], timeout=60)
+    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    assert "2-11-get ok 1" in ref.stdout
+    assert got.stdout.splitlines() == ref.stdout.splitlines()

@@ -53,6 +53,11 @@ class SockOpts:
     """IP_MTU_DISCOVER (Linux default IP_PMTUDISC_WANT, ip_no_pmtu_disc=0)."""
     pmtudisc6: int = 1
     """IPV6_MTU_DISCOVER (IPV6_PMTUDISC_WANT)."""
+    recverr: bool = False
+    """IP_RECVERR / IPV6_RECVERR (``recverr6``): stored and reported. TCP has
+    no error queue; Linux would also report an ICMP error on an established
+    connection at once (sk_err) instead of keeping it soft: not modelled."""
+    recverr6: bool = False
 
     df_off: bool = False
     """IPv4 segments without DF: Linux ip_dont_fragment() sets DF for

@@ -13,7 +13,13 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
-from netvisor.tcpip.consts import IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IPV6_MTU_DISCOVER
+from netvisor.tcpip.consts import (
+    IP_MTU_DISCOVER,
+    IP_PMTUDISC_DONT,
+    IP_RECVERR,
+    IPV6_MTU_DISCOVER,
+    IPV6_RECVERR,
+)
 from netvisor.tcpip.errors import NetError
 from netvisor.tcpip.tcp import congestion
 from netvisor.tcpip.tcp import constants as C
@@ -202,6 +208,8 @@ def setsockopt(sock: "TcpSocket", level: int, optname: int, value: bytes) -> Non
                 raise NetError(errno.EINVAL)   # do_ip_setsockopt
             o.pmtudisc = v
             o.df_off = v not in (1, 2)   # IP_PMTUDISC_WANT, IP_PMTUDISC_DO
+        elif optname == IP_RECVERR:
+            o.recverr = bool(v)
         else:
             raise NetError(errno.ENOPROTOOPT)
         return
@@ -219,6 +227,8 @@ def setsockopt(sock: "TcpSocket", level: int, optname: int, value: bytes) -> Non
             if not IP_PMTUDISC_DONT <= v <= IP_PMTUDISC_OMIT:
                 raise NetError(errno.EINVAL)   # do_ipv6_setsockopt
             o.pmtudisc6 = v   # IPv6 never sets DF; stored and reported
+        elif optname == IPV6_RECVERR:
+            o.recverr6 = bool(v)
         else:
             raise NetError(errno.ENOPROTOOPT)
         return
@@ -311,6 +321,8 @@ def getsockopt(sock: "TcpSocket", level: int, optname: int, buflen: int) -> byte
             return _out_int(o.ttl or 64, buflen)
         if optname == IP_MTU_DISCOVER:
             return _out_int(o.pmtudisc, buflen)
+        if optname == IP_RECVERR:
+            return _out_int(int(o.recverr), buflen)
         raise NetError(errno.ENOPROTOOPT)
     if level == C.IPPROTO_IPV6 and sock.family == C.AF_INET6:
         if optname == C.IPV6_V6ONLY:
@@ -321,5 +333,7 @@ def getsockopt(sock: "TcpSocket", level: int, optname: int, buflen: int) -> byte
             return _out_int(o.ttl or 64, buflen)
         if optname == IPV6_MTU_DISCOVER:
             return _out_int(o.pmtudisc6, buflen)
+        if optname == IPV6_RECVERR:
+            return _out_int(int(o.recverr6), buflen)
         raise NetError(errno.ENOPROTOOPT)
     raise NetError(errno.ENOPROTOOPT)
