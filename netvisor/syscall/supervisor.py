@@ -2427,8 +2427,8 @@ class Supervisor:
                 else bytes(16)
             level, ctype = IPPROTO_IP, IP_RECVERR
         else:
-            if off is not None and off.version == 4:
-                off = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + off.packed)
+            if off is not None:
+                off = _as_ipv6(off)
             offender = sockaddr.encode((str(off), 0, 0, 0), socket.AF_INET6) \
                 if off is not None else bytes(28)   # a local error: no offender
             level, ctype = IPPROTO_IPV6, IPV6_RECVERR
@@ -2614,11 +2614,7 @@ def _control_messages(es: EmuSocket, meta: RxMeta) -> bytes:
     """Control messages for one datagram, in the order Linux emits them
     (sock_recv_timestamp, then ip_cmsg_recv: PKTINFO, TTL, TOS; IPv6:
     ip6_datagram_recv_specific_ctl: PKTINFO, HOPLIMIT, TCLASS)."""
-    out = b""
-    if "timestamp" in es.cmsg:
-        sec = int(meta.stamp)
-        out += _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD,
-                     struct.pack("<qq", sec, int((meta.stamp - sec) * 1e6)))
+    out = _timestamp_cmsg(meta.stamp) if "timestamp" in es.cmsg else b""
     dst = meta.dst
     if "pktinfo" in es.cmsg and dst is not None and dst.version == 4:
         out += _cmsg(IPPROTO_IP, IP_PKTINFO, struct.pack("<i4s4s", meta.ifindex, dst.packed,
@@ -2627,15 +2623,8 @@ def _control_messages(es: EmuSocket, meta: RxMeta) -> bytes:
         out += _cmsg(IPPROTO_IP, IP_TTL, struct.pack("<i", meta.ttl))
     if "tos" in es.cmsg and (dst is None or dst.version == 4):
         out += _cmsg(IPPROTO_IP, IP_TOS, bytes((meta.tos & 0xFF,)))  # one byte, as Linux
-    if "pktinfo6" in es.cmsg and dst is not None:
-        d6 = dst if dst.version == 6 else ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff"
-                                                                 + dst.packed)
-        out += _cmsg(IPPROTO_IPV6, 50, d6.packed + struct.pack("<i", meta.ifindex))
-    if "hoplimit" in es.cmsg and meta.ttl:
-        out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", meta.ttl))
-    if "tclass" in es.cmsg:
-        out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", meta.tos & 0xFF))
-    return out
+    return out + _ipv6_cmsgs(es, _as_ipv6(dst) if dst is not None else None, meta.ifindex,
+                             meta.ttl, meta.tos)
 
 
 def _error_control_messages(es: EmuSocket, r: Any) -> bytes:
@@ -2644,19 +2633,13 @@ def _error_control_messages(es: EmuSocket, r: Any) -> bytes:
     ip_cmsg_recv, whose IP_PKTINFO has ipi_spec_dst 0; ipv6_recv_error:
     ip6_datagram_recv_common_ctl and _specific_ctl, or ip_cmsg_recv for an
     IPv4 error on an AF_INET6 socket)."""
-    out = b""
-    if "timestamp" in es.cmsg:
-        now = time.time()
-        sec = int(now)
-        out += _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD, struct.pack("<qq", sec,
-                                                               int((now - sec) * 1e6)))
+    out = _timestamp_cmsg(time.time()) if "timestamp" in es.cmsg else b""
     dst = getattr(r, "dst", None)
     if dst is None:
         return out
     if dst.version == 4:
         if es.family == socket.AF_INET6 and "pktinfo6" in es.cmsg:
-            d6 = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + dst.packed)
-            out += _cmsg(IPPROTO_IPV6, 50, d6.packed + struct.pack("<i", r.ifindex))
+            out += _cmsg(IPPROTO_IPV6, 50, _as_ipv6(dst).packed + struct.pack("<i", r.ifindex))
         if "pktinfo" in es.cmsg:
             out += _cmsg(IPPROTO_IP, IP_PKTINFO, struct.pack("<i4s4s", r.ifindex, bytes(4),
                                                              dst.packed))
@@ -2665,13 +2648,34 @@ def _error_control_messages(es: EmuSocket, r: Any) -> bytes:
         if "tos" in es.cmsg:
             out += _cmsg(IPPROTO_IP, IP_TOS, bytes((r.tos & 0xFF,)))
         return out
-    if "pktinfo6" in es.cmsg:
-        out += _cmsg(IPPROTO_IPV6, 50, dst.packed + struct.pack("<i", r.ifindex))
-    if "hoplimit" in es.cmsg and r.ttl:
-        out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", r.ttl))
+    return out + _ipv6_cmsgs(es, dst, r.ifindex, r.ttl, r.tos)
+
+
+def _timestamp_cmsg(stamp: float) -> bytes:
+    """SO_TIMESTAMP (old struct timeval) for ``stamp``."""
+    sec = int(stamp)
+    return _cmsg(SOL_SOCKET, SO_TIMESTAMP_OLD, struct.pack("<qq", sec, int((stamp - sec) * 1e6)))
+
+
+def _ipv6_cmsgs(es: EmuSocket, dst: ipaddress.IPv6Address | None, ifindex: int, hops: int,
+                tclass: int) -> bytes:
+    """IPV6_PKTINFO (when ``dst`` is known), IPV6_HOPLIMIT (when ``hops`` is),
+    IPV6_TCLASS, those the socket asked for (ip6_datagram_recv_specific_ctl)."""
+    out = b""
+    if "pktinfo6" in es.cmsg and dst is not None:
+        out += _cmsg(IPPROTO_IPV6, 50, dst.packed + struct.pack("<i", ifindex))
+    if "hoplimit" in es.cmsg and hops:
+        out += _cmsg(IPPROTO_IPV6, 52, struct.pack("<i", hops))
     if "tclass" in es.cmsg:
-        out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", r.tos & 0xFF))
+        out += _cmsg(IPPROTO_IPV6, IPV6_TCLASS, struct.pack("<i", tclass & 0xFF))
     return out
+
+
+def _as_ipv6(addr: Any) -> ipaddress.IPv6Address:
+    """``addr`` itself, or the v4-mapped form of an IPv4 address."""
+    if addr.version == 6:
+        return addr  # type: ignore[no-any-return]
+    return ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + addr.packed)
 
 
 def _cmsg(level: int, ctype: int, payload: bytes) -> bytes:
