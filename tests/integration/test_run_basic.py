@@ -54,6 +54,20 @@ pytestmark = pytest.mark.namespaces
 # test double (the supervisor's own kernel sockets, in the test namespace).
 STACK = os.environ.get("NETVISOR_TEST_STACK", "netstack")
 
+
+def kernel_and_netvisor(ns: Netns, tmp_path: Path, program: str,
+                        options: tuple[str, ...] = ("--network=none",)
+                        ) -> tuple[subprocess.CompletedProcess[str],
+                                   subprocess.CompletedProcess[str]]:
+    """Run ``program`` directly in ``ns`` (the reference, which must succeed)
+    and under ``netvisor run OPTIONS`` (which must exit 0): both results."""
+    prog = tmp_path / "program.py"
+    prog.write_text(program)
+    ref = ns.run([sys.executable, str(prog)], timeout=60)
+    got = nv_run(ns, [f"--stack={STACK}", *options], [sys.executable, str(prog)])
+    assert got.returncode == 0, got.stderr
+    return ref, got
+
 LOOPBACK_PROGRAM = r'''
 import socket, sys, threading
 fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET

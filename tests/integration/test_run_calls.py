@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_run_basic import STACK, nv_run
+from tests.integration.test_run_basic import STACK, kernel_and_netvisor, nv_run
 from tests.nsutil import Netns
 
 pytestmark = pytest.mark.namespaces
@@ -151,11 +151,7 @@ for name, kind, v in results:
 
 def test_calls_match_the_kernel(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
     ns = make_netns("nvr")
-    prog = tmp_path / "calls.py"
-    prog.write_text(CALLS_PROGRAM)
-    ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
-    assert got.returncode == 0, got.stderr
+    ref, got = kernel_and_netvisor(ns, tmp_path, CALLS_PROGRAM)
     assert len(ref.stdout.splitlines()) > 60
     assert got.stdout.splitlines() == ref.stdout.splitlines()
 
@@ -181,11 +177,7 @@ def test_reset_reaches_the_program_like_linux(make_netns: Callable[[str], Netns]
                                               tmp_path: Path) -> None:
     """SO_LINGER 0 close -> RST: queued data first, then ECONNRESET once, then EOF, EPIPE."""
     ns = make_netns("nvr")
-    prog = tmp_path / "rst.py"
-    prog.write_text(RST_PROGRAM)
-    ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
-    assert got.returncode == 0, got.stderr
+    ref, got = kernel_and_netvisor(ns, tmp_path, RST_PROGRAM)
     assert ref.stdout.splitlines()[1] == "recv ECONNRESET"
     assert got.stdout.splitlines() == ref.stdout.splitlines()
 
@@ -228,11 +220,7 @@ print(got)
 def test_fork_scm_rights_dup_threads(make_netns: Callable[[str], Netns], tmp_path: Path) -> None:
     """Emulated sockets keep their identity across fork, SCM_RIGHTS, dup and threads."""
     ns = make_netns("nvr")
-    prog = tmp_path / "share.py"
-    prog.write_text(SHARING_PROGRAM)
-    ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
-    assert got.returncode == 0, got.stderr
+    ref, got = kernel_and_netvisor(ns, tmp_path, SHARING_PROGRAM)
     assert len(ref.stdout.splitlines()) == 5
     assert got.stdout.splitlines() == ref.stdout.splitlines()
 
@@ -259,11 +247,7 @@ def test_close_after_half_close_resets_like_linux(make_netns: Callable[[str], Ne
     """shutdown(SHUT_WR) then close(): the stack socket goes, the peer's next write
     draws an RST, and the write after that fails with EPIPE, as on Linux."""
     ns = make_netns("nvr")
-    prog = tmp_path / "hup.py"
-    prog.write_text(HALF_CLOSE_PROGRAM)
-    ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
-    assert got.returncode == 0, got.stderr
+    ref, got = kernel_and_netvisor(ns, tmp_path, HALF_CLOSE_PROGRAM)
     assert ref.stdout.splitlines() == ["eof b''", "send ok", "send EPIPE", "send EPIPE"]
     assert got.stdout.splitlines() == ref.stdout.splitlines()
     assert got.stderr == ""
@@ -352,10 +336,6 @@ def test_tcp_recverr_option_like_linux(make_netns: Callable[[str], Netns],
     """IP_RECVERR / IPV6_RECVERR on TCP sockets: accepted, read back, and
     short values treated as Linux does (IPv4 takes one byte, IPv6 an int)."""
     ns = make_netns("nvr")
-    prog = tmp_path / "recverr.py"
-    prog.write_text(TCP_RECVERR_PROGRAM)
-    ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
-    assert got.returncode == 0, got.stderr
+    ref, got = kernel_and_netvisor(ns, tmp_path, TCP_RECVERR_PROGRAM)
     assert "2-11-get ok 1" in ref.stdout
     assert got.stdout.splitlines() == ref.stdout.splitlines()

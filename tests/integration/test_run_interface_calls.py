@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_run_basic import STACK, nv_run
+from tests.integration.test_run_basic import STACK, kernel_and_netvisor, nv_run
 from tests.nsutil import Netns
 
 pytestmark = pytest.mark.namespaces
@@ -137,11 +137,7 @@ for name, kind, v in results:
 def test_interface_and_data_calls_match_the_kernel(make_netns: Callable[[str], Netns],
                                                    tmp_path: Path) -> None:
     ns = make_netns("nvr")
-    prog = tmp_path / "calls.py"
-    prog.write_text(PROGRAM)
-    ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none"], [sys.executable, str(prog)])
-    assert got.returncode == 0, got.stderr
+    ref, got = kernel_and_netvisor(ns, tmp_path, PROGRAM)
     assert len(ref.stdout.splitlines()) > 30
     assert got.stdout.splitlines() == ref.stdout.splitlines()
 

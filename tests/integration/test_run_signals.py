@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_run_basic import STACK, nv_run
+from tests.integration.test_run_basic import STACK, kernel_and_netvisor, nv_run
 from tests.nsutil import Netns
 
 pytestmark = pytest.mark.namespaces
@@ -159,11 +159,7 @@ def test_signal_during_blocking_receive_like_linux(make_netns: Callable[[str], N
     """UDP recvfrom and TCP recvmsg (trapped) interrupted by SIGALRM, restarted or
     ended by a raising handler: the same lines as on the kernel, nothing lost."""
     ns = make_netns("nvr")
-    prog = tmp_path / "recv.py"
-    prog.write_text(RECV_PROGRAM)
-    ref = ns.run([sys.executable, str(prog)], timeout=60)
-    got = nv_run(ns, [f"--stack={STACK}", "--network=none", f"--platform={platform}"],
-                 [sys.executable, str(prog)])
-    assert got.returncode == 0, got.stderr
+    ref, got = kernel_and_netvisor(ns, tmp_path, RECV_PROGRAM,
+                                   ("--network=none", f"--platform={platform}"))
     assert "interrupted" in ref.stdout and "tcp-restart b'tcp-restart' 2" in ref.stdout
     assert got.stdout.splitlines() == ref.stdout.splitlines()
